@@ -1,0 +1,1 @@
+"""Crowd labeling of dissected units: campaigns, tasks, answers, aggregation, reports, exports."""

@@ -1,0 +1,20 @@
+"""Audit trail: call audit_record inside the transaction that makes the change it records."""
+
+from typing import Any
+
+from django.db import models
+
+from annotate.models import AuditEvent
+
+
+def audit_record(
+    *, actor: Any, action: str, target: models.Model, data: dict | None = None
+) -> AuditEvent:
+    """Write one AuditEvent for `action` on `target` by `actor` (a user, or None for the system)."""
+    return AuditEvent.objects.create(
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        action=action,
+        target_type=target._meta.label_lower,
+        target_id=str(target.pk),
+        data=data or {},
+    )

@@ -1,0 +1,48 @@
+"""The Celery app: queue `gpu` for model work, queue `cpu` for rendering, aggregation and export."""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("crowddissect")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+app.conf.task_queues = (Queue("cpu"), Queue("gpu"))
+app.conf.task_default_queue = "cpu"
+# First match wins: rendering and merging are CPU work even though they live in dissect.tasks.
+app.conf.task_routes = [
+    {
+        "dissect.tasks.render_*": {"queue": "cpu"},
+        "dissect.tasks.merge_*": {"queue": "cpu"},
+        "dissect.tasks.*": {"queue": "gpu"},
+    }
+]
+# A killed worker's task is redelivered, and a worker holds only the task it runs (model work is long).
+app.conf.task_acks_late = True
+app.conf.task_reject_on_worker_lost = True
+app.conf.worker_prefetch_multiplier = 1
+app.conf.broker_connection_retry_on_startup = True
+
+app.autodiscover_tasks(["config", "dissect", "annotate.crowd", "annotate.labels"])
+
+
+def torch_device_name() -> str:
+    """'cuda' when this process can use a GPU, else 'cpu' (imports torch: workers only)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _register_control_commands() -> None:
+    from celery.worker.control import control_command
+
+    @control_command()
+    def torch_device(state):
+        """Answer /healthz: which torch device this worker would compute on."""
+        return {"device": torch_device_name()}
+
+
+_register_control_commands()

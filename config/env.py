@@ -1,0 +1,131 @@
+"""Read CrowdDissect's settings from the environment, failing with one clear line per bad variable.
+
+Every reader raises SettingError whose message starts with the variable's name and says what to do;
+config.cli prints that line instead of a traceback.
+"""
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+
+
+class SettingError(Exception):
+    """A malformed environment variable. The message names the variable and the fix."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingError(f"{name}: {raw!r} is not a yes/no value; use 1/0, true/false, yes/no or on/off.")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingError(f"{name}: {raw!r} is not a whole number.") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def data_dir() -> Path:
+    """CROWDDISSECT_DATA_DIR (default ./var): SQLite file, secret key, media, run artifacts."""
+    path = Path(os.environ.get("CROWDDISSECT_DATA_DIR", "var")).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingError(
+            f"CROWDDISSECT_DATA_DIR: cannot create {path} ({exc.strerror}); "
+            "point it at a writable folder."
+        ) from None
+    return path
+
+
+def database_config(default_sqlite: Path) -> dict:
+    """DATABASE_URL (postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:////abs/path.sqlite3)."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if not url:
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(default_sqlite)}
+    hint = "expected postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:////absolute/path.sqlite3"
+    scheme = urlsplit(url).scheme
+    if scheme not in {"postgres", "postgresql", "pgsql", "sqlite"}:
+        raise SettingError(f"DATABASE_URL: unsupported scheme {scheme or '(none)'!r} in {url!r}; {hint}.")
+    try:
+        config = environ.Env.db_url_config(url)
+    except Exception as exc:  # environ raises a mix of ValueError/KeyError/ImproperlyConfigured
+        raise SettingError(f"DATABASE_URL: cannot parse {url!r} ({exc}); {hint}.") from None
+    if scheme != "sqlite":
+        if not config.get("NAME"):
+            raise SettingError(f"DATABASE_URL: no database name in {url!r}; {hint}.")
+        try:
+            urlsplit(url).port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise SettingError(f"DATABASE_URL: the port in {url!r} is not a number; {hint}.") from None
+        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+        config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
+    return config
+
+
+def broker_url() -> str | None:
+    """CELERY_BROKER_URL (redis://HOST:6379/0 or amqp://USER:PASSWORD@HOST:5672//); unset = eager."""
+    url = os.environ.get("CELERY_BROKER_URL", "").strip()
+    if not url:
+        return None
+    scheme = urlsplit(url).scheme
+    if scheme not in {"redis", "rediss", "amqp", "amqps", "pyamqp"}:
+        raise SettingError(
+            f"CELERY_BROKER_URL: unsupported scheme {scheme or '(none)'!r} in {url!r}; "
+            "expected redis://HOST:6379/0 or amqp://USER:PASSWORD@HOST:5672//."
+        )
+    try:
+        urlsplit(url).port  # noqa: B018
+    except ValueError:
+        raise SettingError(f"CELERY_BROKER_URL: the port in {url!r} is not a number.") from None
+    return url
+
+
+def result_backend(broker: str | None) -> str | None:
+    """CELERY_RESULT_BACKEND; defaults to the Redis broker itself (chords need a real backend)."""
+    url = os.environ.get("CELERY_RESULT_BACKEND", "").strip()
+    if url:
+        return url
+    if broker is None:
+        return None
+    if broker.startswith(("redis://", "rediss://")):
+        return broker
+    return "rpc://"
+
+
+def secret_key(folder: Path) -> str:
+    """DJANGO_SECRET_KEY, or a key generated once and kept in the data directory."""
+    key = os.environ.get("DJANGO_SECRET_KEY", "").strip()
+    if key:
+        return key
+    path = folder / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(50)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key

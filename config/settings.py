@@ -1,0 +1,170 @@
+"""CrowdDissect settings: one module, everything from the environment.
+
+Nothing set = the embedded default: SQLite and media in CROWDDISSECT_DATA_DIR (./var), Celery tasks run
+eagerly in-process. DATABASE_URL and CELERY_BROKER_URL switch to PostgreSQL and Redis/RabbitMQ.
+"""
+
+from pathlib import Path
+
+from config import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = env.data_dir()
+
+SECRET_KEY = env.secret_key(DATA_DIR)
+DEBUG = env.env_bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "dissect",
+    "annotate",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.database_config(DATA_DIR / "crowddissect.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env.os.environ.get("CROWDDISSECT_MEDIA_ROOT", DATA_DIR / "media")).resolve()
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedStaticFilesStorage"
+        )
+    },
+}
+# Uploaded images for explain() are checked by size ourselves; keep Django's own cap just above it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# --- Production hardening: on whenever DEBUG is off and not on the embedded loopback default.
+SECURE_HSTS_SECONDS = env.env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = False
+SECURE_SSL_REDIRECT = env.env_bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env.env_bool("DJANGO_SECURE_COOKIES", default=False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "SAMEORIGIN"  # the task page is embedded by outside crowds through their own frames
+
+# --- REST framework
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_THROTTLE_RATES": {"submit": env.os.environ.get("CROWDDISSECT_SUBMIT_RATE", "30/min")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CrowdDissect API",
+    "DESCRIPTION": "Dissection runs, labeling campaigns, tasks, answers and unit labels.",
+    "VERSION": "0.1.0",
+}
+
+# --- Celery: eager in-process when no broker is configured (the embedded default).
+CELERY_BROKER_URL = env.broker_url()
+CELERY_RESULT_BACKEND = env.result_backend(CELERY_BROKER_URL)
+CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SOFT_TIME_LIMIT = env.env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3600)
+CELERY_TASK_TIME_LIMIT = env.env_int("CELERY_TASK_TIME_LIMIT", 3900)
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_RESULT_EXPIRES = 24 * 3600
+
+# --- Caches: a local-memory cache is enough for throttling on one machine; Redis when configured.
+_CACHE_URL = env.os.environ.get("CACHE_URL", "").strip()
+if not _CACHE_URL and CELERY_BROKER_URL and CELERY_BROKER_URL.startswith("redis"):
+    _CACHE_URL = CELERY_BROKER_URL
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
+        if _CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# --- CrowdDissect
+CROWDDISSECT = {
+    # Paths of the reference data shipped beside the repository (../shared in CI and development).
+    "REFERENCE_DIR": Path(
+        env.os.environ.get("CROWDDISSECT_REFERENCE_DIR", BASE_DIR.parent / "shared" / "reference")
+    ),
+    # A unit detects its concept when its aggregated precision reaches this (paper: 0.75).
+    "DETECTOR_PRECISION": float(env.os.environ.get("CROWDDISSECT_DETECTOR_PRECISION", "0.75")),
+    # Where run artifacts (shard states, receptive-field maps) live.
+    "RUNS_DIR": DATA_DIR / "runs",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.os.environ.get("LOG_LEVEL", "INFO")},
+}
+
+# Serve static files straight from the source folders: the embedded default needs no collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DissectConfig(AppConfig):
+    name = "dissect"
+    verbose_name = "Dissection"
