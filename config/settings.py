@@ -154,7 +154,7 @@ CROWDDISSECT = {
     # A unit detects its concept when its aggregated precision reaches this (paper: 0.75).
     "DETECTOR_PRECISION": float(env.os.environ.get("CROWDDISSECT_DETECTOR_PRECISION", "0.75")),
     # Where run artifacts (shard states, receptive-field maps) live.
-    "RUNS_DIR": DATA_DIR / "runs",
+    "RUNS_DIR": Path(env.os.environ.get("CROWDDISSECT_RUNS_DIR", DATA_DIR / "runs")).resolve(),
 }
 
 LOGGING = {
