@@ -152,6 +152,8 @@ class Assignment(models.Model):
     active_seconds = models.FloatField(null=True, blank=True)
     reviewed_at = models.DateTimeField(null=True, blank=True)
     reject_reason = models.CharField(max_length=500, blank=True)
+    # Times the worker was asked to look again because a planted control tile was left unmarked.
+    control_prompts = models.PositiveSmallIntegerField(default=0)
     completion_code = models.CharField(max_length=40, blank=True)
     external_assignment_id = models.CharField(max_length=200, blank=True)
     external_submit_url = models.URLField(max_length=500, blank=True)
