@@ -1,0 +1,226 @@
+"""Empirical receptive fields by occlusion (Zhou et al. 2015, section 3.2).
+
+For each of a unit's top images: note the unit's max location on the clean image; make one copy
+per position of an occluder grid (``patch_px`` square of uniform random noise every
+``stride_px`` px, both configurable; the paper: 11 px, stride 3); the discrepancy at a position
+is |a_clean - a_occluded| of the unit at its max location. Each image's discrepancy map is
+normalized by its own max, shifted so the unit's max location sits at the center, and the maps
+are averaged over the unit's images.
+
+**RF size definition.** On the averaged, centered map, the region of grid cells >= ``fraction``
+(default 0.5) x the map's max has area A px^2 (cells x stride_px^2); ``rf_px`` is the equivalent
+diameter 2*sqrt(A/pi); ``extent_px`` is the larger side of that region's bounding box. Note the
+measured region is the true RF dilated by the occluder (about +patch_px - 1).
+
+All copies for one image go through the network in batches, the forward pass stops at the
+layer, and every unit that has the image among its top images is served by the same pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dissect.networks import LoadedNetwork, capture_outputs, resolve_layers, run_until_captured
+
+from .extract import resolve_device
+
+__all__ = [
+    "UnitReceptiveField",
+    "LayerReceptiveField",
+    "estimate_receptive_fields",
+    "rf_size_from_heatmap",
+    "heatmap_image",
+]
+
+
+@dataclass
+class UnitReceptiveField:
+    """``heatmap`` float32 [2G-1, 2G-1] (G = occluder grid side), one cell = stride_px px,
+    center cell = the unit's max location; values in [0, 1] after normalization."""
+
+    unit: int
+    heatmap: torch.Tensor
+    rf_px: float
+    extent_px: float
+    n_images: int
+
+
+@dataclass
+class LayerReceptiveField:
+    layer: str
+    patch_px: int
+    stride_px: int
+    fraction: float
+    units: list[UnitReceptiveField] = field(default_factory=list)
+
+    @property
+    def mean_px(self) -> float:
+        sizes = [u.rf_px for u in self.units if u.n_images]
+        return float(np.mean(sizes)) if sizes else float("nan")
+
+    @property
+    def std_px(self) -> float:
+        sizes = [u.rf_px for u in self.units if u.n_images]
+        return float(np.std(sizes)) if sizes else float("nan")
+
+    def summary(self) -> dict:
+        """JSON-friendly: per-unit sizes and the layer's mean +- std (heat maps left out)."""
+        return {
+            "layer": self.layer,
+            "patch_px": self.patch_px,
+            "stride_px": self.stride_px,
+            "fraction": self.fraction,
+            "mean_px": self.mean_px,
+            "std_px": self.std_px,
+            "units": {
+                u.unit: {"rf_px": u.rf_px, "extent_px": u.extent_px, "n_images": u.n_images}
+                for u in self.units
+            },
+        }
+
+
+def rf_size_from_heatmap(
+    heatmap: torch.Tensor, *, stride_px: int, fraction: float = 0.5
+) -> tuple[float, float]:
+    """(equivalent diameter px, bounding-box extent px) of the cells >= fraction x max."""
+    peak = float(heatmap.max()) if heatmap.numel() else 0.0
+    if not peak > 0:
+        return 0.0, 0.0
+    region = heatmap >= fraction * peak
+    area_px = float(region.sum()) * stride_px**2
+    rows = torch.nonzero(region.any(1)).flatten()
+    cols = torch.nonzero(region.any(0)).flatten()
+    extent = max(int(rows[-1] - rows[0]) + 1, int(cols[-1] - cols[0]) + 1) * stride_px
+    return 2.0 * math.sqrt(area_px / math.pi), float(extent)
+
+
+def heatmap_image(unit_rf: UnitReceptiveField, *, size_px: int = 120):
+    """A grayscale PIL image of a unit's averaged discrepancy map (white = strong)."""
+    from PIL import Image
+
+    hm = unit_rf.heatmap
+    peak = float(hm.max()) if hm.numel() else 0.0
+    data = (hm / peak if peak > 0 else hm).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    return Image.fromarray(data, "L").resize((size_px, size_px), Image.BILINEAR)
+
+
+def _occluder_grid(size: int, stride: int) -> torch.Tensor:
+    return torch.arange(0, size, stride)
+
+
+def estimate_receptive_fields(
+    net: LoadedNetwork,
+    layer: str,
+    unit_images: Mapping[int, Sequence[int]],
+    load_image: Callable[[int], torch.Tensor],
+    *,
+    patch_px: int = 11,
+    stride_px: int = 3,
+    fraction: float = 0.5,
+    batch_size: int = 128,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> LayerReceptiveField:
+    """Empirical RF of the units in ``unit_images`` ({unit: [image ids]}, e.g. each unit's top
+    20 ids from ``UnitStats.top``). ``load_image(image_id)`` returns the preprocessed tensor
+    [3, S, S]. Noise patches are drawn in [0, 1] pixel space, normalized like the images, from
+    a generator seeded with ``seed``. ``progress(images_done, images_total)`` after each image.
+    """
+    dev = resolve_device(device)
+    (resolved,) = resolve_layers(net, [layer])
+    model = net.model.to(dev)
+    mean = torch.tensor(net.preprocessing["mean"], dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(net.preprocessing["std"], dtype=torch.float32).view(3, 1, 1)
+    generator = torch.Generator().manual_seed(seed)
+
+    units_of_image: dict[int, list[int]] = {}
+    for unit, ids in unit_images.items():
+        for image_id in ids:
+            units_of_image.setdefault(int(image_id), []).append(int(unit))
+    sums: dict[int, torch.Tensor] = {}
+    counts: dict[int, int] = {int(u): 0 for u in unit_images}
+    grid_side = None
+
+    try:
+        with torch.inference_mode(), capture_outputs([resolved], stop_early=True) as captured:
+            total = len(units_of_image)
+            for done, image_id in enumerate(sorted(units_of_image), 1):
+                image = load_image(image_id).float()
+                size = image.shape[-1]
+                grid = _occluder_grid(size, stride_px)
+                grid_side = len(grid)
+                units = torch.tensor(units_of_image[image_id], dtype=torch.int64)
+                disc, centers = _discrepancy_maps(
+                    model, captured, resolved.alias, image, units, grid, patch_px,
+                    mean, std, generator, batch_size, dev,
+                )  # fmt: skip
+                canvas = 2 * grid_side - 1
+                for k, unit in enumerate(units.tolist()):
+                    peak = float(disc[k].max())
+                    if not peak > 0:
+                        counts[unit] += 1  # a unit the occluder never moved still counts
+                        sums.setdefault(unit, torch.zeros(canvas, canvas))
+                        continue
+                    gy, gx = (centers[k] / stride_px).floor().long().tolist()
+                    gy, gx = min(gy, grid_side - 1), min(gx, grid_side - 1)
+                    acc = sums.setdefault(unit, torch.zeros(canvas, canvas))
+                    top, left = grid_side - 1 - gy, grid_side - 1 - gx
+                    acc[top : top + grid_side, left : left + grid_side] += disc[k] / peak
+                    counts[unit] += 1
+                if progress is not None:
+                    progress(done, total)
+    finally:
+        net.model.to("cpu")
+
+    result = LayerReceptiveField(resolved.alias, patch_px, stride_px, fraction)
+    for unit in sorted(counts):
+        n = counts[unit]
+        if n == 0 or grid_side is None:
+            heat = torch.zeros(0, 0)
+        else:
+            heat = sums[unit] / n
+        rf_px, extent_px = rf_size_from_heatmap(heat, stride_px=stride_px, fraction=fraction)
+        result.units.append(UnitReceptiveField(unit, heat, rf_px, extent_px, n))
+    return result
+
+
+def _discrepancy_maps(
+    model, captured, alias, image, units, grid, patch_px, mean, std, generator, batch_size, dev
+):
+    """For one image: discrepancy [n_units, G, G] and each unit's max location in px [n, 2]."""
+    size = image.shape[-1]
+    clean = run_until_captured(model, image[None].to(dev), captured)[alias].float()[0]
+    if clean.dim() == 1:
+        clean = clean[:, None, None]
+    h, w = clean.shape[-2:]
+    flat = clean[units].reshape(len(units), -1)
+    base, index = flat.max(1)
+    rows, cols = index // w, index % w
+    centers = torch.stack(((rows.float() + 0.5) * size / h, (cols.float() + 0.5) * size / w), 1)
+
+    g = len(grid)
+    ys, xs = torch.meshgrid(grid, grid, indexing="ij")
+    positions = torch.stack((ys.flatten(), xs.flatten()), 1)
+    disc = torch.empty(len(units), g * g)
+    half = patch_px // 2
+    for start in range(0, len(positions), batch_size):
+        chunk = positions[start : start + batch_size]
+        noise = (torch.rand(len(chunk), 3, patch_px, patch_px, generator=generator) - mean) / std
+        batch = image.expand(len(chunk), -1, -1, -1).clone()
+        for b, (py, px) in enumerate(chunk.tolist()):
+            y0, x0 = max(py - half, 0), max(px - half, 0)
+            y1, x1 = min(py - half + patch_px, size), min(px - half + patch_px, size)
+            batch[b, :, y0:y1, x0:x1] = noise[b, :, y0 - (py - half) : y1 - (py - half),
+                                                    x0 - (px - half) : x1 - (px - half)]  # fmt: skip
+        out = run_until_captured(model, batch.to(dev), captured)[alias].float()
+        if out.dim() == 2:
+            out = out[:, :, None, None]
+        values = out[:, units.to(out.device), rows.to(out.device), cols.to(out.device)]
+        disc[:, start : start + len(chunk)] = (values - base[None]).abs().t().cpu()
+    return disc.view(len(units), g, g), centers.cpu()

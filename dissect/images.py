@@ -1,0 +1,388 @@
+"""Image files: checking, decoding to RGB, folder scanning, CSV manifests, and a torch
+Dataset/DataLoader that decodes and preprocesses with workers, skipping files that fail.
+
+No Django here: callers turn the records into rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_PIXELS",
+    "ImageCheck",
+    "ImageRecord",
+    "ManifestRow",
+    "ManifestError",
+    "BadImageError",
+    "inspect_image",
+    "load_rgb",
+    "scan_folder",
+    "read_manifest_csv",
+    "network_view",
+    "preprocess_transform",
+    "ImageFileDataset",
+    "FailedImage",
+    "iter_image_batches",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+DEFAULT_MAX_PIXELS = 40_000_000  # decompression-bomb guard: refuse images above 40 megapixels
+
+# Never decode a truncated file silently as a half-grey picture.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class BadImageError(ValueError):
+    """The file is not a usable image; ``str(exc)`` is a human reason naming the file."""
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """Result of ``inspect_image``: ``ok`` False means skip the file; ``reason`` says why."""
+
+    ok: bool
+    reason: str
+    width: int = 0
+    height: int = 0
+    sha1: str = ""
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One file found by ``scan_folder``: ``relpath`` uses '/' and is relative to the root."""
+
+    relpath: str
+    check: ImageCheck
+
+
+def _sha1_file(path: Path) -> str:
+    digest = hashlib.sha1(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _open_checked(path: Path, max_pixels: int) -> Image.Image:
+    """Open (lazily) and reject bombs before any pixel is decoded."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise BadImageError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    if size == 0:
+        raise BadImageError(f"{path}: the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except UnidentifiedImageError as exc:
+        raise BadImageError(f"{path}: not an image file Pillow can read") from exc
+    except Image.DecompressionBombError as exc:
+        raise BadImageError(f"{path}: image too large (decompression-bomb guard)") from exc
+    except OSError as exc:
+        raise BadImageError(f"{path}: cannot open the image ({exc})") from exc
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise BadImageError(
+            f"{path}: image is {width}x{height} = {width * height / 1e6:.1f} megapixels, over "
+            f"the {max_pixels / 1e6:.0f} megapixel limit (raise max_pixels if it is genuine)"
+        )
+    return img
+
+
+def _decode(img: Image.Image, path: Path) -> Image.Image:
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        reason = "truncated or corrupt image data" if "truncated" in str(exc) else str(exc)
+        raise BadImageError(f"{path}: {reason}") from exc
+    return img
+
+
+def load_rgb(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode an image file to an upright RGB ``PIL.Image``.
+
+    Applies the EXIF orientation; converts grayscale, palette and CMYK to RGB; composites any
+    alpha channel on white. Raises ``BadImageError`` with a human reason for empty, truncated,
+    non-image and too-large (over ``max_pixels``) files.
+    """
+    path = Path(path)
+    with _open_checked(path, max_pixels) as img:
+        _decode(img, path)
+        try:
+            img = ImageOps.exif_transpose(img)
+        except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the picture
+            pass
+        return _to_rgb(img)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGB" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        img = img.point(lambda v: v / 256).convert("L")  # 16-bit gray -> 8-bit
+    return img.convert("RGB")
+
+
+def inspect_image(
+    path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, decode: bool = True
+) -> ImageCheck:
+    """Check one file: ``ImageCheck(ok, reason, width, height, sha1, size_bytes)``.
+
+    Width/height are after EXIF orientation. ``decode=False`` only reads the header (fast,
+    misses truncation).
+    """
+    path = Path(path)
+    try:
+        size_bytes = path.stat().st_size
+    except OSError as exc:
+        return ImageCheck(False, f"{path}: cannot read the file ({exc.strerror or exc})")
+    sha1 = ""
+    try:
+        sha1 = _sha1_file(path)
+        with _open_checked(path, max_pixels) as img:
+            if decode:
+                _decode(img, path)
+            width, height = img.size
+            if _exif_swaps_axes(img):
+                width, height = height, width
+    except BadImageError as exc:
+        return ImageCheck(False, str(exc), sha1=sha1, size_bytes=size_bytes)
+    except OSError as exc:
+        return ImageCheck(False, f"{path}: {exc}", sha1=sha1, size_bytes=size_bytes)
+    return ImageCheck(True, "", width, height, sha1, size_bytes)
+
+
+def _exif_swaps_axes(img: Image.Image) -> bool:
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001
+        return False
+    return orientation in (5, 6, 7, 8)
+
+
+def scan_folder(
+    root: str | Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    decode: bool = True,
+) -> Iterator[ImageRecord]:
+    """Yield an ``ImageRecord`` for every .jpg/.jpeg/.png/.webp/.bmp file under ``root``
+    (recursive, case-insensitive extensions), in sorted relative-path order.
+
+    Streams: only one directory listing is held at a time, so 100k files are fine.
+    ``progress(n_done)`` is called after each file.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    done = 0
+    for relpath in _walk_sorted(root, ""):
+        check = inspect_image(root / relpath, max_pixels=max_pixels, decode=decode)
+        done += 1
+        if progress is not None:
+            progress(done)
+        yield ImageRecord(relpath, check)
+
+
+def _walk_sorted(root: Path, prefix: str) -> Iterator[str]:
+    # Sorting each directory and treating a folder 'a' as 'a/' gives global path order.
+    try:
+        entries = list(os.scandir(root / prefix if prefix else root))
+    except OSError:
+        return
+    keyed = []
+    for entry in entries:
+        rel = f"{prefix}{entry.name}"
+        if entry.is_dir(follow_symlinks=False):
+            keyed.append((rel + "/", True))
+        elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
+            keyed.append((rel, False))
+    del entries
+    for rel, is_dir in sorted(keyed):
+        if is_dir:
+            yield from _walk_sorted(root, rel)
+        else:
+            yield rel
+
+
+class ManifestError(ValueError):
+    """A CSV manifest problem; the message names the file and the row."""
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One manifest line: ``path`` as written, ``line`` its line number, ``extra`` the other
+    columns (e.g. a label or split)."""
+
+    line: int
+    path: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def read_manifest_csv(path: str | Path) -> Iterator[ManifestRow]:
+    """Stream rows of a CSV manifest with a header containing ``path`` (other columns are kept
+    in ``extra``). Raises ``ManifestError`` for a missing column, an empty path, an absolute or
+    '..' path, or a duplicate path, naming the line."""
+    path = Path(path)
+    try:
+        fh = open(path, newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from exc
+    with fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip() for f in reader.fieldnames or []]
+        if "path" not in fields:
+            raise ManifestError(
+                f"{path}: line 1: the header needs a 'path' column (found: {', '.join(fields) or 'nothing'})"
+            )
+        reader.fieldnames = fields
+        seen: set[str] = set()
+        for row in reader:
+            line = reader.line_num
+            if None in row:
+                raise ManifestError(f"{path}: line {line}: more values than header columns")
+            value = (row.get("path") or "").strip()
+            if not value:
+                raise ManifestError(f"{path}: line {line}: the 'path' value is empty")
+            if value.startswith(("/", "\\")) or ".." in Path(value).parts:
+                raise ManifestError(
+                    f"{path}: line {line}: {value!r} must be relative to the image folder "
+                    "(no leading '/' and no '..')"
+                )
+            if value in seen:
+                raise ManifestError(f"{path}: line {line}: {value!r} is listed twice")
+            seen.add(value)
+            extra = {k: (v or "") for k, v in row.items() if k != "path"}
+            yield ManifestRow(line, value, extra)
+
+
+# -- preprocessing ----------------------------------------------------------------------------
+
+
+def network_view(image: Image.Image, preprocessing: dict) -> Image.Image:
+    """The geometric part of preprocessing: exactly the RGB pixels the network sees
+    (``input_size`` square). Tiles and masks are drawn on this view so they align with maps."""
+    size = int(preprocessing["input_size"])
+    if preprocessing.get("crop", "center") == "none":
+        return image.resize((size, size), Image.BILINEAR)
+    resize = int(preprocessing.get("resize", size))
+    w, h = image.size
+    scale = resize / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    image = image.resize((new_w, new_h), Image.BILINEAR)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def preprocess_transform(preprocessing: dict) -> Callable[[Image.Image], torch.Tensor]:
+    """PIL RGB image -> normalized float tensor [3, S, S] following ``preprocessing``."""
+    mean = torch.tensor(preprocessing["mean"], dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(preprocessing["std"], dtype=torch.float32).view(3, 1, 1)
+
+    def transform(image: Image.Image) -> torch.Tensor:
+        view = network_view(image, preprocessing)
+        data = torch.frombuffer(bytearray(view.tobytes()), dtype=torch.uint8)
+        x = data.view(view.size[1], view.size[0], 3).permute(2, 0, 1).float().div_(255)
+        return (x - mean) / std
+
+    return transform
+
+
+@dataclass(frozen=True)
+class FailedImage:
+    image_id: int
+    path: str
+    reason: str
+
+
+class ImageFileDataset(torch.utils.data.Dataset):
+    """(image_id, path) items -> (image_id, tensor | None, reason) after decode + preprocess.
+
+    A file that fails to decode yields ``tensor=None`` and the reason instead of raising.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[tuple[int, str | Path]],
+        preprocessing: dict,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.items = list(items)
+        self.transform = preprocess_transform(preprocessing)
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        image_id, path = self.items[index]
+        try:
+            tensor = self.transform(load_rgb(path, max_pixels=self.max_pixels))
+        except BadImageError as exc:
+            return int(image_id), None, str(exc)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is skipped, not fatal
+            return int(image_id), None, f"{path}: {type(exc).__name__}: {exc}"
+        return int(image_id), tensor, ""
+
+
+def _collate(samples):
+    return samples  # keep failures visible; batching happens in iter_image_batches
+
+
+def iter_image_batches(
+    items: Iterable[tuple[int, str | Path]],
+    preprocessing: dict,
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    on_failure: Callable[[FailedImage], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    pin_memory: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(image_ids int64 [n], images float32 [n, 3, S, S])`` batches in item order,
+    decoding with ``workers`` processes. Files that fail are left out of the batch and reported
+    through ``on_failure(FailedImage)``; the run never stops for a bad file.
+    """
+    items = list(items)
+    dataset = ImageFileDataset(items, preprocessing, max_pixels=max_pixels)
+    paths = {int(i): str(p) for i, p in items}
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
+    for samples in loader:
+        ids, tensors = [], []
+        for image_id, tensor, reason in samples:
+            if tensor is None:
+                if on_failure is not None:
+                    on_failure(FailedImage(image_id, paths.get(image_id, ""), reason))
+                continue
+            ids.append(image_id)
+            tensors.append(tensor)
+        if ids:
+            yield torch.tensor(ids, dtype=torch.int64), torch.stack(tensors)
