@@ -1,0 +1,162 @@
+"""Text-level normalization of free-text concept names: case, punctuation, spelling, plural.
+
+These functions know nothing about the vocabulary; `normalize.normalize_concept` adds the lookup.
+"""
+
+import re
+import unicodedata
+from collections.abc import Mapping
+
+# Joiners that mean "and" in a concept ("black/white", "red & green").
+_AND_RE = re.compile(r"\s*[/&+]\s*")
+_NON_WORD_RE = re.compile(r"[^a-z0-9 ]+")
+_SPACE_RE = re.compile(r"\s+")
+
+# Words dropped wherever they stand: they never change which concept is meant.
+STOP_WORDS = frozenset({"the", "a", "an", "some", "of"})
+
+# Plural forms that do not follow the suffix rules below.
+_IRREGULAR = {
+    "people": "person",
+    "peoples": "person",
+    "men": "man",
+    "women": "woman",
+    "children": "child",
+    "feet": "foot",
+    "teeth": "tooth",
+    "mice": "mouse",
+    "geese": "goose",
+    "oxen": "ox",
+    "leaves": "leaf",
+    "shelves": "shelf",
+    "halves": "half",
+    "loaves": "loaf",
+    "wolves": "wolf",
+    "calves": "calf",
+    "knives": "knife",
+    "wives": "wife",
+    "lives": "life",
+    "scarves": "scarf",
+    "hooves": "hoof",
+    "thieves": "thief",
+    "buses": "bus",
+    "gases": "gas",
+    "lenses": "lens",
+    "canvases": "canvas",
+    "irises": "iris",
+    "cactuses": "cactus",
+    "viruses": "virus",
+    "campuses": "campus",
+    "tomatoes": "tomato",
+    "potatoes": "potato",
+    "heroes": "hero",
+    "volcanoes": "volcano",
+    "echoes": "echo",
+    "mosquitoes": "mosquito",
+    "dominoes": "domino",
+    "menus": "menu",
+    "niches": "niche",
+    "caches": "cache",
+    "aches": "ache",
+    "moustaches": "moustache",
+    "mustaches": "mustache",
+    "avalanches": "avalanche",
+}
+# Words that end in "s" but are not plurals (or whose plural we keep as the concept).
+_NOT_PLURAL = frozenset(
+    {
+        "gas",
+        "bus",
+        "lens",
+        "canvas",
+        "atlas",
+        "christmas",
+        "xmas",
+        "texas",
+        "bias",
+        "alias",
+        "pancreas",
+        "series",
+        "species",
+        "news",
+        "clothes",
+        "pants",
+        "jeans",
+        "trousers",
+        "shorts",
+        "scissors",
+        "glasses",
+        "billiards",
+        "sideways",
+        "always",
+        "perhaps",
+        "towards",
+        "upwards",
+        "downwards",
+        "afterwards",
+        "across",
+        "this",
+        "its",
+        "his",
+        "has",
+        "was",
+        "yes",
+        "is",
+        "as",
+        "us",
+        "physics",
+        "athletics",
+        "mathematics",
+        "economics",
+        "electronics",
+        "graphics",
+        "outdoors",
+        "indoors",
+        "ruins",
+        "dunes",
+    }
+)
+_IES_KEEP = frozenset(
+    {"movies", "cookies", "pies", "ties", "lies", "dies", "zombies", "brownies", "calories"}
+)
+
+
+def clean_text(text: str) -> str:
+    """Lower-case `text`, turn '/', '&', '+' into 'and', drop other punctuation and extra spaces."""
+    text = unicodedata.normalize("NFKC", text or "").lower()
+    text = text.replace("'", "").replace("\u2019", "")  # "dog's" -> "dogs", not "dog s"
+    text = _AND_RE.sub(" and ", text)
+    text = text.replace("-", " ").replace("_", " ")
+    text = _NON_WORD_RE.sub(" ", text)
+    return _SPACE_RE.sub(" ", text).strip()
+
+
+def singularize(word: str) -> str:
+    """Return the singular of an English noun `word` (lower case); other words come back unchanged."""
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
+    if len(word) <= 3 or word in _NOT_PLURAL or not word.endswith("s"):
+        return word
+    if word.endswith(("ss", "us", "is", "ous")):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word if word in _IES_KEEP else word[:-3] + "y"
+    if word.endswith(("sses", "shes", "ches", "xes", "zzes")):
+        return word[:-2]
+    return word[:-1]
+
+
+def normalize_text(text: str, *, misspellings: Mapping[str, str] | None = None) -> str:
+    """Clean `text`, fix known misspellings word by word, drop stop words and singularize each word.
+
+    This is the key under which concepts are compared and looked up: two answers naming the same
+    thing with different case, punctuation or number end up equal.
+    """
+    misspellings = misspellings or {}
+    words = []
+    for word in clean_text(text).split():
+        word = misspellings.get(word, word)
+        if word in STOP_WORDS:
+            continue
+        words.append(singularize(word))
+    return " ".join(words)
