@@ -74,7 +74,7 @@ def _text(cell) -> str:
 
 
 def read_iclr15(path: Path | str) -> Iclr15File:
-    """Read one unitAnnotation_*.mat file; raises ValueError naming the layer/unit/field that is off."""
+    """Read one unitAnnotation_*.mat file; a ValueError names the layer/unit/field that is off."""
     from scipy.io import loadmat  # scipy is only needed here; keep web imports light
 
     path = Path(path)

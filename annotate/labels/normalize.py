@@ -1,9 +1,10 @@
 """Concept normalization: free text from a worker -> the concept name we count.
 
 Steps, in order (each recorded in `NormalizedConcept.steps` so a researcher can see why):
-1. text: case, whitespace, punctuation ("black/white" -> "black and white"), misspellings from the
-   vocabulary's list ("stripped" -> "striped"), stop words, plural -> singular (`text.normalize_text`);
-2. vocabulary: the key matches an entry's name or synonym -> the entry's canonical name and category;
+1. text: case, whitespace, punctuation ("black/white" -> "black and white"), misspellings from
+   the vocabulary's list ("stripped" -> "striped"), stop words, plural -> singular
+   (`text.normalize_text`);
+2. vocabulary: the key matches an entry's name or synonym -> the entry's name and category;
    failing that, the key without filler words ("color green", "grid pattern") is tried;
 3. merges: researcher-made merges (concept A is concept B) are applied last, following chains.
 Unknown concepts stay as free text (the normalized key), with no category.

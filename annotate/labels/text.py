@@ -132,7 +132,7 @@ def clean_text(text: str) -> str:
 
 
 def singularize(word: str) -> str:
-    """Return the singular of an English noun `word` (lower case); other words come back unchanged."""
+    """The singular of the English noun `word` (lower case); other words come back unchanged."""
     if word in _IRREGULAR:
         return _IRREGULAR[word]
     if len(word) <= 3 or word in _NOT_PLURAL or not word.endswith("s"):

@@ -80,7 +80,8 @@ def test_krippendorff_alpha_edge_cases():
 
 
 def test_cohen_kappa_by_hand():
-    # 50 items: yes/yes 20, yes/no 5, no/yes 10, no/no 15 -> p_o = 0.7, p_e = 0.5*0.6 + 0.5*0.4 = 0.5.
+    # 50 items: yes/yes 20, yes/no 5, no/yes 10, no/no 15 -> p_o = 0.7,
+    # p_e = 0.5*0.6 + 0.5*0.4 = 0.5.
     first = ["yes"] * 25 + ["no"] * 25
     second = ["yes"] * 20 + ["no"] * 5 + ["yes"] * 10 + ["no"] * 15
     assert cohen_kappa(first, second) == pytest.approx(0.4)

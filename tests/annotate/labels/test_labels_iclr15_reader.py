@@ -22,7 +22,7 @@ def test_reader_layout(iclr15_files, iclr15_paths):
         ]
         assert [len(layer.units) for layer in data.layers] == [96, 256, 384, 384, 256]
         assert all(len(unit) == 3 for layer in data.layers for unit in layer.units)
-        precisions = np.array([a.precision for l in data.layers for u in l.units for a in u])
+        precisions = np.array([a.precision for lay in data.layers for u in lay.units for a in u])
         # Every precision is a multiple of 1/57 (57 scored images per task).
         assert np.allclose(
             precisions * SCORED_IMAGES, np.round(precisions * SCORED_IMAGES), atol=1e-6

@@ -1,4 +1,4 @@
-"""Concept normalization: text rules, the shipped vocabulary, merges, and the real ICLR'15 answers."""
+"""Concept normalization: text rules, vocabulary, merges, and the real ICLR'15 answers."""
 
 from collections import Counter
 
