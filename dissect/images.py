@@ -181,7 +181,7 @@ def _exif_swaps_axes(img: Image.Image) -> bool:
 def scan_folder(
     root: str | Path,
     *,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     decode: bool = True,
 ) -> Iterator[ImageRecord]:
@@ -189,17 +189,19 @@ def scan_folder(
     (recursive, case-insensitive extensions), in sorted relative-path order.
 
     Streams: only one directory listing is held at a time, so 100k files are fine.
-    ``progress(n_done)`` is called after each file.
+    ``progress(done, total)`` is called after each file (with a progress callback, a quick
+    listing pass counts the files first).
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
+    total = sum(1 for _ in _walk_sorted(root, "")) if progress is not None else 0
     done = 0
     for relpath in _walk_sorted(root, ""):
         check = inspect_image(root / relpath, max_pixels=max_pixels, decode=decode)
         done += 1
         if progress is not None:
-            progress(done)
+            progress(done, total)
         yield ImageRecord(relpath, check)
 
 

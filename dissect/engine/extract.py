@@ -191,7 +191,8 @@ def extract_unit_stats(
     device: str | torch.device = "auto",
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    total: int | None = None,
 ) -> dict[str, UnitStats]:
     """Run ``net`` over ``batches`` of ``(image_ids int64 [n], images float [n, 3, S, S])``
     (already preprocessed, e.g. from ``dissect.images.iter_image_batches``) and return
@@ -200,7 +201,9 @@ def extract_unit_stats(
     One forward pass per batch serves every layer (forward hooks). ``device='auto'`` uses CUDA
     when available; ``dtype`` (torch.float16 / torch.bfloat16) turns on autocast for the forward
     pass (statistics stay float32); ``channels_last`` sets that memory format.
-    ``progress(n_images_done)`` is called after each batch.
+    ``progress(images_done, total)`` is called after each batch (``total`` as given).
+    A layer gets empty stats (``n_images == 0``) when no batch arrives, so an empty shard
+    still merges.
     """
     dev = resolve_device(device)
     resolved = resolve_layers(net, layers)
@@ -234,10 +237,16 @@ def extract_unit_stats(
                     model(x)
                 done += int(ids.numel())
                 if progress is not None:
-                    progress(done)
+                    progress(done, total)
+        missing = [layer for layer in resolved if layer.alias not in stats]
+        if missing:
+            # No images at all: one dummy pass with zero-length slices gives each layer its shape.
+            current_ids[:] = [torch.empty(0, dtype=torch.int64, device=dev)]
+            with torch.inference_mode(), forward_hooks(missing, lambda lay, out: on_output(lay, out[:0])):
+                model(torch.zeros(1, 3, net.input_size, net.input_size, device=dev))
     finally:
         net.model.to("cpu")
-    return {alias: s.to("cpu") for alias, s in stats.items()}
+    return {layer.alias: stats[layer.alias].to("cpu") for layer in resolved}
 
 
 def activation_maps(
