@@ -27,7 +27,15 @@ class HitInline(admin.TabularInline):
 
 @admin.register(models.Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    list_display = ["name", "run", "status", "redundancy", "tiles_per_task", "gold_rate", "created_at"]
+    list_display = [
+        "name",
+        "run",
+        "status",
+        "redundancy",
+        "tiles_per_task",
+        "gold_rate",
+        "created_at",
+    ]
     list_filter = ["status"]
     search_fields = ["name", "instructions"]
 
@@ -42,7 +50,15 @@ class HitAdmin(admin.ModelAdmin):
 
 @admin.register(models.Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
-    list_display = ["id", "hit", "worker", "status", "accepted_at", "submitted_at", "active_seconds"]
+    list_display = [
+        "id",
+        "hit",
+        "worker",
+        "status",
+        "accepted_at",
+        "submitted_at",
+        "active_seconds",
+    ]
     list_filter = ["status", "hit__campaign"]
     search_fields = ["worker__pseudonym", "external_assignment_id", "completion_code"]
     raw_id_fields = ["hit", "worker"]
@@ -50,7 +66,15 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(models.Response)
 class ResponseAdmin(admin.ModelAdmin):
-    list_display = ["id", "assignment", "concept_text", "concept", "category", "precision", "control_failed"]
+    list_display = [
+        "id",
+        "assignment",
+        "concept_text",
+        "concept",
+        "category",
+        "precision",
+        "control_failed",
+    ]
     list_filter = ["category", "control_failed"]
     search_fields = ["concept_text", "concept__name"]
     raw_id_fields = ["assignment", "concept"]
@@ -58,7 +82,16 @@ class ResponseAdmin(admin.ModelAdmin):
 
 @admin.register(models.UnitLabel)
 class UnitLabelAdmin(admin.ModelAdmin):
-    list_display = ["unit", "source", "concept_text", "category", "precision", "agreement", "is_detector", "answer_count"]
+    list_display = [
+        "unit",
+        "source",
+        "concept_text",
+        "category",
+        "precision",
+        "agreement",
+        "is_detector",
+        "answer_count",
+    ]
     list_filter = ["source", "category", "is_detector"]
     search_fields = ["concept_text"]
     raw_id_fields = ["unit", "concept"]

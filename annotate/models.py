@@ -79,7 +79,9 @@ class Campaign(models.Model):
 
     name = models.CharField(max_length=200)
     run = models.ForeignKey(DissectionRun, on_delete=models.PROTECT, related_name="campaigns")
-    layers = models.JSONField(default=list, help_text="Layer names of the run included in the campaign.")
+    layers = models.JSONField(
+        default=list, help_text="Layer names of the run included in the campaign."
+    )
     tiles_per_task = models.PositiveIntegerField(default=60)
     controls_per_task = models.PositiveIntegerField(default=3)
     redundancy = models.PositiveIntegerField(default=3, help_text="Workers per unit.")
@@ -103,7 +105,9 @@ class Campaign(models.Model):
             models.CheckConstraint(
                 condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="campaign_gold_rate_0_1"
             ),
-            models.CheckConstraint(condition=Q(redundancy__gte=1), name="campaign_redundancy_min_1"),
+            models.CheckConstraint(
+                condition=Q(redundancy__gte=1), name="campaign_redundancy_min_1"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -125,7 +129,9 @@ class Hit(models.Model):
     class Meta:
         ordering = ["campaign", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["campaign", "unit"], name="hit_unique_unit_per_campaign")
+            models.UniqueConstraint(
+                fields=["campaign", "unit"], name="hit_unique_unit_per_campaign"
+            )
         ]
 
     def __str__(self) -> str:
@@ -162,9 +168,14 @@ class Assignment(models.Model):
         ordering = ["-accepted_at"]
         constraints = [
             # A worker never gets the same unit twice in a campaign.
-            models.UniqueConstraint(fields=["hit", "worker"], name="assignment_unique_worker_per_hit")
+            models.UniqueConstraint(
+                fields=["hit", "worker"], name="assignment_unique_worker_per_hit"
+            )
         ]
-        indexes = [models.Index(fields=["hit", "status"]), models.Index(fields=["worker", "status"])]
+        indexes = [
+            models.Index(fields=["hit", "status"]),
+            models.Index(fields=["worker", "status"]),
+        ]
 
     def __str__(self) -> str:
         return f"assignment {self.pk}"
@@ -179,7 +190,9 @@ class Response(models.Model):
         Concept, on_delete=models.SET_NULL, null=True, blank=True, related_name="responses"
     )
     category = models.CharField(max_length=20, choices=CATEGORIES)
-    flagged_tiles = models.JSONField(default=list, blank=True, help_text="UnitImage ids marked 'does not fit'.")
+    flagged_tiles = models.JSONField(
+        default=list, blank=True, help_text="UnitImage ids marked 'does not fit'."
+    )
     precision = models.FloatField(help_text="Unit tiles not flagged / unit tiles shown.")
     control_failed = models.BooleanField(default=False)
     revisions = models.PositiveIntegerField(default=0)
@@ -192,6 +205,9 @@ class Response(models.Model):
                 condition=Q(precision__gte=0) & Q(precision__lte=1), name="response_precision_0_1"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.concept_text} ({self.category})"
 
 
 class UnitLabel(models.Model):
@@ -211,14 +227,21 @@ class UnitLabel(models.Model):
     agreement = models.FloatField(null=True, blank=True)
     is_detector = models.BooleanField(default=False)
     answer_count = models.PositiveIntegerField(default=0)
-    method = models.CharField(max_length=30, blank=True, help_text="e.g. plurality, dawid-skene, iou.")
+    method = models.CharField(
+        max_length=30, blank=True, help_text="e.g. plurality, dawid-skene, iou."
+    )
     details = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["unit"]
-        constraints = [models.UniqueConstraint(fields=["unit", "source"], name="unitlabel_unique_source")]
+        constraints = [
+            models.UniqueConstraint(fields=["unit", "source"], name="unitlabel_unique_source")
+        ]
         indexes = [models.Index(fields=["concept_text"]), models.Index(fields=["is_detector"])]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.concept_text or '?'}"
 
 
 class Export(models.Model):
@@ -254,11 +277,16 @@ class Export(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"{self.kind} export {self.pk}"
+
 
 class AuditEvent(models.Model):
     """Every state change of the crowd workflow, written in the same transaction as the change."""
 
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
     action = models.CharField(max_length=50, help_text="e.g. assignment.approve, worker.block.")
     target_type = models.CharField(max_length=50)
     target_id = models.CharField(max_length=50)

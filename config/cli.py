@@ -21,7 +21,9 @@ def _one_line(exc: BaseException) -> str | None:
     except ImportError:  # pragma: no cover - kombu comes with celery
         return None
     if isinstance(exc, BrokerError):
-        return f"CELERY_BROKER_URL: cannot reach the broker ({exc}); check the URL and that it runs."
+        return (
+            f"CELERY_BROKER_URL: cannot reach the broker ({exc}); check the URL and that it runs."
+        )
     return None
 
 

@@ -29,7 +29,9 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise SettingError(f"{name}: {raw!r} is not a yes/no value; use 1/0, true/false, yes/no or on/off.")
+    raise SettingError(
+        f"{name}: {raw!r} is not a yes/no value; use 1/0, true/false, yes/no or on/off."
+    )
 
 
 def env_int(name: str, default: int) -> int:
@@ -70,7 +72,13 @@ def database_config(default_sqlite: Path) -> dict:
     hint = "expected postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:////absolute/path.sqlite3"
     scheme = urlsplit(url).scheme
     if scheme not in {"postgres", "postgresql", "pgsql", "sqlite"}:
-        raise SettingError(f"DATABASE_URL: unsupported scheme {scheme or '(none)'!r} in {url!r}; {hint}.")
+        raise SettingError(
+            f"DATABASE_URL: unsupported scheme {scheme or '(none)'!r} in {url!r}; {hint}."
+        )
+    try:
+        urlsplit(url).port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise SettingError(f"DATABASE_URL: the port in {url!r} is not a number; {hint}.") from None
     try:
         config = environ.Env.db_url_config(url)
     except Exception as exc:  # environ raises a mix of ValueError/KeyError/ImproperlyConfigured
@@ -78,10 +86,6 @@ def database_config(default_sqlite: Path) -> dict:
     if scheme != "sqlite":
         if not config.get("NAME"):
             raise SettingError(f"DATABASE_URL: no database name in {url!r}; {hint}.")
-        try:
-            urlsplit(url).port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            raise SettingError(f"DATABASE_URL: the port in {url!r} is not a number; {hint}.") from None
         config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
         config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
     return config

@@ -48,12 +48,21 @@ def check_broker_and_workers(timeout_s: float = 2.0) -> tuple[dict, dict]:
     replies = app.control.broadcast("torch_device", reply=True, timeout=timeout_s) or []
     for reply in replies:
         for worker, answer in reply.items():
-            devices[worker] = answer.get("device", "unknown") if isinstance(answer, dict) else "unknown"
-    serving = {queue: sorted(w for w, qs in queues_by_worker.items() if any(q["name"] == queue for q in qs)) for queue in QUEUES}
+            devices[worker] = (
+                answer.get("device", "unknown") if isinstance(answer, dict) else "unknown"
+            )
+    serving = {
+        queue: sorted(
+            w for w, qs in queues_by_worker.items() if any(q["name"] == queue for q in qs)
+        )
+        for queue in QUEUES
+    }
     missing = [queue for queue in QUEUES if not serving[queue]]
     workers = {"ok": not missing, "queues": serving, "devices": devices}
     if missing:
-        workers["error"] = f"no live worker on queue(s) {', '.join(missing)}: start `celery -A config worker -Q {','.join(missing)}`"
+        workers["error"] = (
+            f"no live worker on queue(s) {', '.join(missing)}: start `celery -A config worker -Q {','.join(missing)}`"
+        )
     return broker, workers
 
 

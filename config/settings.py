@@ -13,7 +13,9 @@ DATA_DIR = env.data_dir()
 
 SECRET_KEY = env.secret_key(DATA_DIR)
 DEBUG = env.env_bool("DJANGO_DEBUG", default=False)
-ALLOWED_HOSTS = env.env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+ALLOWED_HOSTS = env.env_list(
+    "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
 CSRF_TRUSTED_ORIGINS = env.env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -62,6 +64,7 @@ TEMPLATES = [
 
 DATABASES = {"default": env.database_config(DATA_DIR / "crowddissect.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+FORMS_URLFIELD_ASSUME_HTTPS = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -79,6 +82,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise looks there even when serving from the finders
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env.os.environ.get("CROWDDISSECT_MEDIA_ROOT", DATA_DIR / "media")).resolve()
 STORAGES = {
@@ -98,12 +102,13 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # --- Production hardening: on whenever DEBUG is off and not on the embedded loopback default.
 SECURE_HSTS_SECONDS = env.env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-SECURE_HSTS_PRELOAD = False
+SECURE_HSTS_PRELOAD = env.env_bool("DJANGO_HSTS_PRELOAD", default=SECURE_HSTS_SECONDS >= 31536000)
 SECURE_SSL_REDIRECT = env.env_bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env.env_bool("DJANGO_SECURE_COOKIES", default=False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-X_FRAME_OPTIONS = "SAMEORIGIN"  # the task page is embedded by outside crowds through their own frames
+# Outside crowds frame the task page: only that view is exempted (xframe_options_exempt).
+X_FRAME_OPTIONS = "DENY"
 
 # --- REST framework
 REST_FRAMEWORK = {

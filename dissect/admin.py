@@ -37,7 +37,16 @@ class LayerInline(admin.TabularInline):
 
 @admin.register(models.DissectionRun)
 class DissectionRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "network", "image_set", "status", "stage", "device", "created_at", "finished_at"]
+    list_display = [
+        "id",
+        "network",
+        "image_set",
+        "status",
+        "stage",
+        "device",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["status", "network", "device"]
     search_fields = ["network__name", "image_set__name", "error"]
     list_select_related = ["network", "image_set"]
@@ -53,7 +62,14 @@ class ShardAdmin(admin.ModelAdmin):
 
 @admin.register(models.Layer)
 class LayerAdmin(admin.ModelAdmin):
-    list_display = ["name", "run", "module_path", "unit_count", "theoretical_rf_px", "empirical_rf_mean_px"]
+    list_display = [
+        "name",
+        "run",
+        "module_path",
+        "unit_count",
+        "theoretical_rf_px",
+        "empirical_rf_mean_px",
+    ]
     list_filter = ["run__network"]
     search_fields = ["name", "module_path"]
 

@@ -16,7 +16,9 @@ class Network(models.Model):
         IMPORTED = "imported", "imported labels only (no weights)"
 
     name = models.SlugField(max_length=100, unique=True)
-    arch = models.CharField(max_length=100, help_text="Architecture, e.g. alexnet, resnet18, demo-alexnet.")
+    arch = models.CharField(
+        max_length=100, help_text="Architecture, e.g. alexnet, resnet18, demo-alexnet."
+    )
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.TORCHVISION)
     checkpoint_path = models.CharField(max_length=500, blank=True)
     weights_sha256 = models.CharField(max_length=64, blank=True)
@@ -25,7 +27,9 @@ class Network(models.Model):
     preprocessing = models.JSONField(default=dict, blank=True)
     layer_aliases = models.JSONField(default=dict, blank=True, help_text="alias → module path")
     trust_pickle = models.BooleanField(default=False)
-    training_data = models.CharField(max_length=200, blank=True, help_text="e.g. Places205, ImageNet")
+    training_data = models.CharField(
+        max_length=200, blank=True, help_text="e.g. Places205, ImageNet"
+    )
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -42,7 +46,9 @@ class ImageSet(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     root = models.CharField(max_length=500, help_text="Folder the image paths are relative to.")
     manifest_sha256 = models.CharField(
-        max_length=64, blank=True, help_text="Hash of the sorted (path, sha1) list: identifies the set."
+        max_length=64,
+        blank=True,
+        help_text="Hash of the sorted (path, sha1) list: identifies the set.",
     )
     # Broden-like pixel labels (index CSV + label table) make automatic labels possible.
     labels_dir = models.CharField(max_length=500, blank=True)
@@ -151,6 +157,9 @@ class Shard(models.Model):
         ordering = ["run", "index"]
         constraints = [models.UniqueConstraint(fields=["run", "index"], name="shard_unique_index")]
 
+    def __str__(self) -> str:
+        return f"shard {self.index} of run {self.run_id}"
+
 
 class Layer(models.Model):
     run = models.ForeignKey(DissectionRun, on_delete=models.CASCADE, related_name="layer_set")
@@ -209,15 +218,22 @@ class UnitImage(models.Model):
         ordering = ["unit", "kind", "rank"]
         constraints = [
             models.UniqueConstraint(fields=["unit", "kind", "rank"], name="unitimage_unique_rank"),
-            models.UniqueConstraint(fields=["unit", "kind", "image"], name="unitimage_unique_image"),
+            models.UniqueConstraint(
+                fields=["unit", "kind", "image"], name="unitimage_unique_image"
+            ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.rank} of unit {self.unit_id}"
 
 
 class AutoLabel(models.Model):
     """Network Dissection's automatic label of a unit: best-IoU label overall or per category."""
 
     unit = models.ForeignKey(Unit, on_delete=models.CASCADE, related_name="auto_labels")
-    category = models.CharField(max_length=30, blank=True, help_text="Empty = best over all categories.")
+    category = models.CharField(
+        max_length=30, blank=True, help_text="Empty = best over all categories."
+    )
     label = models.CharField(max_length=100)
     iou = models.FloatField()
 
@@ -226,3 +242,6 @@ class AutoLabel(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["unit", "category"], name="autolabel_unique_category")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.label} (IoU {self.iou:.2f})"

@@ -61,9 +61,26 @@ def celery_worker_process(transactional_db, tmp_path):
     env["CROWDDISSECT_RUNS_DIR"] = str(settings.CROWDDISSECT["RUNS_DIR"])
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu,cpu",
-         "--pool", "solo", "--loglevel", "INFO", "--hostname", f"test-{os.getpid()}@%h"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "gpu,cpu",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            f"test-{os.getpid()}@%h",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         _wait_for_worker(worker, tmp_path / "worker.log")
@@ -87,4 +104,6 @@ def _wait_for_worker(worker: subprocess.Popen, log_path: Path, timeout_s: float 
         replies = app.control.ping(timeout=1.0) or []
         if any(f"test-{os.getpid()}@" in name for reply in replies for name in reply):
             return
-    raise RuntimeError(f"celery worker did not answer within {timeout_s}s:\n{log_path.read_text()[-3000:]}")
+    raise RuntimeError(
+        f"celery worker did not answer within {timeout_s}s:\n{log_path.read_text()[-3000:]}"
+    )

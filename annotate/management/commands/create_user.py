@@ -25,4 +25,8 @@ class Command(BaseCommand):
             user = user_create(username=username, role=role, password=password, email=email)
         except RoleError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(self.style.SUCCESS(f"User {user.username} is now a{'n' if role[0] in 'aeiou' else ''} {role}."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"User {user.username} is now a{'n' if role[0] in 'aeiou' else ''} {role}."
+            )
+        )
