@@ -1,0 +1,49 @@
+"""No Docker engine runs in CI: check the compose file's shape as far as a parser can."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((DOCKER / name).read_text())
+
+
+def test_compose_has_the_services_queues_health_checks_and_volumes():
+    compose = load("compose.yaml")
+    services = compose["services"]
+    assert set(services) == {"web", "worker-gpu", "worker-cpu", "postgres", "redis"}
+    assert all("healthcheck" in service for service in services.values())
+    assert "-Q gpu" in services["worker-gpu"]["command"]
+    assert "-Q cpu" in services["worker-cpu"]["command"]
+    assert "gunicorn config.wsgi:application" in services["web"]["command"]
+    for name in ("web", "worker-gpu", "worker-cpu"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://") and env[
+            "CELERY_BROKER_URL"
+        ].startswith("redis://")
+        assert {"data:/data", "media:/media", "runs:/runs"} <= set(services[name]["volumes"])
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert set(compose["volumes"]) == {"data", "media", "runs", "postgres", "redis"}
+
+
+def test_gpu_override_reserves_nvidia_devices_for_the_gpu_worker():
+    devices = load("compose.gpu.yaml")["services"]["worker-gpu"]["deploy"]["resources"][
+        "reservations"
+    ]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+
+
+def test_dockerfile_copies_what_the_package_needs():
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    for folder in ("config", "dissect", "annotate", "templates", "static"):
+        assert re.search(rf"^COPY {folder} ", dockerfile, re.MULTILINE), folder
+    example = {
+        line.split("=")[0]
+        for line in (DOCKER / "env.example").read_text().splitlines()
+        if "=" in line
+    }
+    assert {"DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "POSTGRES_PASSWORD"} <= example
