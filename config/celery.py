@@ -18,6 +18,7 @@ app.conf.task_routes = [
         "dissect.tasks.render_*": {"queue": "cpu"},
         "dissect.tasks.merge_*": {"queue": "cpu"},
         "dissect.tasks.*": {"queue": "gpu"},
+        "dissect.explain.tasks.*": {"queue": "gpu"},
     }
 ]
 # A killed worker's task is redelivered, and a worker holds only the task it runs (model work is long).
@@ -26,7 +27,7 @@ app.conf.task_reject_on_worker_lost = True
 app.conf.worker_prefetch_multiplier = 1
 app.conf.broker_connection_retry_on_startup = True
 
-app.autodiscover_tasks(["config", "dissect", "annotate.crowd", "annotate.labels"])
+app.autodiscover_tasks(["config", "dissect", "dissect.explain", "annotate.crowd", "annotate.labels"])
 
 
 def torch_device_name() -> str:

@@ -20,6 +20,7 @@ urlpatterns = [
 # Each part adds its routes here as it lands (dissect, crowd tasks, reports).
 _OPTIONAL = [
     ("", "dissect.urls"),
+    ("explain/", "dissect.explain.urls"),
     ("", "annotate.crowd.urls"),
     ("reports/", "annotate.labels.urls"),
 ]
