@@ -1,0 +1,210 @@
+"""Reads of the crowd workflow: which task a worker would get, tiles, progress, review queues, stats."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core import signing
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+
+from annotate.models import Assignment, Campaign, Hit, Worker
+
+A = Assignment.Status
+_TILE_SALT = "crowd.tile"
+_ASSIGNMENT_SALT = "crowd.assignment"
+
+
+def active_assignment_q(*, now: datetime, prefix: str = "") -> Q:
+    """Assignments that hold a slot of their task: answered, or leased and not yet expired."""
+    return Q(**{f"{prefix}status__in": [A.SUBMITTED, A.APPROVED]}) | Q(
+        **{f"{prefix}status": A.LEASED, f"{prefix}lease_expires_at__gt": now}
+    )
+
+
+def _count_subquery(filter_q: Q) -> Coalesce:
+    counts = (
+        Assignment.objects.filter(filter_q, hit=OuterRef("pk"))
+        .order_by()
+        .values("hit")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counts, output_field=IntegerField()), Value(0))
+
+
+def candidate_hits(*, worker: Worker, campaign: Campaign, now: datetime, gold: bool) -> QuerySet:
+    """Tasks of `campaign` the worker has never held, with free slots, fewest answers first.
+
+    Gold tasks have no redundancy cap: every worker may be scored on them.
+    """
+    hits = (
+        Hit.objects.filter(campaign=campaign, is_gold=gold)
+        .exclude(Exists(Assignment.objects.filter(hit=OuterRef("pk"), worker=worker)))
+        .annotate(
+            answers=_count_subquery(Q(status__in=[A.SUBMITTED, A.APPROVED])),
+            load=_count_subquery(active_assignment_q(now=now)),
+        )
+    )
+    if not gold:
+        hits = hits.filter(load__lt=campaign.redundancy)
+    return hits.order_by("answers", "load", "id")
+
+
+def hit_load(*, hit: Hit, now: datetime) -> int:
+    """Slots of `hit` taken right now (fresh read: call it after locking the hit)."""
+    return Assignment.objects.filter(active_assignment_q(now=now), hit=hit).count()
+
+
+def hit_preview(*, worker: Worker, campaign: Campaign) -> Hit | None:
+    """The task the worker would most likely get next (no lease taken), for preview pages."""
+    now = timezone.now()
+    return (
+        candidate_hits(worker=worker, campaign=campaign, now=now, gold=False).first()
+        or candidate_hits(worker=worker, campaign=campaign, now=now, gold=True).first()
+    )
+
+
+def worker_active_lease(*, worker: Worker, campaign: Campaign) -> Assignment | None:
+    """The worker's unexpired lease in `campaign`, if any."""
+    return (
+        Assignment.objects.filter(
+            worker=worker,
+            hit__campaign=campaign,
+            status=A.LEASED,
+            lease_expires_at__gt=timezone.now(),
+        )
+        .select_related("hit")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile as the task page shows it: its position and an opaque URL (never its kind)."""
+
+    position: int
+    url: str
+
+
+def tile_token(*, hit_id: int, position: int) -> str:
+    """A signed, opaque reference to one tile of a task (the URL says nothing about controls)."""
+    return signing.dumps([hit_id, position], salt=_TILE_SALT)
+
+
+def tile_from_token(*, token: str) -> tuple[int, int]:
+    """(hit id, position) from a tile token; raises signing.BadSignature when forged."""
+    hit_id, position = signing.loads(token, salt=_TILE_SALT)
+    return int(hit_id), int(position)
+
+
+def task_tiles(*, hit: Hit) -> list[Tile]:
+    """The task's tiles in their recorded (shuffled) order."""
+    return [
+        Tile(position=p, url=reverse("crowd:tile", args=[tile_token(hit_id=hit.pk, position=p)]))
+        for p in range(len(hit.tile_order))
+    ]
+
+
+def assignment_token(*, assignment_id: int) -> str:
+    """Signed id that lets an outside-crowd worker (no local account) open and submit one assignment."""
+    return signing.dumps(assignment_id, salt=_ASSIGNMENT_SALT)
+
+
+def assignment_from_token(*, token: str) -> Assignment:
+    """The assignment a token names; raises signing.BadSignature or Assignment.DoesNotExist."""
+    pk = signing.loads(token, salt=_ASSIGNMENT_SALT)
+    return Assignment.objects.select_related("hit__campaign", "worker").get(pk=pk)
+
+
+def worker_assignments(*, worker: Worker) -> QuerySet:
+    """The worker's own assignments, newest first (with their answers)."""
+    return (
+        Assignment.objects.filter(worker=worker)
+        .select_related("hit__campaign", "hit__unit__layer", "response")
+        .order_by("-accepted_at")
+    )
+
+
+def worker_stats(*, worker: Worker) -> dict[str, int]:
+    """Counts of the worker's assignments by status, plus the total answered."""
+    rows = Assignment.objects.filter(worker=worker).values("status").annotate(n=Count("pk"))
+    stats = {status: 0 for status in A.values}
+    stats.update({row["status"]: row["n"] for row in rows})
+    stats["answered"] = stats[A.SUBMITTED] + stats[A.APPROVED] + stats[A.REJECTED]
+    return stats
+
+
+def campaigns_open(*, worker: Worker | None = None) -> QuerySet:
+    """Live campaigns (the ones a worker may take tasks from)."""
+    return Campaign.objects.filter(status=Campaign.Status.LIVE).select_related("run__network")
+
+
+@dataclass(frozen=True)
+class LayerProgress:
+    layer: str
+    units: int
+    needed: int
+    answered: int
+    approved: int
+    leased: int
+    complete_units: int
+
+    @property
+    def percent(self) -> int:
+        return round(100 * min(self.answered, self.needed) / self.needed) if self.needed else 0
+
+
+def campaign_progress(*, campaign: Campaign) -> list[LayerProgress]:
+    """Per layer: units, answers needed (units x redundancy), answered, approved, leased, complete units."""
+    now = timezone.now()
+    hits = (
+        Hit.objects.filter(campaign=campaign, is_gold=False)
+        .values("unit__layer__name")
+        .annotate(
+            units=Count("pk", distinct=True),
+            answered=Count(
+                "assignments",
+                filter=Q(assignments__status__in=[A.SUBMITTED, A.APPROVED]),
+            ),
+            approved=Count("assignments", filter=Q(assignments__status=A.APPROVED)),
+            leased=Count(
+                "assignments",
+                filter=Q(assignments__status=A.LEASED, assignments__lease_expires_at__gt=now),
+            ),
+        )
+    )
+    complete = dict(
+        Hit.objects.filter(campaign=campaign, is_gold=False)
+        .annotate(
+            n=_count_subquery(Q(status__in=[A.SUBMITTED, A.APPROVED])),
+        )
+        .filter(n__gte=campaign.redundancy)
+        .values("unit__layer__name")
+        .annotate(c=Count("pk"))
+        .values_list("unit__layer__name", "c")
+    )
+    order = {name: i for i, name in enumerate(campaign.layers)}
+    rows = [
+        LayerProgress(
+            layer=row["unit__layer__name"],
+            units=row["units"],
+            needed=row["units"] * campaign.redundancy,
+            answered=row["answered"],
+            approved=row["approved"],
+            leased=row["leased"],
+            complete_units=complete.get(row["unit__layer__name"], 0),
+        )
+        for row in hits
+    ]
+    return sorted(rows, key=lambda r: order.get(r.layer, len(order)))
+
+
+def pending_review(*, campaign: Campaign) -> QuerySet:
+    """Submitted answers of `campaign` waiting for a decision, oldest first."""
+    return (
+        Assignment.objects.filter(hit__campaign=campaign, status=A.SUBMITTED)
+        .select_related("worker", "hit__unit__layer", "response")
+        .order_by("submitted_at", "pk")
+    )

@@ -1,0 +1,676 @@
+"""Writes of the crowd workflow: campaigns, leases, answers, review, workers.
+
+Every state change writes an AuditEvent in the same transaction (annotate.audit.audit_record).
+Concurrency: `assignment_next` locks the worker row (one request per worker at a time) and takes the
+task row with SKIP LOCKED, then recounts the task's slots under that lock, so concurrent workers never
+over-fill a task and never wait on each other. On SQLite (embedded default) writes are serialized anyway.
+"""
+
+import random
+import re
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from annotate.audit import audit_record
+from annotate.crowd import selectors
+from annotate.crowd.concepts import concept_for_text
+from annotate.crowd.quality import gold_accuracy
+from annotate.models import Assignment, Campaign, Hit, Response, Worker
+from dissect.concepts import CATEGORY_NAMES, CATEGORY_SLUGS
+from dissect.models import DissectionRun, Layer, Unit, UnitImage
+
+A = Assignment.Status
+S = Campaign.Status
+
+MIN_UNMARKED_UNIT_TILES = 10
+CONCEPT_MAX_CHARS = 40
+# Letters (any script) and digits, with single spaces, hyphens or apostrophes between them.
+CONCEPT_PATTERN = re.compile(r"^[^\W_]+(?:[ '\-]+[^\W_]+)*$")
+# A worker is judged on gold only after this many gold answers (one slip is not a verdict).
+GOLD_MIN_ANSWERS = 3
+
+_TRANSITIONS: dict[str, set[str]] = {
+    S.DRAFT: {S.LIVE, S.FINISHED},
+    S.LIVE: {S.PAUSED, S.FINISHED},
+    S.PAUSED: {S.LIVE, S.FINISHED},
+    S.FINISHED: set(),
+}
+
+
+class CrowdError(Exception):
+    """A request the user can fix; the message says what to do. `field` names the input, if any."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class NoTask(CrowdError):
+    """No task for this worker right now; the message says why."""
+
+
+class LeaseExpired(CrowdError):
+    """The lease ran out before the answer arrived; the task went back to the pool."""
+
+
+class AnswerInvalid(CrowdError):
+    """The answer has field errors: `errors` maps field name -> messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__(" ".join(m for ms in errors.values() for m in ms))
+        self.errors = errors
+
+
+@dataclass
+class SubmitOutcome:
+    """What happened to a submission: saved (with its Response) or sent back once for revision."""
+
+    assignment: Assignment
+    response: Response | None = None
+    revise: bool = False
+    messages: list[str] = field(default_factory=list)
+
+
+# --- workers --------------------------------------------------------------------------------------
+
+
+def _new_pseudonym() -> str:
+    return "w-" + secrets.token_hex(5)
+
+
+def worker_for_user(*, user) -> Worker:
+    """The Worker of a local account (created on first use)."""
+    worker = Worker.objects.filter(user=user).first()
+    if worker is not None:
+        return worker
+    worker, _ = Worker.objects.get_or_create(
+        user=user, defaults={"source": Worker.Source.LOCAL, "pseudonym": _new_pseudonym()}
+    )
+    return worker
+
+
+def worker_for_external(*, source: str, external_id: str) -> Worker:
+    """The Worker of an outside-crowd id (Mechanical Turk workerId, Prolific PID), created on first use."""
+    external_id = (external_id or "").strip()
+    if not external_id or len(external_id) > 200:
+        raise CrowdError(
+            "workerId: the panel did not send a worker id (1-200 characters).", field="workerId"
+        )
+    if source not in (Worker.Source.MTURK, Worker.Source.LINK):
+        raise CrowdError(f"source: {source!r} is not an outside crowd (mturk or link).")
+    worker, _ = Worker.objects.get_or_create(
+        source=source, external_id=external_id, defaults={"pseudonym": _new_pseudonym()}
+    )
+    return worker
+
+
+@transaction.atomic
+def worker_block(*, worker: Worker, actor, reason: str) -> Worker:
+    """Stop a worker from getting tasks; their open leases end so the tasks return to the pool."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise CrowdError("reason: say why the worker is blocked (it is recorded).", field="reason")
+    worker = Worker.objects.select_for_update().get(pk=worker.pk)
+    worker.blocked, worker.blocked_reason = True, reason[:300]
+    worker.save(update_fields=["blocked", "blocked_reason"])
+    ended = list(
+        Assignment.objects.filter(worker=worker, status=A.LEASED).values_list("pk", flat=True)
+    )
+    Assignment.objects.filter(pk__in=ended).update(status=A.EXPIRED)
+    audit_record(
+        actor=actor, action="worker.block", target=worker, data={"reason": reason, "ended": ended}
+    )
+    return worker
+
+
+@transaction.atomic
+def worker_unblock(*, worker: Worker, actor) -> Worker:
+    """Let a blocked worker take tasks again."""
+    worker = Worker.objects.select_for_update().get(pk=worker.pk)
+    worker.blocked, worker.blocked_reason = False, ""
+    worker.save(update_fields=["blocked", "blocked_reason"])
+    audit_record(actor=actor, action="worker.unblock", target=worker)
+    return worker
+
+
+# --- campaigns ------------------------------------------------------------------------------------
+
+
+def _tiles_by_unit(units: list[Unit]) -> dict[int, dict[str, list[int]]]:
+    rows = (
+        UnitImage.objects.filter(unit__in=units)
+        .exclude(tile_path="")
+        .order_by("unit_id", "kind", "rank")
+        .values_list("id", "unit_id", "kind")
+    )
+    tiles: dict[int, dict[str, list[int]]] = defaultdict(lambda: {"top": [], "control": []})
+    for image_id, unit_id, kind in rows:
+        tiles[unit_id][kind].append(image_id)
+    return tiles
+
+
+def tile_order_for(
+    *, top_ids: list[int], control_ids: list[int], seed: int, unit_id: int
+) -> list[int]:
+    """Top tiles and controls shuffled together, reproducibly from (campaign seed, unit id)."""
+    order = list(top_ids) + list(control_ids)
+    random.Random(f"{seed}:{unit_id}").shuffle(order)
+    return order
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    run: DissectionRun,
+    layers: list[str],
+    name: str = "",
+    tiles_per_task: int = 60,
+    controls_per_task: int = 3,
+    redundancy: int = 3,
+    lease_minutes: int = 20,
+    reward_cents: int = 0,
+    instructions: str = "",
+    gold_rate: float = 0.0,
+    gold: Mapping[int, tuple[str, str]] | None = None,
+    max_tasks_per_worker: int | None = None,
+    min_gold_accuracy: float = 0.5,
+    auto_approve_hours: int = 72,
+    seed: int = 0,
+    created_by=None,
+) -> Campaign:
+    """A draft campaign over `layers` of a finished run, with one task per unit.
+
+    Each task shows up to `tiles_per_task - controls_per_task` of the unit's top tiles plus
+    `controls_per_task` tiles from its lowest-scoring images, shuffled (seeded, recorded in
+    Hit.tile_order). `gold` maps unit id -> (concept, category) for gold tasks with a known answer.
+    Units with fewer than 10 rendered top tiles are left out (named in the audit event).
+    """
+    if run.status != DissectionRun.Status.DONE:
+        raise CrowdError(
+            f"run: run {run.pk} is {run.status}; campaigns start from a finished (done) run.",
+            field="run",
+        )
+    known = list(Layer.objects.filter(run=run).values_list("name", flat=True))
+    layers = [str(x) for x in layers or []]
+    if not layers:
+        raise CrowdError(f"layers: choose at least one of {', '.join(known)}.", field="layers")
+    unknown = [x for x in layers if x not in known]
+    if unknown:
+        raise CrowdError(
+            f"layers: {', '.join(unknown)} not in run {run.pk}; choose from {', '.join(known)}.",
+            field="layers",
+        )
+    if not 1 <= controls_per_task < tiles_per_task - MIN_UNMARKED_UNIT_TILES + 1:
+        raise CrowdError(
+            "controls_per_task: use at least 1 control and leave at least 10 tiles for the unit.",
+            field="controls_per_task",
+        )
+    if redundancy < 1 or lease_minutes < 1:
+        raise CrowdError("redundancy and lease_minutes must be at least 1.", field="redundancy")
+    if not 0.0 <= gold_rate <= 1.0:
+        raise CrowdError("gold_rate: give a share between 0 and 1 (e.g. 0.1).", field="gold_rate")
+    gold = dict(gold or {})
+    for unit_id, (concept, category) in gold.items():
+        if category not in CATEGORY_SLUGS or not concept.strip():
+            raise CrowdError(
+                f"gold: unit {unit_id} needs a concept and one of {', '.join(CATEGORY_SLUGS)}.",
+                field="gold",
+            )
+    if gold_rate > 0 and not gold:
+        raise CrowdError(
+            "gold_rate: a gold rate needs gold units with known answers.", field="gold"
+        )
+
+    campaign = Campaign.objects.create(
+        name=name or f"{run.network.name} {', '.join(layers)}",
+        run=run,
+        layers=layers,
+        tiles_per_task=tiles_per_task,
+        controls_per_task=controls_per_task,
+        redundancy=redundancy,
+        lease_minutes=lease_minutes,
+        reward_cents=reward_cents,
+        instructions=instructions,
+        gold_rate=gold_rate,
+        max_tasks_per_worker=max_tasks_per_worker,
+        min_gold_accuracy=min_gold_accuracy,
+        auto_approve_hours=auto_approve_hours,
+        seed=seed,
+        created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
+    )
+    units = list(
+        Unit.objects.filter(layer__run=run, layer__name__in=layers).order_by(
+            "layer__order", "index"
+        )
+    )
+    tiles = _tiles_by_unit(units)
+    unit_tiles = tiles_per_task - controls_per_task
+    hits, skipped = [], []
+    for unit in units:
+        tops = tiles[unit.pk]["top"][:unit_tiles]
+        controls = tiles[unit.pk]["control"][:controls_per_task]
+        if len(tops) < MIN_UNMARKED_UNIT_TILES:
+            skipped.append(unit.pk)
+            continue
+        concept, category = gold.get(unit.pk, ("", ""))
+        hits.append(
+            Hit(
+                campaign=campaign,
+                unit=unit,
+                tile_order=tile_order_for(
+                    top_ids=tops, control_ids=controls, seed=seed, unit_id=unit.pk
+                ),
+                is_gold=unit.pk in gold,
+                gold_concept=concept.strip(),
+                gold_category=category,
+            )
+        )
+    if not hits:
+        raise CrowdError(
+            f"layers: no unit of {', '.join(layers)} has 10 rendered tiles; render the run's tiles first.",
+            field="layers",
+        )
+    Hit.objects.bulk_create(hits, batch_size=500)
+    audit_record(
+        actor=created_by,
+        action="campaign.create",
+        target=campaign,
+        data={"tasks": len(hits), "skipped_units": skipped, "seed": seed, "gold_units": len(gold)},
+    )
+    return campaign
+
+
+@transaction.atomic
+def campaign_set_status(*, campaign: Campaign, status: str, actor) -> Campaign:
+    """Move a campaign along draft -> live <-> paused -> finished."""
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if status not in _TRANSITIONS.get(campaign.status, set()):
+        allowed = (
+            ", ".join(sorted(_TRANSITIONS.get(campaign.status, set()))) or "nothing (finished)"
+        )
+        raise CrowdError(
+            f"status: a {campaign.status} campaign can move to {allowed}, not {status}.",
+            field="status",
+        )
+    previous = campaign.status
+    campaign.status = status
+    campaign.save(update_fields=["status"])
+    audit_record(
+        actor=actor,
+        action="campaign.status",
+        target=campaign,
+        data={"from": previous, "to": status},
+    )
+    return campaign
+
+
+def demo_campaign_create(*, run: DissectionRun, layers: list[str]) -> Campaign:
+    """The README demo's live campaign: defaults of the paper, sized to the tiles the demo run has."""
+    top_counts = (
+        UnitImage.objects.filter(unit__layer__run=run, unit__layer__name__in=layers, kind="top")
+        .exclude(tile_path="")
+        .values_list("unit_id", flat=True)
+    )
+    per_unit: dict[int, int] = defaultdict(int)
+    for unit_id in top_counts:
+        per_unit[unit_id] += 1
+    most = max(per_unit.values(), default=0)
+    campaign = campaign_create(
+        run=run,
+        layers=layers,
+        name="Demo campaign",
+        tiles_per_task=min(60, most + 3) if most else 60,
+        instructions="Name what most images share in one or two words, mark the ones that do not fit.",
+    )
+    return campaign_set_status(campaign=campaign, status=S.LIVE, actor=None)
+
+
+# --- leases ---------------------------------------------------------------------------------------
+
+
+def _refusal(*, worker: Worker, campaign: Campaign) -> str | None:
+    """Why `worker` may not take a new task in `campaign` now, or None."""
+    if campaign.status != S.LIVE:
+        return f"This campaign is {campaign.status}; no tasks are handed out."
+    if worker.blocked:
+        return "Your account is blocked from receiving tasks." + (
+            f" Reason: {worker.blocked_reason}" if worker.blocked_reason else ""
+        )
+    taken = Assignment.objects.filter(worker=worker, hit__campaign=campaign).exclude(
+        status__in=[A.RETURNED, A.EXPIRED]
+    )
+    if campaign.max_tasks_per_worker is not None and taken.count() >= campaign.max_tasks_per_worker:
+        return f"You have done this campaign's limit of {campaign.max_tasks_per_worker} tasks. Thank you!"
+    accuracy, count = gold_accuracy(worker=worker, campaign=campaign)
+    if count >= GOLD_MIN_ANSWERS and accuracy is not None and accuracy < campaign.min_gold_accuracy:
+        return "Your answers on check tasks were too often wrong, so no more tasks are handed out."
+    return None
+
+
+def _gold_due(*, worker: Worker, campaign: Campaign) -> bool:
+    if campaign.gold_rate <= 0:
+        return False
+    mine = Assignment.objects.filter(worker=worker, hit__campaign=campaign).exclude(
+        status__in=[A.RETURNED, A.EXPIRED]
+    )
+    gold = mine.filter(hit__is_gold=True).count()
+    return gold < campaign.gold_rate * (mine.count() + 1)
+
+
+def _lease(*, worker: Worker, hit: Hit, campaign: Campaign, now: datetime) -> Assignment:
+    assignment = Assignment.objects.create(
+        hit=hit,
+        worker=worker,
+        status=A.LEASED,
+        accepted_at=now,
+        lease_expires_at=now + timedelta(minutes=campaign.lease_minutes),
+    )
+    audit_record(
+        actor=worker.user,
+        action="assignment.lease",
+        target=assignment,
+        data={"hit": hit.pk, "worker": worker.pseudonym},
+    )
+    return assignment
+
+
+def _lock_worker(worker: Worker) -> Worker:
+    # One request per worker at a time: no double leases from two tabs or retries.
+    return Worker.objects.select_for_update().get(pk=worker.pk)
+
+
+@transaction.atomic
+def assignment_next(*, worker: Worker, campaign: Campaign) -> Assignment:
+    """Lease the worker's next task in `campaign` (or return the lease they already hold).
+
+    Rules: never the same unit twice for a worker; never more than `redundancy` answered-or-leased
+    assignments per task; fewest answers first; gold tasks mixed in at the campaign's gold rate.
+    Raises NoTask with the reason when there is nothing for this worker.
+    """
+    worker = _lock_worker(worker)
+    current = selectors.worker_active_lease(worker=worker, campaign=campaign)
+    if current is not None:
+        return current
+    reason = _refusal(worker=worker, campaign=campaign)
+    if reason:
+        raise NoTask(reason)
+    now = timezone.now()
+    if _gold_due(worker=worker, campaign=campaign):
+        hit = selectors.candidate_hits(worker=worker, campaign=campaign, now=now, gold=True).first()
+        if hit is not None:
+            return _lease(worker=worker, hit=hit, campaign=campaign, now=now)
+    full: list[int] = []
+    for _attempt in range(20):
+        hit = (
+            selectors.candidate_hits(worker=worker, campaign=campaign, now=now, gold=False)
+            .exclude(pk__in=full)
+            .select_for_update(skip_locked=True)
+            .first()
+        )
+        if hit is None:
+            break
+        # The candidate query's counts may predate a lease committed since; recount under the lock.
+        if selectors.hit_load(hit=hit, now=now) >= campaign.redundancy:
+            full.append(hit.pk)
+            continue
+        return _lease(worker=worker, hit=hit, campaign=campaign, now=now)
+    raise NoTask("There are no tasks left for you in this campaign right now. Thank you!")
+
+
+@transaction.atomic
+def assignment_accept(*, worker: Worker, hit: Hit) -> Assignment:
+    """Lease the task the worker previewed (or return the lease they already hold in its campaign)."""
+    worker = _lock_worker(worker)
+    campaign = hit.campaign
+    current = selectors.worker_active_lease(worker=worker, campaign=campaign)
+    if current is not None:
+        return current
+    reason = _refusal(worker=worker, campaign=campaign)
+    if reason:
+        raise NoTask(reason)
+    hit = Hit.objects.select_for_update().get(pk=hit.pk)
+    if Assignment.objects.filter(hit=hit, worker=worker).exists():
+        raise NoTask("You already worked on this unit; take the next task instead.")
+    now = timezone.now()
+    if not hit.is_gold and selectors.hit_load(hit=hit, now=now) >= campaign.redundancy:
+        raise NoTask("This task has just been taken by enough workers; take the next task instead.")
+    return _lease(worker=worker, hit=hit, campaign=campaign, now=now)
+
+
+def _own_open_assignment(*, assignment: Assignment, worker: Worker) -> Assignment:
+    # of=self: lock only the assignment, never its task or campaign rows (others lease from those).
+    a = (
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("hit__campaign")
+        .get(pk=assignment.pk)
+    )
+    if a.worker_id != worker.pk:
+        raise CrowdError("assignment: this task is not yours.", field="assignment")
+    if a.status != A.LEASED:
+        raise CrowdError(f"assignment: this task is already {a.status}.", field="assignment")
+    return a
+
+
+@transaction.atomic
+def assignment_return(
+    *, assignment: Assignment, worker: Worker, action: str = "return"
+) -> Assignment:
+    """Give a leased task back to the pool (the worker will not get that unit again)."""
+    a = _own_open_assignment(assignment=assignment, worker=worker)
+    a.status = A.RETURNED
+    a.save(update_fields=["status"])
+    audit_record(actor=worker.user, action=f"assignment.{action}", target=a)
+    return a
+
+
+def assignment_skip(*, assignment: Assignment, worker: Worker) -> Assignment | None:
+    """Return this task and lease the next one (None when nothing is left)."""
+    a = assignment_return(assignment=assignment, worker=worker, action="skip")
+    try:
+        return assignment_next(worker=worker, campaign=a.hit.campaign)
+    except NoTask:
+        return None
+
+
+def leases_expire(*, now: datetime | None = None) -> int:
+    """Mark leases past their end as expired (their tasks are already back in the pool). Idempotent."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            Assignment.objects.select_for_update(skip_locked=True).filter(
+                status=A.LEASED, lease_expires_at__lte=now
+            )
+        )
+        for a in due:
+            a.status = A.EXPIRED
+            a.save(update_fields=["status"])
+            audit_record(actor=None, action="assignment.expire", target=a)
+    return len(due)
+
+
+# --- answers --------------------------------------------------------------------------------------
+
+
+def validate_answer(*, concept: str, category: str) -> dict[str, list[str]]:
+    """Field errors of the concept and category (empty when both are fine)."""
+    errors: dict[str, list[str]] = {}
+    text = " ".join((concept or "").split())
+    if not text:
+        errors["concept"] = ["Concept: type the one or two words most images share."]
+    elif len(text) > CONCEPT_MAX_CHARS:
+        errors["concept"] = [
+            f"Concept: use at most {CONCEPT_MAX_CHARS} characters (one or two words)."
+        ]
+    elif not CONCEPT_PATTERN.match(text):
+        errors["concept"] = [
+            "Concept: use only letters, digits, spaces, hyphens (-) and apostrophes (')."
+        ]
+    if category not in CATEGORY_SLUGS:
+        errors["category"] = [
+            "Category: pick one of " + ", ".join(CATEGORY_NAMES[c] for c in CATEGORY_SLUGS) + "."
+        ]
+    return errors
+
+
+def _enqueue_label_recompute(unit_id: int) -> None:
+    """Ask the reports part to re-aggregate a unit's label (after commit; skipped until it exists)."""
+    try:
+        from annotate.labels.tasks import recompute_unit_label
+    except ImportError:
+        return
+    recompute_unit_label.delay(unit_id)
+
+
+@transaction.atomic
+def assignment_submit(
+    *,
+    assignment: Assignment,
+    worker: Worker,
+    concept: str,
+    category: str,
+    flagged_positions: Iterable[int],
+    active_seconds: float | None = None,
+) -> SubmitOutcome:
+    """Save a worker's answer to their leased task.
+
+    `flagged_positions` are tile positions (0-based, in the task's order) marked "does not fit".
+    A control left unmarked sends the answer back once for revision (nothing saved but the prompt);
+    the next submission is saved with control_failed=True.
+    """
+    a = _own_open_assignment(assignment=assignment, worker=worker)
+    now = timezone.now()
+    if a.lease_expires_at is not None and now >= a.lease_expires_at:
+        raise LeaseExpired(
+            "Your time for this task ran out, so it went back to the pool. Take a new task."
+        )
+    errors = validate_answer(concept=concept, category=category)
+    order = a.hit.tile_order
+    try:
+        positions = sorted({int(p) for p in flagged_positions})
+    except (TypeError, ValueError):
+        positions = [-1]
+    if any(p < 0 or p >= len(order) for p in positions):
+        errors["flagged"] = ["Tiles: the marked tiles do not belong to this task; reload the page."]
+    if errors:
+        raise AnswerInvalid(errors)
+    flagged_ids = [order[p] for p in positions]
+    controls = set(
+        UnitImage.objects.filter(pk__in=order, kind="control").values_list("pk", flat=True)
+    )
+    unit_ids = [i for i in order if i not in controls]
+    unmarked = sum(1 for i in unit_ids if i not in set(flagged_ids))
+    if unmarked < MIN_UNMARKED_UNIT_TILES:
+        raise AnswerInvalid(
+            {
+                "flagged": [
+                    "Tiles: too many images are marked as not fitting. A unit's images share a "
+                    "concept, so name what most of them show and mark only the clear exceptions."
+                ]
+            }
+        )
+    missed_control = any(c not in set(flagged_ids) for c in controls)
+    if missed_control and a.control_prompts == 0:
+        a.control_prompts = 1
+        a.save(update_fields=["control_prompts"])
+        audit_record(actor=worker.user, action="assignment.control_prompt", target=a)
+        return SubmitOutcome(
+            assignment=a,
+            revise=True,
+            messages=[
+                "Please look again: at least one image you left unmarked clearly does not show "
+                "your concept. Mark it, then submit. (You can also submit as it is.)"
+            ],
+        )
+    response = Response.objects.create(
+        assignment=a,
+        concept_text=" ".join(concept.split()),
+        concept=concept_for_text(concept),
+        category=category,
+        flagged_tiles=flagged_ids,
+        precision=unmarked / len(unit_ids),
+        control_failed=missed_control,
+        revisions=a.control_prompts,
+    )
+    elapsed = (now - a.accepted_at).total_seconds() if a.accepted_at else None
+    if active_seconds is not None and elapsed is not None:
+        active_seconds = max(0.0, min(float(active_seconds), elapsed))
+    a.status = A.SUBMITTED
+    a.submitted_at = now
+    a.active_seconds = active_seconds if active_seconds is not None else elapsed
+    a.completion_code = secrets.token_hex(5).upper()
+    a.save(update_fields=["status", "submitted_at", "active_seconds", "completion_code"])
+    audit_record(
+        actor=worker.user,
+        action="assignment.submit",
+        target=a,
+        data={"control_failed": missed_control, "flagged": len(flagged_ids)},
+    )
+    unit_id = a.hit.unit_id
+    transaction.on_commit(lambda: _enqueue_label_recompute(unit_id))
+    return SubmitOutcome(assignment=a, response=response)
+
+
+# --- review ---------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def assignment_review(
+    *, assignment_ids: Iterable[int], approve: bool, actor, reason: str = ""
+) -> list[Assignment]:
+    """Approve or reject submitted assignments (bulk); a rejection needs a reason the worker will see.
+
+    Assignments that are not waiting for review are left alone; the changed ones are returned.
+    """
+    reason = (reason or "").strip()
+    if not approve and not reason:
+        raise CrowdError("reason: tell the worker why the answer is rejected.", field="reason")
+    now = timezone.now()
+    changed = list(
+        Assignment.objects.select_for_update(of=("self",))
+        .select_related("hit")
+        .filter(pk__in=list(assignment_ids), status=A.SUBMITTED)
+        .order_by("pk")
+    )
+    for a in changed:
+        a.status = A.APPROVED if approve else A.REJECTED
+        a.reviewed_at = now
+        a.reject_reason = "" if approve else reason[:500]
+        a.save(update_fields=["status", "reviewed_at", "reject_reason"])
+        audit_record(
+            actor=actor,
+            action="assignment.approve" if approve else "assignment.reject",
+            target=a,
+            data={} if approve else {"reason": reason[:500]},
+        )
+    units = {a.hit.unit_id for a in changed}
+    transaction.on_commit(lambda: [_enqueue_label_recompute(u) for u in sorted(units)])
+    return changed
+
+
+def auto_approve_due(*, now: datetime | None = None) -> int:
+    """Approve answers left unreviewed for longer than their campaign's auto-approve delay. Idempotent."""
+    now = now or timezone.now()
+    done = 0
+    campaigns = Campaign.objects.filter(hits__assignments__status=A.SUBMITTED).distinct()
+    for campaign in campaigns:
+        cutoff = now - timedelta(hours=campaign.auto_approve_hours)
+        with transaction.atomic():
+            due = list(
+                Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("hit")
+                .filter(hit__campaign=campaign, status=A.SUBMITTED, submitted_at__lte=cutoff)
+            )
+            for a in due:
+                a.status, a.reviewed_at = A.APPROVED, now
+                a.save(update_fields=["status", "reviewed_at"])
+                audit_record(actor=None, action="assignment.auto_approve", target=a)
+            units = {a.hit.unit_id for a in due}
+            transaction.on_commit(lambda units=units: [_enqueue_label_recompute(u) for u in units])
+        done += len(due)
+    return done

@@ -1,0 +1,306 @@
+"""Campaigns, the assignment engine, answers, review and quality, against the database."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from annotate.crowd import quality, services
+from annotate.crowd.services import AnswerInvalid, CrowdError, LeaseExpired, NoTask
+from annotate.models import Assignment, AuditEvent, Hit, UnitLabel, Worker
+from dissect.models import DissectionRun, UnitImage
+from tests.annotate.crowd.conftest import build_run
+
+A = Assignment.Status
+pytestmark = pytest.mark.django_db
+
+
+def _worker(name: str) -> Worker:
+    return Worker.objects.create(pseudonym=name)
+
+
+def _live(run, **kwargs):
+    campaign = services.campaign_create(run=run, layers=["conv5"], **kwargs)
+    return services.campaign_set_status(campaign=campaign, status="live", actor=None)
+
+
+def _controls(hit: Hit) -> list[int]:
+    kinds = dict(UnitImage.objects.filter(pk__in=hit.tile_order).values_list("pk", "kind"))
+    return [p for p, pk in enumerate(hit.tile_order) if kinds[pk] == "control"]
+
+
+def _submit(a, worker, *, flagged=None, concept="tree", category="object", **kw):
+    flagged = _controls(a.hit) if flagged is None else flagged
+    return services.assignment_submit(
+        assignment=a,
+        worker=worker,
+        concept=concept,
+        category=category,
+        flagged_positions=flagged,
+        **kw,
+    )
+
+
+def test_campaign_tasks_mix_top_tiles_and_controls_in_a_seeded_recorded_order(crowd_run):
+    campaign = services.campaign_create(
+        run=crowd_run, layers=["conv5"], tiles_per_task=13, controls_per_task=3, seed=7
+    )
+    hits = list(campaign.hits.order_by("unit__index"))
+    assert len(hits) == 3
+    for hit in hits:
+        images = UnitImage.objects.filter(pk__in=hit.tile_order)
+        kinds = sorted(images.values_list("kind", flat=True))
+        assert kinds.count("control") == 3 and kinds.count("top") == 10
+        top_ranks = sorted(images.filter(kind="top").values_list("rank", flat=True))
+        assert top_ranks == list(range(10))  # the unit's best tiles
+        assert hit.tile_order != sorted(hit.tile_order)
+    again = services.campaign_create(
+        run=crowd_run, layers=["conv5"], tiles_per_task=13, controls_per_task=3, seed=7
+    )
+    assert [h.tile_order for h in again.hits.order_by("unit__index")] == [
+        h.tile_order for h in hits
+    ]
+    other = services.campaign_create(run=crowd_run, layers=["conv5"], seed=8)
+    assert [h.tile_order for h in other.hits.order_by("unit__index")] != [
+        h.tile_order for h in hits
+    ]
+    assert AuditEvent.objects.filter(action="campaign.create", target_id=str(campaign.pk)).exists()
+
+
+def test_campaign_refuses_unfinished_runs_unknown_layers_and_thin_units(db):
+    run = build_run(units=1, tops=8)
+    with pytest.raises(CrowdError, match="10 rendered tiles"):
+        services.campaign_create(run=run, layers=["conv5"])
+    with pytest.raises(CrowdError, match="choose from conv5"):
+        services.campaign_create(run=run, layers=["fc9"])
+    run.status = DissectionRun.Status.RUNNING
+    run.save()
+    with pytest.raises(CrowdError, match="finished"):
+        services.campaign_create(run=run, layers=["conv5"])
+
+
+def test_status_moves_draft_live_paused_finished_only(crowd_run):
+    campaign = services.campaign_create(run=crowd_run, layers=["conv5"])
+    with pytest.raises(CrowdError, match="draft campaign can move to"):
+        services.campaign_set_status(campaign=campaign, status="paused", actor=None)
+    for status in ("live", "paused", "live", "finished"):
+        campaign = services.campaign_set_status(campaign=campaign, status=status, actor=None)
+    assert campaign.status == "finished"
+    assert AuditEvent.objects.filter(action="campaign.status").count() == 4
+
+
+def test_redundancy_fewest_answers_first_and_never_the_same_unit_twice(crowd_run):
+    campaign = _live(crowd_run, redundancy=2)
+    workers = [_worker(f"w{i}") for i in range(4)]
+    first = [services.assignment_next(worker=w, campaign=campaign) for w in workers[:3]]
+    # Three workers, three units: the least-answered units go first, so all three differ.
+    assert len({a.hit_id for a in first}) == 3
+    seen = {first[0].hit_id}
+    _submit(first[0], workers[0])
+    while True:
+        try:
+            a = services.assignment_next(worker=workers[0], campaign=campaign)
+        except NoTask:
+            break
+        assert a.hit_id not in seen
+        seen.add(a.hit_id)
+        _submit(a, workers[0])
+    assert len(seen) == 3
+    # Every task now has 2 slots taken except... count answered-or-leased per task never exceeds 2.
+    services.assignment_next(worker=workers[3], campaign=campaign)
+    for hit in campaign.hits.all():
+        taken = hit.assignments.filter(status__in=[A.LEASED, A.SUBMITTED, A.APPROVED]).count()
+        assert taken <= 2
+    with pytest.raises(NoTask):
+        for w in workers[1:]:
+            for _ in range(5):
+                a = services.assignment_next(worker=w, campaign=campaign)
+                _submit(a, w)
+
+
+def test_a_worker_holds_one_lease_at_a_time(crowd_run):
+    campaign = _live(crowd_run)
+    w = _worker("solo")
+    a = services.assignment_next(worker=w, campaign=campaign)
+    assert services.assignment_next(worker=w, campaign=campaign).pk == a.pk
+
+
+def test_expired_lease_returns_the_task_to_the_pool(crowd_run):
+    campaign = _live(crowd_run, redundancy=1)
+    w1, w2 = _worker("a"), _worker("b")
+    held = [services.assignment_next(worker=w1, campaign=campaign)]
+    for _ in range(2):
+        services.assignment_return(assignment=held[-1], worker=w1)
+        held.append(services.assignment_next(worker=w1, campaign=campaign))
+    # w1 returned two tasks and holds the third; w2 gets the returned ones, never the held one.
+    got = services.assignment_next(worker=w2, campaign=campaign)
+    assert got.hit_id != held[-1].hit_id
+    services.assignment_submit(
+        assignment=got,
+        worker=w2,
+        concept="x",
+        category="object",
+        flagged_positions=_controls(got.hit),
+    )
+    a = services.assignment_next(worker=w2, campaign=campaign)
+    _submit(a, w2)
+    with pytest.raises(NoTask):
+        services.assignment_next(worker=w2, campaign=campaign)
+    Assignment.objects.filter(pk=held[-1].pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert services.assignment_next(worker=w2, campaign=campaign).hit_id == held[-1].hit_id
+    with pytest.raises(LeaseExpired):
+        _submit(held[-1], w1)
+    assert services.leases_expire() == 1
+    assert Assignment.objects.get(pk=held[-1].pk).status == A.EXPIRED
+    assert services.leases_expire() == 0
+
+
+def test_blocked_paused_and_capped_workers_get_nothing(crowd_run):
+    campaign = _live(crowd_run, max_tasks_per_worker=1)
+    w = _worker("b")
+    a = services.assignment_next(worker=w, campaign=campaign)
+    _submit(a, w)
+    with pytest.raises(NoTask, match="limit of 1"):
+        services.assignment_next(worker=w, campaign=campaign)
+    other = _worker("o")
+    lease = services.assignment_next(worker=other, campaign=campaign)
+    services.worker_block(worker=other, actor=None, reason="spam answers")
+    assert Assignment.objects.get(pk=lease.pk).status == A.EXPIRED
+    with pytest.raises(NoTask, match="blocked.*spam answers"):
+        services.assignment_next(worker=other, campaign=campaign)
+    services.worker_unblock(worker=other, actor=None)
+    services.campaign_set_status(campaign=campaign, status="paused", actor=None)
+    campaign.refresh_from_db()
+    with pytest.raises(NoTask, match="paused"):
+        services.assignment_next(worker=other, campaign=campaign)
+    actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert {"worker.block", "worker.unblock", "assignment.lease", "assignment.submit"} <= actions
+
+
+def test_answer_validation_names_the_field(crowd_run):
+    campaign = _live(crowd_run)
+    w = _worker("v")
+    a = services.assignment_next(worker=w, campaign=campaign)
+    cases = [
+        ({"concept": ""}, "concept", "type the one or two words"),
+        ({"concept": "x" * 41}, "concept", "at most 40"),
+        ({"concept": "<b>tree</b>"}, "concept", "only letters"),
+        ({"category": "animal"}, "category", "pick one of"),
+        ({"flagged": [99]}, "flagged", "do not belong"),
+    ]
+    for change, field, message in cases:
+        with pytest.raises(AnswerInvalid) as info:
+            _submit(a, w, **change)
+        assert message in info.value.errors[field][0]
+    # 13 unit tiles (10 top + 3 controls of 14+3 at the default 60 cap: 14 tops); mark 5 top tiles.
+    hit = a.hit
+    controls = _controls(hit)
+    tops = [p for p in range(len(hit.tile_order)) if p not in controls]
+    with pytest.raises(AnswerInvalid, match="too many images"):
+        _submit(a, w, flagged=controls + tops[:5])
+    outcome = _submit(a, w, flagged=controls + tops[:4], concept="  Pine   trees ")
+    assert outcome.response.precision == pytest.approx((len(tops) - 4) / len(tops))
+    assert outcome.response.concept_text == "Pine trees"
+    assert outcome.response.concept is not None
+
+
+def test_control_check_asks_once_then_records_a_failure(
+    crowd_run, django_capture_on_commit_callbacks
+):
+    campaign = _live(crowd_run)
+    w = _worker("c")
+    a = services.assignment_next(worker=w, campaign=campaign)
+    first = _submit(a, w, flagged=[])
+    assert first.revise and first.response is None
+    assert "look again" in first.messages[0]
+    with django_capture_on_commit_callbacks() as callbacks:
+        second = _submit(a, w, flagged=[], active_seconds=10_000)
+    assert second.response.control_failed and second.response.revisions == 1
+    assert len(callbacks) == 1  # the label recompute is enqueued after commit
+    a.refresh_from_db()
+    assert a.status == A.SUBMITTED and a.submitted_at and a.completion_code
+    assert a.active_seconds <= (a.submitted_at - a.accepted_at).total_seconds()
+    with pytest.raises(CrowdError, match="already submitted"):
+        _submit(a, w)
+
+
+def test_nobody_submits_for_someone_else(crowd_run):
+    campaign = _live(crowd_run)
+    owner, thief = _worker("o"), _worker("t")
+    a = services.assignment_next(worker=owner, campaign=campaign)
+    with pytest.raises(CrowdError, match="not yours"):
+        _submit(a, thief)
+    with pytest.raises(CrowdError, match="not yours"):
+        services.assignment_return(assignment=a, worker=thief)
+
+
+def test_review_in_bulk_with_reasons_and_auto_approve(crowd_run, make_user):
+    researcher = make_user("researcher")
+    campaign = _live(crowd_run)
+    answers = []
+    for i in range(3):
+        w = _worker(f"r{i}")
+        a = services.assignment_next(worker=w, campaign=campaign)
+        _submit(a, w)
+        answers.append(a.pk)
+    with pytest.raises(CrowdError, match="reason"):
+        services.assignment_review(assignment_ids=answers, approve=False, actor=researcher)
+    rejected = services.assignment_review(
+        assignment_ids=answers[:2], approve=False, actor=researcher, reason="Concept is unrelated"
+    )
+    assert [a.pk for a in rejected] == answers[:2]
+    assert Assignment.objects.get(pk=answers[0]).reject_reason == "Concept is unrelated"
+    # Already reviewed answers are left alone.
+    assert (
+        services.assignment_review(assignment_ids=answers[:1], approve=True, actor=researcher) == []
+    )
+    assert services.auto_approve_due() == 0
+    later = timezone.now() + timedelta(hours=campaign.auto_approve_hours + 1)
+    assert services.auto_approve_due(now=later) == 1
+    assert Assignment.objects.get(pk=answers[2]).status == A.APPROVED
+    events = AuditEvent.objects.filter(action__in=["assignment.reject", "assignment.auto_approve"])
+    assert events.count() == 3
+    assert events.filter(actor=researcher).count() == 2
+
+
+def test_gold_tasks_are_mixed_in_scored_and_stop_poor_workers(db):
+    run = build_run(units=6)
+    units = list(run.layer_set.get().units.order_by("index"))
+    gold = {u.pk: ("tree", "object") for u in units[:3]}
+    campaign = _live(run, gold=gold, gold_rate=0.5, min_gold_accuracy=0.75)
+    w = _worker("g")
+    served = []
+    with pytest.raises(NoTask, match="check tasks"):
+        for _ in range(6):
+            a = services.assignment_next(worker=w, campaign=campaign)
+            served.append(a.hit.is_gold)
+            _submit(a, w, concept="sky", category="scene")  # always wrong on gold
+    assert served[0] is True and sum(served) == 3
+    accuracy, count = quality.gold_accuracy(worker=w, campaign=campaign)
+    assert (accuracy, count) == (0.0, 3)
+    good = _worker("good")
+    a = services.assignment_next(worker=good, campaign=campaign)
+    _submit(a, good, concept="Trees", category="object")
+    assert quality.gold_accuracy(worker=good, campaign=campaign) == (1.0, 1)
+
+
+def test_worker_table_reports_controls_time_and_agreement(crowd_run):
+    campaign = _live(crowd_run)
+    w = _worker("q")
+    concepts = ["tree", "sky", "dog"]
+    for concept in concepts:
+        a = services.assignment_next(worker=w, campaign=campaign)
+        flagged = [] if concept == "dog" else None
+        outcome = _submit(a, w, concept=concept, flagged=flagged, active_seconds=5.0)
+        if outcome.revise:
+            _submit(a, w, concept=concept, flagged=[], active_seconds=5.0)
+        UnitLabel.objects.create(
+            unit=a.hit.unit, concept_text="Trees" if concept != "sky" else "cloud"
+        )
+    [row] = quality.campaign_worker_table(campaign=campaign)
+    assert row.answers == 3
+    assert row.control_pass_rate == pytest.approx(2 / 3)
+    assert row.median_seconds is not None and row.median_seconds <= 5.0
+    assert row.agreement_answers == 3 and row.agreement == pytest.approx(1 / 3)
