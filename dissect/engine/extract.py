@@ -44,9 +44,8 @@ def spatial_max(activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if activations.dim() == 2:
         scores = activations.float()
         return scores, torch.zeros(*scores.shape, 2, dtype=torch.int32, device=scores.device)
-    n, u = activations.shape[:2]
-    width = activations.shape[-1]
-    flat = activations.reshape(n, u, -1)
+    n, u, height, width = activations.shape
+    flat = activations.reshape(n, u, height * width)
     scores, index = flat.max(dim=2)
     positions = torch.stack((index // width, index % width), dim=-1).to(torch.int32)
     return scores.float(), positions
@@ -242,7 +241,10 @@ def extract_unit_stats(
         if missing:
             # No images at all: one dummy pass with zero-length slices gives each layer its shape.
             current_ids[:] = [torch.empty(0, dtype=torch.int64, device=dev)]
-            with torch.inference_mode(), forward_hooks(missing, lambda lay, out: on_output(lay, out[:0])):
+            with (
+                torch.inference_mode(),
+                forward_hooks(missing, lambda lay, out: on_output(lay, out[:0])),
+            ):
                 model(torch.zeros(1, 3, net.input_size, net.input_size, device=dev))
     finally:
         net.model.to("cpu")

@@ -129,9 +129,7 @@ class RunningQuantile:
         o_max = other.key_min + other.counts.shape[1] - 1
         self._ensure_range(other.key_min, o_max)
         start = other.key_min - self.key_min
-        self.counts[:, start : start + other.counts.shape[1]] += other.counts.to(
-            self.counts.device
-        )
+        self.counts[:, start : start + other.counts.shape[1]] += other.counts.to(self.counts.device)
         return self
 
     def quantile(self, q: float | torch.Tensor) -> torch.Tensor:

@@ -74,9 +74,7 @@ class RunningTopK:
     ) -> None:
         """Add a batch: ``scores`` [N, U], ``image_ids`` [N] (int), ``positions`` [N, U, 2] or None."""
         if scores.dim() != 2 or scores.shape[1] != self.num_units:
-            raise ValueError(
-                f"scores must be [N, {self.num_units}], got {tuple(scores.shape)}"
-            )
+            raise ValueError(f"scores must be [N, {self.num_units}], got {tuple(scores.shape)}")
         n = scores.shape[0]
         if n == 0 or self.k == 0:
             return

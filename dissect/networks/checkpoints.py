@@ -57,7 +57,9 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False):
         try:
             scripted = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001
-            raise NetworkLoadError(f"{path}: looks like TorchScript but failed to load: {exc}")
+            raise NetworkLoadError(
+                f"{path}: looks like TorchScript but failed to load: {exc}"
+            ) from exc
         return normalize_state_dict(scripted.state_dict(), source=str(path))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
@@ -110,7 +112,11 @@ def guess_arch(keys) -> str | None:
     """A rough architecture family from state_dict key names, for error messages."""
     keys = set(keys)
     if "layer4.0.conv1.weight" in keys:
-        return "resnet50 / resnet101 / resnet152" if "layer4.0.conv3.weight" in keys else "resnet18 / resnet34"
+        return (
+            "resnet50 / resnet101 / resnet152"
+            if "layer4.0.conv3.weight" in keys
+            else "resnet18 / resnet34"
+        )
     if any(k.startswith("features.denseblock") for k in keys):
         return "densenet121 / densenet161 / densenet169 / densenet201"
     if "classifier.6.weight" in keys:

