@@ -64,7 +64,6 @@ TEMPLATES = [
 
 DATABASES = {"default": env.database_config(DATA_DIR / "crowddissect.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-FORMS_URLFIELD_ASSUME_HTTPS = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
