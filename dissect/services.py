@@ -1,0 +1,1143 @@
+"""Writes of the dissection pipeline: networks, image sets, runs, shards, merge, render, resume,
+cancel, and the README's demo runs.
+
+The numeric work is the engine's (``dissect.engine``, ``dissect.networks``, ``dissect.images``);
+this module turns it into rows and files and keeps every run's status row current. torch is only
+imported inside the functions that compute, so the web process can import this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import os
+import socket
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from dissect.models import (
+    DissectionRun,
+    Image,
+    ImageSet,
+    Layer,
+    Network,
+    Shard,
+    Unit,
+    UnitImage,
+)
+from dissect.selectors import run_ordered_images
+from dissect.storage import save_content_addressed
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+SEGMENTATIONS = ("rf-disk", "activation", "quantile")
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULTS = {
+    "top_k": 60,
+    "controls": 3,
+    "shard_size": 1000,
+    "segmentation": "quantile",
+    "quantile": 0.995,
+    "tile_px": 120,
+    "montage_tile_px": 64,
+    "batch_size": 32,
+    "workers": 0,
+    "receptive_field": False,
+    "device": "auto",
+}
+SCAN_CHUNK = 2000
+_PROGRESS_EVERY_S = 1.0
+
+
+class PipelineError(ValueError):
+    """A request the pipeline cannot carry out; the message says what to change."""
+
+
+class RunCancelled(Exception):
+    """Raised between batches when the run's status row says it was cancelled."""
+
+
+# -- small helpers ------------------------------------------------------------------------------
+
+
+def code_version() -> str:
+    """``git describe`` of the checkout when available, else the installed package version."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        if out.stdout.strip():
+            return out.stdout.strip()[:64]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("crowddissect")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def run_dir(run_id: int) -> Path:
+    """Folder of a run's artifacts (shard states, merged state, receptive-field maps)."""
+    path = Path(settings.CROWDDISSECT["RUNS_DIR"]) / str(run_id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _show_bars() -> bool:
+    # Terminal bars only when tasks run in this process (the embedded default); on a worker
+    # they would only clutter the log.
+    return bool(settings.CELERY_TASK_ALWAYS_EAGER)
+
+
+class _StageProgress:
+    """Reports one stage's progress to the run's status row (throttled), an optional tqdm bar;
+    raises RunCancelled when the run was cancelled meanwhile (checked between batches).
+
+    ``additive=True`` adds this worker's count to the stage's shared counter (many shard tasks
+    feed one ``extract`` counter); otherwise ``done`` is the stage's absolute count.
+    """
+
+    def __init__(self, run_id: int, stage: str, total: int, *, additive: bool = False,
+                 label: str = "", bar_total: int | None = None):  # fmt: skip
+        self.run_id, self.stage, self.total, self.additive = run_id, stage, total, additive
+        self._last = time.monotonic()
+        self._reported = 0
+        self._bar = None
+        if _show_bars():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=bar_total or total, desc=label or stage, leave=False)
+        if not additive:
+            _progress_set(run_id, stage, done=0, total=total)
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if self._bar is not None:
+            self._bar.update(done - self._bar.n)
+        now = time.monotonic()
+        if now - self._last >= _PROGRESS_EVERY_S:
+            self._last = now
+            self._flush(done)
+            if _run_cancelled(self.run_id):
+                raise RunCancelled
+
+    def _flush(self, done: int) -> None:
+        if self.additive:
+            _progress_set(self.run_id, self.stage, add=done - self._reported)
+        else:
+            _progress_set(self.run_id, self.stage, done=done, total=self.total)
+        self._reported = done
+
+    def close(self, done: int | None = None) -> None:
+        if done is not None:
+            self._flush(done)
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _run_cancelled(run_id: int) -> bool:
+    status = DissectionRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    return status == DissectionRun.Status.CANCELLED
+
+
+def _progress_set(
+    run_id: int, stage: str, *, done: int | None = None, total: int | None = None, add: int = 0
+) -> None:
+    """Update ``progress[stage]`` under a row lock: shard tasks on many workers write it."""
+    with transaction.atomic():
+        run = DissectionRun.objects.select_for_update().only("progress").get(pk=run_id)
+        entry = dict(run.progress.get(stage) or {"done": 0, "total": 0})
+        if total is not None:
+            entry["total"] = int(total)
+        if done is not None:
+            entry["done"] = int(done)
+        entry["done"] = min(entry["done"] + add, entry["total"] or entry["done"] + add)
+        run.progress = {**run.progress, stage: entry}
+        DissectionRun.objects.filter(pk=run_id).update(progress=run.progress)
+
+
+def _timing_add(run_id: int, stage: str, seconds: float) -> None:
+    with transaction.atomic():
+        run = DissectionRun.objects.select_for_update().only("timings").get(pk=run_id)
+        timings = {**run.timings, stage: round(float(run.timings.get(stage, 0)) + seconds, 3)}
+        DissectionRun.objects.filter(pk=run_id).update(timings=timings)
+
+
+def _set_stage(run_id: int, stage: str) -> None:
+    DissectionRun.objects.filter(pk=run_id).exclude(
+        status__in=[DissectionRun.Status.CANCELLED, DissectionRun.Status.FAILED]
+    ).update(stage=stage, status=DissectionRun.Status.RUNNING)
+
+
+# -- networks -----------------------------------------------------------------------------------
+
+
+def network_register(
+    *,
+    name: str,
+    arch: str,
+    checkpoint: str | Path | None = None,
+    class_names: str | Path | Sequence[str] | None = None,
+    trust_pickle: bool = False,
+    preprocessing: dict | None = None,
+    training_data: str = "",
+    description: str = "",
+) -> Network:
+    """Load the network once (to check that the checkpoint fits the architecture) and store it
+    as a Network row (created, or updated when ``name`` exists). ``preprocessing`` overrides
+    the architecture's defaults (e.g. ``{"input_size": 64}``). Raises PipelineError."""
+    from dissect.networks import DEMO_NETWORKS, NetworkLoadError, load_network
+
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise PipelineError(f"checkpoint {checkpoint}: no such file")
+    try:
+        net = load_network(
+            arch,
+            checkpoint=checkpoint,
+            class_names=class_names,
+            trust_pickle=trust_pickle,
+            preprocessing=preprocessing,
+        )
+    except NetworkLoadError as exc:
+        raise PipelineError(str(exc)) from exc
+    if arch in DEMO_NETWORKS:
+        source = Network.Source.BUILTIN
+    elif checkpoint is None:
+        source = Network.Source.TORCHVISION
+    elif trust_pickle:
+        source = Network.Source.PICKLE
+    else:
+        source = Network.Source.TORCHVISION
+    network, _ = Network.objects.update_or_create(
+        name=name,
+        defaults={
+            "arch": arch,
+            "source": source,
+            "checkpoint_path": str(Path(checkpoint).resolve()) if checkpoint else "",
+            "weights_sha256": net.weights_sha256,
+            "class_names": list(net.class_names),
+            "preprocessing": dict(net.preprocessing),
+            "layer_aliases": dict(net.layer_aliases),
+            "trust_pickle": trust_pickle,
+            "training_data": training_data,
+            "description": description,
+        },
+    )
+    return network
+
+
+_NET_CACHE: dict[tuple, object] = {}
+
+
+def network_load(*, network: Network):
+    """The network's ``LoadedNetwork`` (cached per process: a worker runs many shards).
+
+    Raises PipelineError when the checkpoint changed since registration.
+    """
+    from dissect.networks import NetworkLoadError, load_network
+
+    key = (network.pk, network.arch, network.checkpoint_path, network.weights_sha256)
+    if key in _NET_CACHE:
+        return _NET_CACHE[key]
+    try:
+        net = load_network(
+            network.arch,
+            checkpoint=network.checkpoint_path or None,
+            class_names=network.class_names or None,
+            trust_pickle=network.trust_pickle,
+            preprocessing=network.preprocessing or None,
+        )
+    except NetworkLoadError as exc:
+        raise PipelineError(f"network {network.name}: {exc}") from exc
+    if network.weights_sha256 and net.weights_sha256 != network.weights_sha256:
+        raise PipelineError(
+            f"network {network.name}: the weights changed since it was registered "
+            f"({network.checkpoint_path or network.arch}); register it again with "
+            "`python manage.py register_network`"
+        )
+    _NET_CACHE.clear()  # one network at a time: models can be large
+    _NET_CACHE[key] = net
+    return net
+
+
+# -- image sets ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    path: str
+    ok: bool
+    reason: str
+    width: int
+    height: int
+    sha1: str
+    size_bytes: int
+    scene_label: str = ""
+    split: str = ""
+
+
+def _count_image_files(root: Path) -> int:
+    from dissect.images import IMAGE_EXTENSIONS
+
+    return sum(
+        1
+        for _dir, _subdirs, files in os.walk(root)
+        for name in files
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+
+
+def _scan_records(root: Path, manifest: Path | None) -> tuple[int, Iterable[_Scanned]]:
+    """(total, records) for a folder walk or a CSV manifest (paths relative to root)."""
+    from dissect.images import ManifestError, inspect_image, read_manifest_csv, scan_folder
+
+    def relative(reason: str) -> str:
+        # The engine names the absolute file; the run page lists paths relative to the root.
+        return reason.replace(f"{root}/", "", 1)
+
+    if manifest is None:
+        total = _count_image_files(root)
+
+        def folder():
+            for record in scan_folder(root):
+                c = record.check
+                yield _Scanned(
+                    record.relpath, c.ok, relative(c.reason), c.width, c.height, c.sha1,
+                    c.size_bytes,
+                )  # fmt: skip
+
+        return total, folder()
+    try:
+        rows = list(read_manifest_csv(manifest))
+    except ManifestError as exc:
+        raise PipelineError(str(exc)) from exc
+
+    def listed():
+        for row in rows:
+            file = root / row.path
+            if not file.is_file():
+                yield _Scanned(
+                    row.path, False, f"{row.path}: listed in {manifest.name} line {row.line} "
+                    "but no such file", 0, 0, "", 0,
+                )  # fmt: skip
+                continue
+            c = inspect_image(file)
+            label = row.extra.get("label") or row.extra.get("class") or row.extra.get("scene", "")
+            yield _Scanned(
+                row.path, c.ok, relative(c.reason), c.width, c.height, c.sha1, c.size_bytes,
+                label[:100], row.extra.get("split", "")[:20],
+            )  # fmt: skip
+
+    return len(rows), listed()
+
+
+def image_set_scan(
+    *,
+    name: str,
+    root: str | Path,
+    manifest: str | Path | None = None,
+    labels_dir: str | Path = "",
+    description: str = "",
+    progress: Progress | None = None,
+    chunk_size: int = SCAN_CHUNK,
+) -> ImageSet:
+    """Scan ``root`` recursively (jpg, png, webp, bmp) or the files a CSV ``manifest`` lists
+    (column ``path`` relative to ``root``; optional ``label``/``split``) into Image rows.
+
+    Bad files (empty, truncated, not an image, too many pixels, missing) are kept with
+    status 'bad' and the reason, and skipped by runs. Rescanning an existing set updates rows
+    in place (paths that vanished are removed), so runs keep their images. Rows are written in
+    chunks of ``chunk_size``; ``progress(done, total)`` after each chunk.
+    """
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise PipelineError(f"image folder {root}: no such folder")
+    manifest_path = Path(manifest).expanduser().resolve() if manifest else None
+    if manifest_path is not None and not manifest_path.is_file():
+        raise PipelineError(f"manifest {manifest_path}: no such file")
+    total, records = _scan_records(root, manifest_path)
+
+    image_set, _ = ImageSet.objects.update_or_create(
+        name=name,
+        defaults={"root": str(root), "labels_dir": str(labels_dir), "description": description},
+    )
+    existing = dict(image_set.images.values_list("path", "id"))
+    seen: set[str] = set()
+    fields = ["sha1", "size_bytes", "width", "height", "status", "reason", "scene_label", "split"]
+    bar = None
+    if progress is None and _show_bars():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"scan {name}", unit="file", leave=False)
+
+    def flush(chunk: list[_Scanned]) -> None:
+        rows = [
+            Image(
+                id=existing.get(r.path),
+                image_set=image_set,
+                path=r.path[:500],
+                sha1=r.sha1,
+                size_bytes=r.size_bytes,
+                width=r.width,
+                height=r.height,
+                status=Image.Status.OK if r.ok else Image.Status.BAD,
+                reason="" if r.ok else (r.reason or "unreadable")[:300],
+                scene_label=r.scene_label,
+                split=r.split,
+            )
+            for r in chunk
+        ]
+        with transaction.atomic():
+            Image.objects.bulk_create([r for r in rows if r.id is None], batch_size=chunk_size)
+            Image.objects.bulk_update([r for r in rows if r.id is not None], fields, chunk_size)
+
+    done, chunk = 0, []
+    for record in records:
+        if record.path in seen:
+            continue
+        seen.add(record.path)
+        chunk.append(record)
+        if len(chunk) >= chunk_size:
+            flush(chunk)
+            done += len(chunk)
+            chunk = []
+            if progress is not None:
+                progress(done, total)
+            if bar is not None:
+                bar.update(done - bar.n)
+    if chunk:
+        flush(chunk)
+        done += len(chunk)
+    if bar is not None:
+        bar.close()
+    if progress is not None:
+        progress(done, max(total, done))
+
+    gone = [image_id for path, image_id in existing.items() if path not in seen]
+    for start in range(0, len(gone), chunk_size):
+        Image.objects.filter(id__in=gone[start : start + chunk_size]).delete()
+    return image_set_refresh_summary(image_set=image_set)
+
+
+def image_set_refresh_summary(*, image_set: ImageSet) -> ImageSet:
+    """Recount ok/bad images and recompute ``manifest_sha256`` = sha256 of the sorted
+    ``path<TAB>sha1`` lines of the usable images (the set's identity)."""
+    digest = hashlib.sha256()
+    ok = image_set.images.filter(status=Image.Status.OK).order_by("path")
+    for path, sha1 in ok.values_list("path", "sha1").iterator(chunk_size=SCAN_CHUNK):
+        digest.update(f"{path}\t{sha1}\n".encode())
+    image_set.image_count = ok.count()
+    image_set.bad_count = image_set.images.filter(status=Image.Status.BAD).count()
+    image_set.manifest_sha256 = digest.hexdigest()
+    image_set.save(update_fields=["image_count", "bad_count", "manifest_sha256"])
+    return image_set
+
+
+def _image_mark_bad(*, image_id: int, reason: str) -> None:
+    """A file that scanned fine but failed to decode during a run: skip it from now on."""
+    Image.objects.filter(pk=image_id).update(status=Image.Status.BAD, reason=reason[:300] or "bad")
+
+
+# -- runs: create, start, cancel, resume ---------------------------------------------------------
+
+
+def _check_layers(network: Network, layers: Sequence[str]) -> list[str]:
+    """Validate layer names: aliases are checked from the row; anything else loads the network
+    (module paths). Raises PipelineError listing the valid names."""
+    names = [name.strip() for name in layers if name.strip()]
+    if not names:
+        raise PipelineError("choose at least one layer (e.g. --layers conv5,pool5)")
+    if len(set(names)) != len(names):
+        raise PipelineError(f"a layer was chosen twice: {', '.join(names)}")
+    if all(name in network.layer_aliases for name in names):
+        return names
+    from dissect.networks import NetworkLoadError, resolve_layers
+
+    net = network_load(network=network)
+    try:
+        resolve_layers(net, names)
+    except NetworkLoadError as exc:
+        valid = ", ".join(network.layer_aliases) or "see `python manage.py layers NETWORK`"
+        raise PipelineError(
+            f"{exc}. Valid layer names for network {network.name}: {valid} "
+            f"(all module paths: `python manage.py layers {network.name}`)"
+        ) from exc
+    return names
+
+
+def run_create(
+    *,
+    network: Network,
+    image_set: ImageSet,
+    layers: Sequence[str],
+    top_k: int = DEFAULTS["top_k"],
+    controls: int = DEFAULTS["controls"],
+    shard_size: int = DEFAULTS["shard_size"],
+    segmentation: str = DEFAULTS["segmentation"],
+    receptive_field: bool = False,
+    device: str = "auto",
+    tile_px: int = DEFAULTS["tile_px"],
+    batch_size: int = DEFAULTS["batch_size"],
+    workers: int = DEFAULTS["workers"],
+    seed: int = 0,
+    created_by=None,
+) -> DissectionRun:
+    """Validate the parameters and create a pending run with its shards (``shard_size``
+    usable images each, in image id order). Raises PipelineError naming the bad parameter."""
+    if segmentation not in SEGMENTATIONS:
+        raise PipelineError(
+            f"unknown segmentation {segmentation!r}: use one of {', '.join(SEGMENTATIONS)}"
+        )
+    if device not in DEVICES:
+        raise PipelineError(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
+    for field_name, value, low in (
+        ("top_k", top_k, 1),
+        ("controls", controls, 0),
+        ("shard_size", shard_size, 1),
+        ("tile_px", tile_px, 16),
+        ("batch_size", batch_size, 1),
+        ("workers", workers, 0),
+    ):
+        if int(value) < low:
+            raise PipelineError(f"{field_name} must be at least {low} (got {value})")
+    names = _check_layers(network, layers)
+    n_images = run_ordered_images_count(image_set)
+    if n_images == 0:
+        raise PipelineError(
+            f"image set {image_set.name} has no usable images ({image_set.bad_count} bad files); "
+            "scan a folder with images first (`python manage.py scan_images`)"
+        )
+    parameters = {
+        **DEFAULTS,
+        "top_k": int(top_k),
+        "controls": int(controls),
+        "shard_size": int(shard_size),
+        "segmentation": segmentation,
+        "receptive_field": bool(receptive_field),
+        "device": device,
+        "tile_px": int(tile_px),
+        "batch_size": int(batch_size),
+        "workers": int(workers),
+        "n_images": n_images,
+        "image_set_sha256": image_set.manifest_sha256,
+        "weights_sha256": network.weights_sha256,
+    }
+    with transaction.atomic():
+        run = DissectionRun.objects.create(
+            network=network,
+            image_set=image_set,
+            layers=names,
+            parameters=parameters,
+            seed=seed,
+            created_by=created_by if getattr(created_by, "pk", None) else None,
+            progress={"extract": {"done": 0, "total": n_images}},
+        )
+        Shard.objects.bulk_create(
+            Shard(
+                run=run,
+                index=i,
+                first_image=i * shard_size,
+                image_count=min(shard_size, n_images - i * shard_size),
+            )
+            for i in range(math.ceil(n_images / shard_size))
+        )
+    return run
+
+
+def run_ordered_images_count(image_set: ImageSet) -> int:
+    return image_set.images.filter(status=Image.Status.OK).count()
+
+
+def run_start(*, run: DissectionRun) -> DissectionRun:
+    """Mark the run running and enqueue its pipeline after the transaction commits (eager mode:
+    it runs right there, in this process). Shards already stored are not redone."""
+    if run.status in (DissectionRun.Status.DONE, DissectionRun.Status.IMPORTED):
+        raise PipelineError(f"run {run.pk} is {run.status}: nothing to start")
+    device = run.parameters.get("device", "auto")
+    run.device = "" if device == "auto" else device  # the worker records what it resolved
+    run.status = DissectionRun.Status.RUNNING
+    run.stage = "extract"
+    run.error = ""
+    run.code_version = code_version()
+    run.started_at = run.started_at or timezone.now()
+    run.finished_at = None
+    run.save(
+        update_fields=["device", "status", "stage", "error", "code_version", "started_at",
+                       "finished_at"]
+    )  # fmt: skip
+    pending = _shards_to_do(run)
+    done_images = sum(s.image_count for s in run.shards.all() if s.index not in pending)
+    _progress_set(run.pk, "extract", done=done_images, total=run.parameters.get("n_images", 0))
+
+    from dissect import tasks
+
+    run_id = run.pk
+    transaction.on_commit(lambda: tasks.enqueue_run(run_id=run_id, shard_indexes=pending))
+    return run
+
+
+def _shards_to_do(run: DissectionRun) -> list[int]:
+    """Shards without a stored state file: a done shard whose file went missing is redone."""
+    todo = []
+    for shard in run.shards.all().order_by("index"):
+        if (
+            shard.status == Shard.Status.DONE
+            and shard.state_path
+            and Path(shard.state_path).is_file()
+        ):
+            continue
+        todo.append(shard.index)
+    return todo
+
+
+def run_resume(*, run: DissectionRun) -> DissectionRun:
+    """Continue a failed, cancelled or interrupted run from the shards already stored."""
+    if run.status == DissectionRun.Status.DONE:
+        raise PipelineError(f"run {run.pk} is already done: nothing to resume")
+    if run.status == DissectionRun.Status.IMPORTED:
+        raise PipelineError(f"run {run.pk} was imported (labels only): it cannot be resumed")
+    return run_start(run=run)
+
+
+def run_cancel(*, run: DissectionRun) -> DissectionRun:
+    """Cancel a pending or running run: workers stop at their next batch; stored shards stay,
+    so ``--resume`` can continue it later."""
+    if run.status not in (DissectionRun.Status.PENDING, DissectionRun.Status.RUNNING):
+        raise PipelineError(f"run {run.pk} is {run.status}: only pending or running runs cancel")
+    DissectionRun.objects.filter(pk=run.pk).update(
+        status=DissectionRun.Status.CANCELLED, finished_at=timezone.now()
+    )
+    run.refresh_from_db()
+    return run
+
+
+def run_fail(*, run_id: int, error: str) -> None:
+    """Record a failure (the stage it happened in stays on the row)."""
+    DissectionRun.objects.filter(pk=run_id).exclude(status=DissectionRun.Status.CANCELLED).update(
+        status=DissectionRun.Status.FAILED, error=error[:10_000], finished_at=timezone.now()
+    )
+
+
+def _active_run(run_id: int) -> DissectionRun | None:
+    """The run, or None when it was cancelled or failed meanwhile (tasks then do nothing)."""
+    run = DissectionRun.objects.select_related("network", "image_set").get(pk=run_id)
+    if run.status in (DissectionRun.Status.CANCELLED, DissectionRun.Status.FAILED):
+        return None
+    return run
+
+
+# -- extraction (one shard) ----------------------------------------------------------------------
+
+
+def shard_state_path(run_id: int, index: int) -> Path:
+    return run_dir(run_id) / f"shard-{index:05d}.pt"
+
+
+def _image_items(run: DissectionRun, first: int, count: int) -> list[tuple[int, str]]:
+    root = Path(run.image_set.root)
+    rows = run_ordered_images(run=run).values_list("id", "path")[first : first + count]
+    return [(image_id, str(root / path)) for image_id, path in rows]
+
+
+def shard_extract(*, run_id: int, shard_index: int) -> None:
+    """Run the network over one shard's images and store its partial state (top-K, controls,
+    quantile sketch per layer) as ``RUNS_DIR/<run>/shard-<index>.pt``. Idempotent: a re-run
+    overwrites its own file. Files that fail to decode are marked bad and skipped."""
+    import torch
+
+    from dissect.engine.extract import extract_unit_stats
+    from dissect.images import iter_image_batches
+
+    run = _active_run(run_id)
+    if run is None:
+        return
+    shard = run.shards.get(index=shard_index)
+    params = run.parameters
+    started = time.monotonic()
+    net = network_load(network=run.network)
+    items = _image_items(run, shard.first_image, shard.image_count)
+    reporter = _StageProgress(
+        run_id, "extract", params.get("n_images", 0), additive=True,
+        label=f"extract shard {shard_index}", bar_total=len(items),
+    )  # fmt: skip
+    from dissect.engine.extract import resolve_device
+
+    device = str(resolve_device(params.get("device", "auto")))
+    DissectionRun.objects.filter(pk=run_id).update(device=device)
+
+    def on_failure(failed) -> None:
+        reason = failed.reason.replace(f"{run.image_set.root}/", "")
+        _image_mark_bad(image_id=failed.image_id, reason=reason)
+
+    batches = iter_image_batches(
+        items,
+        net.preprocessing,
+        batch_size=params.get("batch_size", 32),
+        workers=params.get("workers", 0),
+        on_failure=on_failure,
+    )
+    try:
+        stats = extract_unit_stats(
+            net,
+            run.layers,
+            batches,
+            top_k=params["top_k"],
+            controls=max(params.get("controls", 0), 1),
+            device=device,
+            progress=reporter,
+            total=len(items),
+        )
+    except BaseException:
+        reporter.close()
+        raise
+    path = shard_state_path(run_id, shard_index)
+    tmp = path.with_suffix(".tmp")
+    # One file per shard, written atomically: a killed worker never leaves half a state.
+    torch.save({alias: s.state_dict() for alias, s in stats.items()}, tmp)
+    os.replace(tmp, path)
+    seconds = time.monotonic() - started
+    Shard.objects.filter(pk=shard.pk).update(
+        status=Shard.Status.DONE,
+        state_path=str(path),
+        worker=socket.gethostname()[:200],
+        seconds=seconds,
+        finished_at=timezone.now(),
+    )
+    reporter.close(done=len(items))
+    _timing_add(run_id, "extract", seconds)
+
+
+def load_shard_stats(path: str | Path) -> dict:
+    """{layer alias: UnitStats} of one stored shard state (or the merged state)."""
+    import torch
+
+    from dissect.engine.extract import UnitStats
+
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return {alias: UnitStats.from_state_dict(s) for alias, s in state.items()}
+
+
+def merge_stats(states: Iterable[dict]) -> dict:
+    """Fold per-shard {alias: UnitStats} dicts into one (associative: any order, any grouping)."""
+    merged: dict = {}
+    for state in states:
+        for alias, stats in state.items():
+            if alias in merged:
+                merged[alias].merge(stats)
+            else:
+                merged[alias] = stats
+    return merged
+
+
+# -- merge -----------------------------------------------------------------------------------
+
+
+def run_merge(*, run_id: int) -> None:
+    """Combine the stored shard states and write Layer, Unit (threshold, top score) and
+    UnitImage rows (top-K and controls with scores and argmax positions)."""
+    import torch
+
+    from dissect.networks import theoretical_receptive_fields
+
+    run = _active_run(run_id)
+    if run is None:
+        return
+    _set_stage(run_id, "merge")
+    started = time.monotonic()
+    shards = list(run.shards.order_by("index"))
+    missing = [s.index for s in shards if s.status != Shard.Status.DONE or not s.state_path]
+    if missing:
+        raise PipelineError(
+            f"run {run_id}: shards {missing[:10]} have no stored state; "
+            f"resume the run with `python manage.py dissect --resume {run_id}`"
+        )
+    _progress_set(run_id, "merge", done=0, total=len(shards) + len(run.layers))
+    merged = merge_stats(load_shard_stats(s.state_path) for s in shards)
+    torch.save({a: s.state_dict() for a, s in merged.items()}, run_dir(run_id) / "merged.pt")
+    _progress_set(run_id, "merge", done=len(shards))
+
+    net = network_load(network=run.network)
+    rfs = theoretical_receptive_fields(net, run.layers)
+    q = float(run.parameters.get("quantile", DEFAULTS["quantile"]))
+    controls = int(run.parameters.get("controls", 0))
+    for order, alias in enumerate(run.layers):
+        stats = merged.get(alias)
+        if stats is None:
+            continue  # no image made it through (all bad): nothing to record
+        with transaction.atomic():
+            _layer_write(run, order, alias, stats, rfs.get(alias, (None, None))[0], q, controls)
+        _progress_set(run_id, "merge", add=1)
+    _timing_add(run_id, "merge", time.monotonic() - started)
+
+
+def _layer_write(run, order, alias, stats, rf_px, q, controls) -> None:
+    layer, _ = Layer.objects.update_or_create(
+        run=run,
+        name=alias,
+        defaults={
+            "module_path": stats.module_path,
+            "order": order,
+            "unit_count": stats.num_units,
+            "output_shape": [stats.num_units, *stats.map_shape],
+            "theoretical_rf_px": rf_px,
+        },
+    )
+    thresholds = stats.threshold(q).tolist()
+    top_scores = stats.top.scores[:, 0].tolist() if stats.top.scores.shape[1] else []
+    existing = {u.index: u for u in layer.units.all()}
+    units = []
+    for index in range(stats.num_units):
+        unit = existing.get(index) or Unit(layer=layer, index=index)
+        unit.threshold = _finite(thresholds[index])
+        unit.top_score = _finite(top_scores[index]) if top_scores else None
+        units.append(unit)
+    Unit.objects.bulk_create([u for u in units if u.pk is None], batch_size=1000)
+    Unit.objects.bulk_update([u for u in units if u.pk], ["threshold", "top_score"], 1000)
+    unit_ids = dict(layer.units.values_list("index", "id"))
+    # Re-merging replaces the lists (same shards give the same rows); tiles follow in render.
+    UnitImage.objects.filter(unit__layer=layer).delete()
+    rows = []
+    for kind, topk, keep in (
+        (UnitImage.Kind.TOP, stats.top, stats.top.scores.shape[1]),
+        (UnitImage.Kind.CONTROL, stats.controls, min(controls, stats.controls.scores.shape[1])),
+    ):
+        scores, ids, pos = topk.scores.tolist(), topk.image_ids.tolist(), topk.positions.tolist()
+        for index in range(stats.num_units):
+            for rank in range(keep):
+                rows.append(
+                    UnitImage(
+                        unit_id=unit_ids[index],
+                        image_id=ids[index][rank],
+                        kind=kind,
+                        rank=rank,
+                        score=_finite(scores[index][rank]) or 0.0,
+                        argmax_y=pos[index][rank][0],
+                        argmax_x=pos[index][rank][1],
+                    )
+                )
+    if controls:
+        rows = _drop_controls_in_top(rows)
+    UnitImage.objects.bulk_create(rows, batch_size=2000)
+
+
+def _drop_controls_in_top(rows: list[UnitImage]) -> list[UnitImage]:
+    """With fewer images than K + controls, a control can also be a top image; a planted
+    negative must not be one of the unit's own top images, so drop it."""
+    tops = {(r.unit_id, r.image_id) for r in rows if r.kind == UnitImage.Kind.TOP}
+    kept, next_rank = [], defaultdict(int)
+    for r in rows:
+        if r.kind == UnitImage.Kind.CONTROL:
+            if (r.unit_id, r.image_id) in tops:
+                continue
+            r.rank = next_rank[r.unit_id]
+            next_rank[r.unit_id] += 1
+        kept.append(r)
+    return kept
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+# -- receptive field (optional) -----------------------------------------------------------------
+
+
+def run_receptive_field(*, run_id: int, layer_name: str) -> None:
+    """Empirical receptive field of one layer by occlusion (the engine's function) over each
+    unit's top images: RF size per unit and per layer (mean, std), RF maps saved to media."""
+    from dissect.engine import receptive_field as rf_engine
+
+    run = _active_run(run_id)
+    if run is None:
+        return
+    _set_stage(run_id, "receptive_field")
+    started = time.monotonic()
+    layer = run.layer_set.get(name=layer_name)
+    net = network_load(network=run.network)
+    units = list(layer.units.order_by("index"))
+    top_n = int(run.parameters.get("rf_images", 5))
+    per_unit = defaultdict(list)
+    for ui in UnitImage.objects.filter(
+        unit__layer=layer, kind=UnitImage.Kind.TOP, rank__lt=top_n
+    ).values_list("unit__index", "image_id"):
+        per_unit[ui[0]].append(ui[1])
+    paths = dict(
+        Image.objects.filter(id__in={i for ids in per_unit.values() for i in ids}).values_list(
+            "id", "path"
+        )
+    )
+    root = Path(run.image_set.root)
+    result = rf_engine.empirical_receptive_field(
+        net,
+        layer_name,
+        {index: [str(root / paths[i]) for i in ids] for index, ids in per_unit.items()},
+        device=run.parameters.get("device", "auto"),
+        progress=_StageProgress(run_id, "receptive_field", len(units), label=f"rf {layer_name}"),
+    )
+    for unit in units:
+        unit_rf = result.units.get(unit.index)
+        if unit_rf is None:
+            continue
+        unit.rf_size_px = _finite(unit_rf.size_px)
+        unit.rf_map_path = save_content_addressed(
+            _png_bytes(unit_rf.map_image()), kind="rf", ext="png"
+        )
+    Unit.objects.bulk_update(units, ["rf_size_px", "rf_map_path"], 1000)
+    layer.empirical_rf_mean_px = _finite(result.mean_px)
+    layer.empirical_rf_std_px = _finite(result.std_px)
+    layer.save(update_fields=["empirical_rf_mean_px", "empirical_rf_std_px"])
+    _timing_add(run_id, "receptive_field", time.monotonic() - started)
+
+
+# -- render ----------------------------------------------------------------------------------
+
+
+def _png_bytes(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _jpeg_bytes(image, quality: int = 88) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _mask_params(recipe: str, layer: Layer, unit: Unit, input_size: int) -> dict:
+    """The recipe's parameters for one unit: the quantile level, or the RF diameter (empirical
+    when measured, else the theoretical RF: an over-estimate, see docs/pipeline.md)."""
+    if recipe == "quantile":
+        return {"level": unit.threshold if unit.threshold is not None else 0.0}
+    if recipe == "activation":
+        return {"threshold": 0.2}
+    diameter = unit.rf_size_px or layer.empirical_rf_mean_px or layer.theoretical_rf_px
+    return {"rf_diameter_px": float(diameter or input_size), "input_size": input_size}
+
+
+def _view_images(x, preprocessing: dict) -> list:
+    """Undo normalization: the RGB network views (PIL) of a preprocessed batch."""
+    import torch
+    from PIL import Image as PILImage
+
+    mean = torch.tensor(preprocessing["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(preprocessing["std"]).view(1, 3, 1, 1)
+    pixels = ((x * std + mean).clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
+    return [PILImage.fromarray(p.numpy(), "RGB") for p in pixels]
+
+
+def run_render(*, run_id: int, progress: Progress | None = None) -> int:
+    """Re-run only the images in some unit's lists (each once, all layers in one forward pass),
+    build each unit's mask with the run's recipe, write its tiles and one montage per unit to
+    media storage (content-addressed). Returns the number of tiles written."""
+    import torch
+
+    from dissect.engine.extract import resolve_device
+    from dissect.engine.segment import make_mask, make_tile
+    from dissect.images import iter_image_batches
+    from dissect.networks import resolve_layers
+    from dissect.networks.layers import capture_outputs, run_until_captured
+
+    run = _active_run(run_id)
+    if run is None:
+        return 0
+    _set_stage(run_id, "render")
+    started = time.monotonic()
+    params = run.parameters
+    recipe = params.get("segmentation", DEFAULTS["segmentation"])
+    tile_px = int(params.get("tile_px", DEFAULTS["tile_px"]))
+    net = network_load(network=run.network)
+    input_size = net.input_size
+    layers = {layer.name: layer for layer in run.layer_set.all()}
+    units = {u.pk: u for u in Unit.objects.filter(layer__run=run).select_related("layer")}
+    wanted: dict[int, list[UnitImage]] = defaultdict(list)
+    for ui in UnitImage.objects.filter(unit__layer__run=run).order_by("id"):
+        wanted[ui.image_id].append(ui)
+    total = sum(len(v) for v in wanted.values())
+    reporter = _StageProgress(run_id, "render", total, label="render tiles")
+    root = Path(run.image_set.root)
+    items = [
+        (image_id, str(root / path))
+        for image_id, path in Image.objects.filter(id__in=list(wanted))
+        .order_by("id")
+        .values_list("id", "path")
+    ]
+    resolved = resolve_layers(net, list(layers))
+    dev = resolve_device(params.get("device", "auto"))
+    model = net.model.to(dev)
+    done, pending_rows = 0, []
+
+    def on_failure(failed) -> None:
+        _image_mark_bad(image_id=failed.image_id, reason=failed.reason)
+
+    try:
+        with torch.inference_mode(), capture_outputs(resolved, stop_early=True) as captured:
+            for image_ids, x in iter_image_batches(
+                items,
+                net.preprocessing,
+                batch_size=params.get("batch_size", 32),
+                workers=params.get("workers", 0),
+                on_failure=on_failure,
+            ):
+                run_until_captured(model, x.to(dev), captured)
+                maps = {alias: out.float().cpu() for alias, out in captured.items()}
+                for row, (image_id, view) in enumerate(
+                    zip(image_ids.tolist(), _view_images(x, net.preprocessing), strict=True)
+                ):
+                    for ui in wanted[image_id]:
+                        unit = units[ui.unit_id]
+                        amap = maps[unit.layer.name][row, unit.index]
+                        if amap.dim() == 0:
+                            amap = amap.view(1, 1)
+                        mask = make_mask(
+                            recipe, amap, view.size,
+                            **_mask_params(recipe, unit.layer, unit, input_size),
+                        )  # fmt: skip
+                        tile = make_tile(view, mask, tile_px=tile_px)
+                        ui.tile_path = save_content_addressed(
+                            _jpeg_bytes(tile), kind="tiles", ext="jpg"
+                        )
+                        pending_rows.append(ui)
+                    done += len(wanted[image_id])
+                if len(pending_rows) >= 2000:
+                    UnitImage.objects.bulk_update(pending_rows, ["tile_path"], 2000)
+                    pending_rows = []
+                reporter(done)
+    finally:
+        net.model.to("cpu")
+    UnitImage.objects.bulk_update(pending_rows, ["tile_path"], 2000)
+    reporter.close(done=done)
+    _montages_write(run, tile_px=int(params.get("montage_tile_px", DEFAULTS["montage_tile_px"])))
+    seconds = time.monotonic() - started
+    _timing_add(run_id, "render", seconds)
+    if progress is not None:
+        progress(done, total)
+    return done
+
+
+def _montages_write(run: DissectionRun, *, tile_px: int) -> None:
+    """One montage per unit: its top tiles in rank order, read back from storage."""
+    from django.core.files.storage import default_storage
+    from PIL import Image as PILImage
+
+    from dissect.engine.segment import make_montage
+
+    tiles_of: dict[int, list[str]] = defaultdict(list)
+    for unit_id, path in (
+        UnitImage.objects.filter(unit__layer__run=run, kind=UnitImage.Kind.TOP)
+        .exclude(tile_path="")
+        .order_by("unit_id", "rank")
+        .values_list("unit_id", "tile_path")
+    ):
+        tiles_of[unit_id].append(path)
+    units = list(Unit.objects.filter(pk__in=list(tiles_of)))
+    for unit in units:
+        tiles = []
+        for name in tiles_of[unit.pk]:
+            with default_storage.open(name, "rb") as fh:
+                tiles.append(PILImage.open(fh).convert("RGB").resize((tile_px, tile_px)))
+        unit.montage_path = save_content_addressed(
+            _jpeg_bytes(make_montage(tiles)), kind="montages", ext="jpg"
+        )
+    Unit.objects.bulk_update(units, ["montage_path"], 1000)
+
+
+def run_finish(*, run_id: int) -> None:
+    """Mark a run done (the last step of the pipeline)."""
+    DissectionRun.objects.filter(pk=run_id, status=DissectionRun.Status.RUNNING).update(
+        status=DissectionRun.Status.DONE, stage="done", finished_at=timezone.now()
+    )
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+DEMO_NETWORKS = (("demo-places", "scenes"), ("demo-objects", "objects"))
+DEMO_LAYERS = ("conv5", "pool5")
+
+
+def demo_runs_create(
+    *, n_images: int = 1000, top_k: int = 60, progress: Progress | None = None
+) -> list[DissectionRun]:
+    """The README's demo: write the demo world (``DATA_DIR/demo-world``), register demo-places
+    and demo-objects, scan, and dissect conv5 and pool5 of both, with tiles. Idempotent: what
+    exists (world files, networks, image set, finished runs) is reused."""
+    from dissect.demo.world import write_demo_world
+
+    world = Path(settings.DATA_DIR) / "demo-world"
+    meta = world / "world.json"
+    if not (meta.is_file() and f'"n_images": {n_images}' in meta.read_text()):
+        write_demo_world(world, n_images=n_images, seed=0, size=128, variant="scenes",
+                         progress=progress)  # fmt: skip
+    manifest = world / "manifest.csv"
+    if not manifest.is_file():
+        _demo_manifest_write(world, manifest)
+    image_set = ImageSet.objects.filter(name="demo-world").first()
+    if image_set is None or image_set.image_count != n_images:
+        image_set = image_set_scan(
+            name="demo-world",
+            root=world / "images",
+            manifest=manifest,
+            labels_dir=world,
+            description=f"Demo world, {n_images} procedural scenes at 128 px (seed 0).",
+        )
+    runs = []
+    for name, training in DEMO_NETWORKS:
+        network = Network.objects.filter(name=name).first() or network_register(
+            name=name,
+            arch=name,
+            training_data=f"demo world ({training})",
+            description=f"Small AlexNet-style network trained on the demo world's {training}.",
+        )
+        run = (
+            DissectionRun.objects.filter(
+                network=network,
+                image_set=image_set,
+                layers=list(DEMO_LAYERS),
+                status=DissectionRun.Status.DONE,
+            )
+            .order_by("-created_at")
+            .first()
+        )
+        if run is None:
+            run = run_create(
+                network=network,
+                image_set=image_set,
+                layers=list(DEMO_LAYERS),
+                top_k=top_k,
+                shard_size=max(1, math.ceil(n_images / 2)),
+            )
+            run_start(run=run)
+            run.refresh_from_db()
+        runs.append(run)
+    return runs
+
+
+def _demo_manifest_write(world: Path, manifest: Path) -> None:
+    """A manifest of the demo world's photos (not its label-map PNGs), with scene and split."""
+    import csv
+
+    with open(world / "index.csv", newline="") as src, open(manifest, "w", newline="") as dst:
+        writer = csv.writer(dst)
+        writer.writerow(["path", "label", "split"])
+        for row in csv.DictReader(src):
+            writer.writerow([row["image"], row["class"], row["split"]])

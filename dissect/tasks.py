@@ -1,0 +1,109 @@
+"""Celery tasks of a dissection run: thin wrappers over ``dissect.services`` taking ids.
+
+Routing (config/celery.py): extract_shard and receptive_field_layer go to queue ``gpu``,
+merge_run and render_units to queue ``cpu``. A run is a chord: every shard -> merge ->
+(receptive field per layer ->) render -> finish. Each task is idempotent (a redelivered shard
+overwrites its own file; merge and render rewrite the same rows and content-addressed files),
+so a killed worker's task is simply redone. Transient database or broker errors are retried
+with exponential backoff; any other error marks the run failed with the error text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from celery import chain, chord, group, shared_task
+from django.db import DatabaseError, InterfaceError, OperationalError
+
+from dissect import services
+
+logger = logging.getLogger(__name__)
+
+_RETRY = {
+    "bind": True,
+    "autoretry_for": (OperationalError, InterfaceError, ConnectionError),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+def _guarded(run_id: int, work: Callable[[], object]):
+    """Run ``work``; a cancelled run ends quietly, a permanent error fails the run (with the
+    message a user can act on) and is re-raised so the chord stops."""
+    try:
+        return work()
+    except services.RunCancelled:
+        logger.info("run %s was cancelled; stopping", run_id)
+        return None
+    except (OperationalError, InterfaceError, ConnectionError):
+        raise  # retried by autoretry_for
+    except DatabaseError as exc:
+        services.run_fail(run_id=run_id, error=f"database error: {exc}")
+        raise
+    except services.PipelineError as exc:
+        services.run_fail(run_id=run_id, error=str(exc))
+        raise
+    except Exception as exc:
+        services.run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+@shared_task(name="dissect.tasks.extract_shard", **_RETRY)
+def extract_shard(self, run_id: int, shard_index: int) -> None:
+    """Forward pass over one shard; stores its partial state file (queue gpu)."""
+    _guarded(run_id, lambda: services.shard_extract(run_id=run_id, shard_index=shard_index))
+
+
+@shared_task(name="dissect.tasks.merge_run", **_RETRY)
+def merge_run(self, run_id: int) -> None:
+    """Combine the shard states into Layer/Unit/UnitImage rows (queue cpu)."""
+    _guarded(run_id, lambda: services.run_merge(run_id=run_id))
+
+
+@shared_task(name="dissect.tasks.receptive_field_layer", **_RETRY)
+def receptive_field_layer(self, run_id: int, layer_name: str) -> None:
+    """Empirical receptive field of one layer by occlusion (queue gpu)."""
+    _guarded(run_id, lambda: services.run_receptive_field(run_id=run_id, layer_name=layer_name))
+
+
+@shared_task(name="dissect.tasks.render_units", **_RETRY)
+def render_units(self, run_id: int) -> None:
+    """Tiles and montages of every unit, then the run is done (queue cpu)."""
+
+    def work():
+        services.run_render(run_id=run_id)
+        services.run_finish(run_id=run_id)
+
+    _guarded(run_id, work)
+
+
+def run_signature(*, run_id: int, shard_indexes: Sequence[int], layers: Sequence[str],
+                  receptive_field: bool):  # fmt: skip
+    """The run's Celery canvas: chord(shards -> merge), optional RF per layer, then render."""
+    merge = merge_run.si(run_id)
+    steps = []
+    if shard_indexes:
+        steps.append(chord([extract_shard.si(run_id, i) for i in shard_indexes], merge))
+    else:
+        steps.append(merge)  # every shard is stored already: straight to the merge
+    if receptive_field:
+        steps.append(group([receptive_field_layer.si(run_id, name) for name in layers]))
+    steps.append(render_units.si(run_id))
+    return chain(*steps)
+
+
+def enqueue_run(*, run_id: int, shard_indexes: Sequence[int]) -> None:
+    """Send the run's canvas (called from ``transaction.on_commit``; eager mode runs it here)."""
+    from dissect.models import DissectionRun
+
+    run = DissectionRun.objects.get(pk=run_id)
+    signature = run_signature(
+        run_id=run_id,
+        shard_indexes=list(shard_indexes),
+        layers=list(run.layers),
+        receptive_field=bool(run.parameters.get("receptive_field")),
+    )
+    signature.apply_async()

@@ -1,0 +1,53 @@
+"""A whole run through the real services with eager Celery: shards -> merge -> render."""
+
+from pathlib import Path
+
+import pytest
+from django.core.files.storage import default_storage
+
+from dissect.models import DissectionRun, Layer, Shard, Unit, UnitImage
+from dissect.services import run_create, run_start
+
+from .conftest import run_eagerly
+
+
+@pytest.mark.django_db
+def test_run_end_to_end_writes_rows_states_and_tiles(
+    tiny_network, image_set, django_capture_on_commit_callbacks, settings
+):
+    run = run_create(
+        network=tiny_network, image_set=image_set, layers=["layer1"], top_k=4, controls=1,
+        shard_size=5, tile_px=24,
+    )  # fmt: skip
+    assert run.shards.count() == 3  # 12 images in shards of 5
+    run_eagerly(run_start, django_capture_on_commit_callbacks, run=run)
+    run.refresh_from_db()
+
+    assert run.status == DissectionRun.Status.DONE, run.error
+    assert run.progress["extract"] == {"done": 12, "total": 12}
+    assert run.progress["render"]["done"] == run.progress["render"]["total"] > 0
+    assert set(run.timings) >= {"extract", "merge", "render"}
+    assert run.code_version and run.device == "cpu"
+    # Each shard left its own partial-state file under RUNS_DIR/<run id>/.
+    runs_dir = Path(settings.CROWDDISSECT["RUNS_DIR"]) / str(run.pk)
+    for shard in run.shards.all():
+        assert shard.status == Shard.Status.DONE
+        assert Path(shard.state_path).parent == runs_dir and Path(shard.state_path).is_file()
+
+    layer = Layer.objects.get(run=run, name="layer1")
+    assert layer.unit_count == 64 and layer.output_shape[0] == 64
+    units = Unit.objects.filter(layer=layer)
+    assert units.count() == 64
+    unit = units.get(index=0)
+    tops = list(unit.unit_images.filter(kind=UnitImage.Kind.TOP).order_by("rank"))
+    assert [t.rank for t in tops] == [0, 1, 2, 3]
+    scores = [t.score for t in tops]
+    assert scores == sorted(scores, reverse=True)
+    assert unit.top_score == pytest.approx(scores[0])
+    assert unit.threshold is not None
+    controls = list(unit.unit_images.filter(kind=UnitImage.Kind.CONTROL))
+    assert len(controls) == 1 and controls[0].score <= scores[-1]
+    # Every listed image has a tile in media storage, and every unit a montage.
+    for unit_image in UnitImage.objects.filter(unit__layer=layer):
+        assert unit_image.tile_path and default_storage.exists(unit_image.tile_path)
+    assert all(default_storage.exists(u.montage_path) for u in units)
