@@ -105,17 +105,13 @@ def load_efficientnet_lite0(
     num_classes = int(state["classifier.weight"].shape[0]) if "classifier.weight" in state else 1000
     model = _build_model(num_classes)
     load_state_dict_strict(model, state, arch="efficientnet_lite0", source=str(path))
-    if num_classes == 1000:
-        from .loading import _imagenet_names
+    from .loading import _default_names
 
-        names = _imagenet_names()
-    else:
-        names = [f"class_{i}" for i in range(num_classes)]
     preprocessing = {**default_preprocessing(224), "mean": [0.5] * 3, "std": [0.5] * 3}
     return LoadedNetwork(
         model=model.eval(),
         arch="efficientnet_lite0",
-        class_names=names,
+        class_names=_default_names(num_classes),
         preprocessing=preprocessing,
         layer_aliases=dict(EFFICIENTNET_ALIASES),
         weights_sha256=sha256_file(path),

@@ -88,7 +88,11 @@ def _load_demo(arch: str) -> LoadedNetwork:
             f"the demo network {arch!r} is not available in this installation "
             f"(dissect.demo.networks.load_demo_network could not be imported: {exc})"
         ) from exc
-    model, class_names, preprocessing, aliases, sha = load_demo_network(arch)
+    try:
+        model, class_names, preprocessing, aliases, sha = load_demo_network(arch)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        # e.g. the demo checkpoints have not been trained yet; the demo's message says how.
+        raise NetworkLoadError(f"demo network {arch!r} could not be loaded: {exc}") from exc
     return LoadedNetwork(
         model=model.eval(),
         arch=arch,
@@ -134,6 +138,10 @@ def _imagenet_names() -> list[str]:
     return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
+def _default_names(num_classes: int) -> list[str]:
+    return _imagenet_names() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
+
+
 def _tensor_digest(model: nn.Module) -> str:
     digest = hashlib.sha256()
     for key, value in sorted(model.state_dict().items()):
@@ -164,10 +172,8 @@ def _load_torchvision(arch, checkpoint, names, trust_pickle) -> LoadedNetwork:
             model = _build_torchvision(arch, num_classes)
         if state is not None:
             load_state_dict_strict(model, state, arch=arch, source=source)
-    if names is None:
-        names = (
-            _imagenet_names() if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
-        )
+    # Default names; load_network checks the caller's names against the output count.
+    names = _default_names(num_classes)
     sha = sha256_file(checkpoint) if checkpoint is not None else _tensor_digest(model)
     return LoadedNetwork(
         model=model.eval(),
