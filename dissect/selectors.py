@@ -11,7 +11,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from dissect.models import DissectionRun, Image, ImageSet, Layer, Network, Shard, Unit, UnitImage
 from dissect.storage import media_url
 
-STAGES: tuple[str, ...] = ("extract", "merge", "receptive_field", "render")
+STAGES: tuple[str, ...] = ("extract", "merge", "render")
 
 
 def network_list() -> QuerySet[Network]:
@@ -79,8 +79,11 @@ def run_status(*, run: DissectionRun) -> dict:
 
 
 def _stage_order(run: DissectionRun) -> list[str]:
-    names = [s for s in STAGES if s != "receptive_field" or run.parameters.get("receptive_field")]
-    return names + [s for s in run.progress if s not in names]
+    """extract, merge, the receptive-field stages (one per layer, when asked for), render."""
+    rf = [s for s in run.progress if s.startswith("receptive_field")]
+    if run.parameters.get("receptive_field") and not rf:
+        rf = [f"receptive_field {name}" for name in run.layers]
+    return ["extract", "merge", *rf, "render"]
 
 
 def run_layers(*, run: DissectionRun) -> QuerySet[Layer]:

@@ -56,7 +56,12 @@ DEFAULTS = {
     "workers": 0,
     "receptive_field": False,
     "device": "auto",
+    # Empirical receptive field: top images per unit, occluder side and grid stride (paper: 11, 3).
+    "rf_images": 5,
+    "rf_patch_px": 11,
+    "rf_stride_px": 3,
 }
+_OPTION_KEYS = ("quantile", "montage_tile_px", "rf_images", "rf_patch_px", "rf_stride_px")
 SCAN_CHUNK = 2000
 _PROGRESS_EVERY_S = 1.0
 
@@ -498,10 +503,22 @@ def run_create(
     batch_size: int = DEFAULTS["batch_size"],
     workers: int = DEFAULTS["workers"],
     seed: int = 0,
+    options: dict | None = None,
     created_by=None,
 ) -> DissectionRun:
     """Validate the parameters and create a pending run with its shards (``shard_size``
-    usable images each, in image id order). Raises PipelineError naming the bad parameter."""
+    usable images each, in image id order). ``options`` sets advanced parameters (quantile,
+    montage_tile_px, rf_images, rf_patch_px, rf_stride_px). Raises PipelineError naming the
+    bad parameter."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(_OPTION_KEYS))
+    if unknown:
+        raise PipelineError(
+            f"unknown option(s) {', '.join(unknown)}: use {', '.join(_OPTION_KEYS)}"
+        )
+    quantile = float(options.get("quantile", DEFAULTS["quantile"]))
+    if not 0.0 < quantile < 1.0:
+        raise PipelineError(f"quantile must be between 0 and 1 (got {quantile})")
     if segmentation not in SEGMENTATIONS:
         raise PipelineError(
             f"unknown segmentation {segmentation!r}: use one of {', '.join(SEGMENTATIONS)}"
@@ -527,6 +544,7 @@ def run_create(
         )
     parameters = {
         **DEFAULTS,
+        **options,
         "top_k": int(top_k),
         "controls": int(controls),
         "shard_size": int(shard_size),
@@ -863,50 +881,58 @@ def _finite(value: float | None) -> float | None:
 
 
 def run_receptive_field(*, run_id: int, layer_name: str) -> None:
-    """Empirical receptive field of one layer by occlusion (the engine's function) over each
-    unit's top images: RF size per unit and per layer (mean, std), RF maps saved to media."""
-    from dissect.engine import receptive_field as rf_engine
+    """Empirical receptive field of one layer by occlusion (the engine's
+    ``estimate_receptive_fields``) over each unit's first ``rf_images`` top images: RF size per
+    unit and the layer's mean and std; each unit's RF map is saved to media storage."""
+    from dissect.engine.receptive_field import estimate_receptive_fields, heatmap_image
+    from dissect.images import load_rgb, preprocess_transform
 
     run = _active_run(run_id)
     if run is None:
         return
     _set_stage(run_id, "receptive_field")
     started = time.monotonic()
+    params = run.parameters
     layer = run.layer_set.get(name=layer_name)
     net = network_load(network=run.network)
-    units = list(layer.units.order_by("index"))
-    top_n = int(run.parameters.get("rf_images", 5))
-    per_unit = defaultdict(list)
-    for ui in UnitImage.objects.filter(
+    top_n = int(params.get("rf_images", 5))
+    unit_images: dict[int, list[int]] = defaultdict(list)
+    for unit_index, image_id in UnitImage.objects.filter(
         unit__layer=layer, kind=UnitImage.Kind.TOP, rank__lt=top_n
     ).values_list("unit__index", "image_id"):
-        per_unit[ui[0]].append(ui[1])
-    paths = dict(
-        Image.objects.filter(id__in={i for ids in per_unit.values() for i in ids}).values_list(
-            "id", "path"
-        )
-    )
+        unit_images[unit_index].append(image_id)
+    ids = {i for image_ids in unit_images.values() for i in image_ids}
     root = Path(run.image_set.root)
-    result = rf_engine.empirical_receptive_field(
+    paths = dict(Image.objects.filter(id__in=ids).values_list("id", "path"))
+    transform = preprocess_transform(net.preprocessing)
+    reporter = _StageProgress(
+        run_id, f"receptive_field {layer_name}", len(ids), label=f"rf {layer_name}"
+    )
+    result = estimate_receptive_fields(
         net,
         layer_name,
-        {index: [str(root / paths[i]) for i in ids] for index, ids in per_unit.items()},
-        device=run.parameters.get("device", "auto"),
-        progress=_StageProgress(run_id, "receptive_field", len(units), label=f"rf {layer_name}"),
+        unit_images,
+        lambda image_id: transform(load_rgb(root / paths[image_id])),
+        patch_px=int(params.get("rf_patch_px", 11)),
+        stride_px=int(params.get("rf_stride_px", 3)),
+        seed=run.seed,
+        device=params.get("device", "auto"),
+        progress=reporter,
     )
+    reporter.close(done=len(ids))
+    by_index = {u.unit: u for u in result.units}
+    units = list(layer.units.filter(index__in=list(by_index)))
     for unit in units:
-        unit_rf = result.units.get(unit.index)
-        if unit_rf is None:
-            continue
-        unit.rf_size_px = _finite(unit_rf.size_px)
-        unit.rf_map_path = save_content_addressed(
-            _png_bytes(unit_rf.map_image()), kind="rf", ext="png"
-        )
+        unit_rf = by_index[unit.index]
+        unit.rf_size_px = _finite(unit_rf.rf_px) if unit_rf.n_images else None
+        if unit_rf.n_images and unit_rf.heatmap.numel():
+            image = heatmap_image(unit_rf, size_px=int(params.get("tile_px", 120)))
+            unit.rf_map_path = save_content_addressed(_png_bytes(image), kind="rf", ext="png")
     Unit.objects.bulk_update(units, ["rf_size_px", "rf_map_path"], 1000)
     layer.empirical_rf_mean_px = _finite(result.mean_px)
     layer.empirical_rf_std_px = _finite(result.std_px)
     layer.save(update_fields=["empirical_rf_mean_px", "empirical_rf_std_px"])
-    _timing_add(run_id, "receptive_field", time.monotonic() - started)
+    _timing_add(run_id, f"receptive_field {layer_name}", time.monotonic() - started)
 
 
 # -- render ----------------------------------------------------------------------------------
