@@ -30,3 +30,10 @@ def concept_for_text(text: str) -> Concept | None:
         },
     )
     return concept
+
+
+def vocabulary_names() -> list[str]:
+    """Concept names offered as autocomplete on the task page (free text stays allowed)."""
+    from annotate.labels.vocabulary import default_vocabulary
+
+    return sorted({entry.name for entry in default_vocabulary().entries})

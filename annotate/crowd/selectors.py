@@ -57,9 +57,15 @@ def hit_load(*, hit: Hit, now: datetime) -> int:
     return Assignment.objects.filter(active_assignment_q(now=now), hit=hit).count()
 
 
-def hit_preview(*, worker: Worker, campaign: Campaign) -> Hit | None:
-    """The task the worker would most likely get next (no lease taken), for preview pages."""
+def hit_preview(*, worker: Worker | None, campaign: Campaign) -> Hit | None:
+    """The task the worker would most likely get next (no lease taken), for preview pages.
+
+    Without a worker (an outside crowd's anonymous preview) any task with a free slot is shown.
+    """
     now = timezone.now()
+    if worker is None:
+        hits = Hit.objects.filter(campaign=campaign).order_by("is_gold", "id")
+        return hits.first()
     return (
         candidate_hits(worker=worker, campaign=campaign, now=now, gold=False).first()
         or candidate_hits(worker=worker, campaign=campaign, now=now, gold=True).first()

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.utils import timezone
@@ -441,6 +442,46 @@ def assignment_accept(*, worker: Worker, hit: Hit) -> Assignment:
     if not hit.is_gold and selectors.hit_load(hit=hit, now=now) >= campaign.redundancy:
         raise NoTask("This task has just been taken by enough workers; take the next task instead.")
     return _lease(worker=worker, hit=hit, campaign=campaign, now=now)
+
+
+def _check_submit_url(url: str) -> str:
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.netloc):
+        raise CrowdError(
+            "turkSubmitTo: the panel sent an invalid return address.", field="turkSubmitTo"
+        )
+    return url.rstrip("/")
+
+
+@transaction.atomic
+def assignment_for_external(
+    *, worker: Worker, campaign: Campaign, external_assignment_id: str = "", submit_url: str = ""
+) -> Assignment:
+    """The local assignment behind an outside crowd's assignment: the one already linked, or a new lease.
+
+    `submit_url` is Mechanical Turk's turkSubmitTo (the page posts back to it after saving locally).
+    """
+    external_assignment_id = (external_assignment_id or "").strip()[:200]
+    submit_url = _check_submit_url(submit_url)
+    if external_assignment_id:
+        linked = Assignment.objects.filter(
+            worker=worker, hit__campaign=campaign, external_assignment_id=external_assignment_id
+        ).first()
+        if linked is not None:
+            return linked
+    a = assignment_next(worker=worker, campaign=campaign)
+    if external_assignment_id and a.external_assignment_id != external_assignment_id:
+        a.external_assignment_id = external_assignment_id
+        a.external_submit_url = submit_url
+        a.save(update_fields=["external_assignment_id", "external_submit_url"])
+        audit_record(
+            actor=None,
+            action="assignment.link_external",
+            target=a,
+            data={"source": worker.source, "external_assignment_id": external_assignment_id},
+        )
+    return a
 
 
 def _own_open_assignment(*, assignment: Assignment, worker: Worker) -> Assignment:

@@ -1,0 +1,402 @@
+"""REST API of the crowd workflow (DRF; schema at /api/schema/). Session or token auth.
+
+Annotators: lease tasks, read and answer their own assignments. Researchers and admins: campaigns,
+every assignment and response, review. Permissions come from the one table in permissions.py.
+"""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, Throttled, ValidationError
+from rest_framework.response import Response as ApiResponse
+from rest_framework.routers import DefaultRouter
+
+from annotate.crowd import selectors, services
+from annotate.crowd.instructions import CATEGORY_HELP
+from annotate.crowd.permissions import HasAction, can
+from annotate.crowd.services import AnswerInvalid, CrowdError, NoTask
+from annotate.crowd.throttling import submit_wait_seconds
+from annotate.models import Assignment, Campaign, Response
+from dissect.concepts import CATEGORY_SLUGS
+from dissect.models import DissectionRun
+
+A = Assignment.Status
+
+
+def _raise_for(error: CrowdError):
+    if isinstance(error, AnswerInvalid):
+        raise ValidationError(error.errors)
+    raise ValidationError({error.field or "detail": [str(error)]})
+
+
+# --- campaigns --------------------------------------------------------------------------------------
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id", "name", "run", "layers", "tiles_per_task", "controls_per_task", "redundancy",
+            "lease_minutes", "reward_cents", "instructions", "gold_rate", "max_tasks_per_worker",
+            "min_gold_accuracy", "auto_approve_hours", "seed", "status", "created_at", "progress",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_progress(self, campaign) -> list[dict]:
+        return [
+            {
+                "layer": p.layer,
+                "units": p.units,
+                "needed": p.needed,
+                "answered": p.answered,
+                "approved": p.approved,
+                "leased": p.leased,
+                "complete_units": p.complete_units,
+            }  # fmt: skip
+            for p in selectors.campaign_progress(campaign=campaign)
+        ]
+
+
+class GoldSerializer(serializers.Serializer):
+    unit = serializers.IntegerField()
+    concept = serializers.CharField(max_length=40)
+    category = serializers.ChoiceField(choices=CATEGORY_SLUGS)
+
+
+class CampaignCreateSerializer(serializers.Serializer):
+    run = serializers.PrimaryKeyRelatedField(queryset=DissectionRun.objects.all())
+    layers = serializers.ListField(child=serializers.CharField(), min_length=1)
+    name = serializers.CharField(required=False, default="")
+    tiles_per_task = serializers.IntegerField(required=False, default=60, min_value=11)
+    controls_per_task = serializers.IntegerField(required=False, default=3, min_value=1)
+    redundancy = serializers.IntegerField(required=False, default=3, min_value=1)
+    lease_minutes = serializers.IntegerField(required=False, default=20, min_value=1)
+    reward_cents = serializers.IntegerField(required=False, default=0, min_value=0)
+    instructions = serializers.CharField(required=False, default="", allow_blank=True)
+    gold_rate = serializers.FloatField(required=False, default=0.0, min_value=0, max_value=1)
+    gold = GoldSerializer(many=True, required=False, default=list)
+    max_tasks_per_worker = serializers.IntegerField(required=False, allow_null=True, default=None)
+    min_gold_accuracy = serializers.FloatField(required=False, default=0.5)
+    auto_approve_hours = serializers.IntegerField(required=False, default=72, min_value=1)
+    seed = serializers.IntegerField(required=False, default=0)
+
+
+class CampaignStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Campaign.Status.choices)
+
+
+class CampaignViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Campaigns (researchers and admins)."""
+
+    queryset = Campaign.objects.all()
+    serializer_class = CampaignSerializer
+    permission_classes = [HasAction]
+    action_permissions = {
+        "list": "campaign.view",
+        "retrieve": "campaign.view",
+        "create": "campaign.create",
+        "set_status": "campaign.status",
+    }
+
+    @extend_schema(request=CampaignCreateSerializer, responses=CampaignSerializer)
+    def create(self, request):
+        data = CampaignCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        values["gold"] = {g["unit"]: (g["concept"], g["category"]) for g in values.pop("gold")}
+        try:
+            campaign = services.campaign_create(created_by=request.user, **values)
+        except CrowdError as error:
+            _raise_for(error)
+        return ApiResponse(CampaignSerializer(campaign).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=CampaignStatusSerializer, responses=CampaignSerializer)
+    @action(detail=True, methods=["post"], url_path="status")
+    def set_status(self, request, pk=None):
+        data = CampaignStatusSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            campaign = services.campaign_set_status(
+                campaign=self.get_object(), status=data.validated_data["status"], actor=request.user
+            )
+        except CrowdError as error:
+            _raise_for(error)
+        return ApiResponse(CampaignSerializer(campaign).data)
+
+
+# --- assignments: what a worker sees of their task ------------------------------------------------
+
+
+class TileSerializer(serializers.Serializer):
+    position = serializers.IntegerField()
+    url = serializers.CharField()
+
+
+class AnswerSerializer(serializers.Serializer):
+    concept = serializers.CharField(allow_blank=True, max_length=200)
+    category = serializers.CharField(allow_blank=True, max_length=20)
+    flagged = serializers.ListField(
+        child=serializers.IntegerField(min_value=0), required=False, default=list
+    )
+    active_seconds = serializers.FloatField(
+        required=False, allow_null=True, min_value=0, default=None
+    )
+
+
+class AssignmentSerializer(serializers.ModelSerializer):
+    """An assignment as its worker sees it: tiles by position only, their own answer, no controls."""
+
+    campaign = serializers.IntegerField(source="hit.campaign_id", read_only=True)
+    instructions = serializers.CharField(source="hit.campaign.instructions", read_only=True)
+    tiles = serializers.SerializerMethodField()
+    answer = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Assignment
+        fields = [
+            "id", "campaign", "status", "accepted_at", "lease_expires_at", "submitted_at",
+            "active_seconds", "reject_reason", "completion_code", "instructions", "tiles", "answer",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_tiles(self, assignment) -> list[dict]:
+        return TileSerializer(selectors.task_tiles(hit=assignment.hit), many=True).data
+
+    def get_answer(self, assignment) -> dict | None:
+        response = getattr(assignment, "response", None)
+        if response is None:
+            return None
+        order = assignment.hit.tile_order
+        return {
+            "concept": response.concept_text,
+            "category": response.category,
+            "flagged": sorted(order.index(i) for i in response.flagged_tiles if i in order),
+        }
+
+
+class ReviewAssignmentSerializer(AssignmentSerializer):
+    """What researchers see: everything, including the worker and the control result."""
+
+    worker = serializers.CharField(source="worker.pseudonym", read_only=True)
+    unit = serializers.IntegerField(source="hit.unit_id", read_only=True)
+    is_gold = serializers.BooleanField(source="hit.is_gold", read_only=True)
+    control_failed = serializers.BooleanField(
+        source="response.control_failed", read_only=True, default=None
+    )
+    precision = serializers.FloatField(source="response.precision", read_only=True, default=None)
+
+    class Meta(AssignmentSerializer.Meta):
+        fields = AssignmentSerializer.Meta.fields + [
+            "worker",
+            "unit",
+            "is_gold",
+            "control_failed",
+            "precision",
+        ]
+        read_only_fields = fields
+
+
+class NextTaskSerializer(serializers.Serializer):
+    campaign = serializers.IntegerField()
+
+
+class ReviewSerializer(serializers.Serializer):
+    assignments = serializers.ListField(child=serializers.IntegerField(), min_length=1)
+    decision = serializers.ChoiceField(choices=["approve", "reject"])
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Assignments: annotators see and act on their own; researchers see all and review."""
+
+    permission_classes = [HasAction]
+    action_permissions = {
+        "list": "task.work",
+        "retrieve": "task.work",
+        "next": "task.work",
+        "submit": "task.work",
+        "return_task": "task.work",
+        "skip": "task.work",
+        "review": "assignment.review",
+    }
+
+    def get_queryset(self):
+        qs = Assignment.objects.select_related("hit__campaign", "worker", "response").order_by(
+            "-pk"
+        )
+        if not can(self.request.user, "response.view_all"):
+            qs = qs.filter(worker=services.worker_for_user(user=self.request.user))
+        campaign = self.request.query_params.get("campaign")
+        if campaign and campaign.isdigit():
+            qs = qs.filter(hit__campaign_id=int(campaign))
+        return qs
+
+    def get_serializer_class(self):
+        if can(self.request.user, "response.view_all"):
+            return ReviewAssignmentSerializer
+        return AssignmentSerializer
+
+    def _own(self, pk) -> Assignment:
+        worker = services.worker_for_user(user=self.request.user)
+        return get_object_or_404(
+            Assignment.objects.select_related("hit__campaign"), pk=pk, worker=worker
+        )
+
+    def _mine(self, assignment) -> ApiResponse:
+        return ApiResponse(AssignmentSerializer(assignment, context={"request": self.request}).data)
+
+    @extend_schema(
+        request=NextTaskSerializer,
+        responses=AssignmentSerializer,
+        description="Lease the next task of a campaign (or return the lease already held).",
+    )
+    @action(detail=False, methods=["post"])
+    def next(self, request):
+        data = NextTaskSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        campaign = get_object_or_404(Campaign, pk=data.validated_data["campaign"])
+        try:
+            assignment = services.assignment_next(
+                worker=services.worker_for_user(user=request.user), campaign=campaign
+            )
+        except NoTask as error:
+            raise NotFound(str(error)) from None
+        return self._mine(assignment)
+
+    @extend_schema(
+        request=AnswerSerializer,
+        responses=AssignmentSerializer,
+        description="Answer a leased task. 200 with status 'leased' and a 'revise' message means: look "
+        "again once (a tile that clearly does not fit was left unmarked); submit again to save.",
+    )
+    @action(detail=True, methods=["post"])
+    def submit(self, request, pk=None):
+        assignment = self._own(pk)
+        wait = submit_wait_seconds(request=request, worker=assignment.worker)
+        if wait is not None:
+            raise Throttled(wait=wait)
+        data = AnswerSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            outcome = services.assignment_submit(
+                assignment=assignment,
+                worker=assignment.worker,
+                concept=values["concept"],
+                category=values["category"],
+                flagged_positions=values["flagged"],
+                active_seconds=values["active_seconds"],
+            )
+        except CrowdError as error:
+            _raise_for(error)
+        body = AssignmentSerializer(outcome.assignment, context={"request": request}).data
+        body["revise"] = outcome.messages if outcome.revise else []
+        return ApiResponse(body)
+
+    @extend_schema(request=None, responses=AssignmentSerializer)
+    @action(detail=True, methods=["post"], url_path="return")
+    def return_task(self, request, pk=None):
+        assignment = self._own(pk)
+        try:
+            assignment = services.assignment_return(assignment=assignment, worker=assignment.worker)
+        except CrowdError as error:
+            _raise_for(error)
+        return self._mine(assignment)
+
+    @extend_schema(request=None, responses=AssignmentSerializer)
+    @action(detail=True, methods=["post"])
+    def skip(self, request, pk=None):
+        assignment = self._own(pk)
+        try:
+            following = services.assignment_skip(assignment=assignment, worker=assignment.worker)
+        except CrowdError as error:
+            _raise_for(error)
+        if following is None:
+            return ApiResponse(status=status.HTTP_204_NO_CONTENT)
+        return self._mine(following)
+
+    @extend_schema(request=ReviewSerializer, responses=ReviewAssignmentSerializer(many=True))
+    @action(detail=False, methods=["post"])
+    def review(self, request):
+        data = ReviewSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            changed = services.assignment_review(
+                assignment_ids=values["assignments"],
+                approve=values["decision"] == "approve",
+                actor=request.user,
+                reason=values["reason"],
+            )
+        except CrowdError as error:
+            _raise_for(error)
+        return ApiResponse(ReviewAssignmentSerializer(changed, many=True).data)
+
+
+# --- responses (researchers) --------------------------------------------------------------------
+
+
+class ResponseSerializer(serializers.ModelSerializer):
+    worker = serializers.CharField(source="assignment.worker.pseudonym", read_only=True)
+    unit = serializers.IntegerField(source="assignment.hit.unit_id", read_only=True)
+    campaign = serializers.IntegerField(source="assignment.hit.campaign_id", read_only=True)
+    concept_name = serializers.CharField(source="concept.name", read_only=True, default=None)
+
+    class Meta:
+        model = Response
+        fields = [
+            "id", "assignment", "worker", "unit", "campaign", "concept_text", "concept_name",
+            "category", "flagged_tiles", "precision", "control_failed", "revisions", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+@extend_schema(parameters=[OpenApiParameter("campaign", int, description="Only this campaign.")])
+class ResponseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Every answer, for researchers and admins."""
+
+    serializer_class = ResponseSerializer
+    permission_classes = [HasAction]
+    required_action = "response.view_all"
+
+    def get_queryset(self):
+        qs = Response.objects.select_related(
+            "assignment__worker", "assignment__hit", "concept"
+        ).order_by("pk")
+        campaign = self.request.query_params.get("campaign")
+        if campaign and campaign.isdigit():
+            qs = qs.filter(assignment__hit__campaign_id=int(campaign))
+        return qs
+
+
+class CategorySerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    examples = serializers.CharField()
+    worked_example = serializers.CharField()
+
+
+class CategoryViewSet(viewsets.ViewSet):
+    """The six categories with examples (for API clients building their own task page)."""
+
+    permission_classes = [HasAction]
+    required_action = "task.work"
+
+    @extend_schema(responses=CategorySerializer(many=True))
+    def list(self, request):
+        return ApiResponse(CategorySerializer(CATEGORY_HELP, many=True).data)
+
+
+router = DefaultRouter()
+router.register("campaigns", CampaignViewSet, basename="api-campaign")
+router.register("assignments", AssignmentViewSet, basename="api-assignment")
+router.register("responses", ResponseViewSet, basename="api-response")
+router.register("categories", CategoryViewSet, basename="api-category")

@@ -1,0 +1,101 @@
+"""Forms of the crowd pages: the answer (validated again in the service) and a new campaign."""
+
+import re
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from annotate.crowd.services import CONCEPT_MAX_CHARS
+from dissect.concepts import CATEGORIES, CATEGORY_SLUGS
+from dissect.models import DissectionRun, Unit
+
+
+class AnswerForm(forms.Form):
+    """Raw answer fields; the service is the one place that judges them (so the API agrees)."""
+
+    concept = forms.CharField(required=False, max_length=200, strip=True)
+    category = forms.CharField(required=False, max_length=20)
+    flagged = forms.TypedMultipleChoiceField(required=False, coerce=int, choices=[])
+    active_seconds = forms.FloatField(required=False, min_value=0)
+
+    def __init__(self, *args, tile_count: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["flagged"].choices = [(str(p), str(p)) for p in range(tile_count)]
+
+
+_GOLD_LINE = re.compile(
+    r"^\s*(?P<layer>[^#,\s]+)#(?P<index>\d+)\s*,\s*(?P<concept>[^,]+?)\s*,\s*(?P<category>\w+)\s*$"
+)
+
+
+class CampaignForm(forms.Form):
+    name = forms.CharField(max_length=200, required=False)
+    run = forms.ModelChoiceField(queryset=DissectionRun.objects.none())
+    layers = forms.CharField(
+        help_text="Layer names of the run, separated by commas, e.g. conv3, pool5."
+    )
+    tiles_per_task = forms.IntegerField(initial=60, min_value=11, max_value=200)
+    controls_per_task = forms.IntegerField(initial=3, min_value=1, max_value=20)
+    redundancy = forms.IntegerField(
+        initial=3, min_value=1, max_value=50, help_text="Workers per unit."
+    )
+    lease_minutes = forms.IntegerField(initial=20, min_value=1, max_value=24 * 60)
+    reward_cents = forms.IntegerField(initial=0, min_value=0)
+    gold_rate = forms.FloatField(initial=0.0, min_value=0, max_value=1)
+    gold = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Gold units, one per line: layer#unit, concept, category (e.g. conv5#12, car, object).",
+    )
+    max_tasks_per_worker = forms.IntegerField(required=False, min_value=1)
+    min_gold_accuracy = forms.FloatField(initial=0.5, min_value=0, max_value=1)
+    auto_approve_hours = forms.IntegerField(initial=72, min_value=1)
+    seed = forms.IntegerField(initial=0)
+    instructions = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["run"].queryset = DissectionRun.objects.filter(
+            status=DissectionRun.Status.DONE
+        ).select_related("network")
+
+    def clean_layers(self) -> list[str]:
+        return [x.strip() for x in self.cleaned_data["layers"].split(",") if x.strip()]
+
+    def clean(self):
+        data = super().clean()
+        run, text = data.get("run"), data.get("gold") or ""
+        gold: dict[int, tuple[str, str]] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            match = _GOLD_LINE.match(line)
+            if not match or match["category"] not in CATEGORY_SLUGS:
+                raise ValidationError(
+                    {
+                        "gold": f"line {number}: write layer#unit, concept, category with a category "
+                        f"from {', '.join(CATEGORY_SLUGS)}."
+                    }
+                )
+            if len(match["concept"]) > CONCEPT_MAX_CHARS:
+                raise ValidationError(
+                    {"gold": f"line {number}: the concept is longer than 40 characters."}
+                )
+            unit = (
+                run
+                and Unit.objects.filter(
+                    layer__run=run, layer__name=match["layer"], index=int(match["index"])
+                ).first()
+            )
+            if not unit:
+                raise ValidationError(
+                    {
+                        "gold": f"line {number}: no unit {match['layer']}#{match['index']} in this run."
+                    }
+                )
+            gold[unit.pk] = (match["concept"], match["category"])
+        data["gold"] = gold
+        return data
+
+
+CATEGORY_CHOICES = CATEGORIES

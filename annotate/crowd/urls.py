@@ -1,0 +1,28 @@
+"""Crowd routes; included at the site root, so every path carries its own prefix."""
+
+from django.urls import include, path
+
+from annotate.crowd import api, views
+
+app_name = "crowd"
+
+urlpatterns = [
+    path("tasks/", views.annotator_home, name="annotator-home"),
+    path("tasks/campaigns/<int:pk>/preview/", views.campaign_preview, name="task-preview"),
+    path("tasks/campaigns/<int:pk>/start/", views.task_start, name="task-start"),
+    path("tasks/hits/<int:pk>/accept/", views.task_accept, name="task-accept"),
+    path("tasks/assignments/<int:pk>/", views.task_page, name="task"),
+    path("tasks/assignments/<int:pk>/return/", views.task_return, name="task-return"),
+    path("tasks/assignments/<int:pk>/skip/", views.task_skip, name="task-skip"),
+    path("tasks/tile/<str:token>/", views.tile, name="tile"),
+    path("tasks/link/<int:pk>/", views.link_entry, name="link-entry"),
+    path("tasks/external/<str:token>/", views.external_task, name="external-task"),
+    path("mturk/campaigns/<int:pk>/", views.mturk_entry, name="mturk-entry"),
+    path("campaigns/", views.campaign_list, name="campaign-list"),
+    path("campaigns/new/", views.campaign_new, name="campaign-new"),
+    path("campaigns/<int:pk>/", views.campaign_detail, name="campaign-detail"),
+    path("campaigns/<int:pk>/status/", views.campaign_status, name="campaign-status"),
+    path("campaigns/<int:pk>/review/", views.campaign_review, name="campaign-review"),
+    path("campaigns/workers/<int:pk>/block/", views.worker_block, name="worker-block"),
+    path("api/crowd/", include(api.router.urls)),
+]
