@@ -1,0 +1,173 @@
+"""``python manage.py dissect``: dissect a network's layers over a folder of images, or show,
+resume or cancel a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.text import slugify
+
+from dissect import services
+from dissect.management.commands._pipeline_cli import follow, get_run, status_lines
+from dissect.models import DissectionRun, ImageSet, Network
+
+
+class Command(BaseCommand):
+    help = (
+        "Dissect layers of a network over a folder of images (top-K images per unit, tiles and "
+        "montages), or show (--status), resume (--resume) or cancel (--cancel) a run."
+    )
+
+    def add_arguments(self, parser):
+        what = parser.add_argument_group("a new run")
+        what.add_argument("--network", help="Registered network name (or a new one with --arch).")
+        what.add_argument("--arch", help="Architecture, to register --network on the fly.")
+        what.add_argument("--checkpoint", help="Weights file, with --arch.")
+        what.add_argument("--classes", help="Class-name file, with --arch.")
+        what.add_argument("--images", help="Folder of images (scanned once; reused after).")
+        what.add_argument("--manifest", help="CSV manifest (column 'path') inside --images.")
+        what.add_argument("--rescan", action="store_true", help="Scan --images again.")
+        what.add_argument("--layers", help="Comma-separated layer names, e.g. conv5,pool5.")
+        what.add_argument("--top-k", type=int, default=services.DEFAULTS["top_k"])
+        what.add_argument("--controls", type=int, default=services.DEFAULTS["controls"])
+        what.add_argument("--shard-size", type=int, default=services.DEFAULTS["shard_size"])
+        what.add_argument(
+            "--segmentation", choices=services.SEGMENTATIONS,
+            default=services.DEFAULTS["segmentation"],
+        )  # fmt: skip
+        what.add_argument("--receptive-field", action="store_true",
+                          help="Also measure each layer's empirical receptive field.")  # fmt: skip
+        what.add_argument("--device", choices=services.DEVICES, default="auto")
+        what.add_argument("--tile-px", type=int, default=services.DEFAULTS["tile_px"])
+        what.add_argument("--batch-size", type=int, default=services.DEFAULTS["batch_size"])
+        what.add_argument("--workers", type=int, default=services.DEFAULTS["workers"],
+                          help="Image decoding processes.")  # fmt: skip
+        what.add_argument("--seed", type=int, default=0)
+        what.add_argument("--no-wait", action="store_true",
+                          help="With a broker: enqueue and return instead of following.")  # fmt: skip
+        other = parser.add_argument_group("an existing run").add_mutually_exclusive_group()
+        other.add_argument("--status", type=int, metavar="RUN")
+        other.add_argument("--resume", type=int, metavar="RUN")
+        other.add_argument("--cancel", type=int, metavar="RUN")
+
+    def handle(self, *args, **o):
+        try:
+            if o["status"] is not None:
+                self._print(get_run(o["status"]))
+                return
+            if o["cancel"] is not None:
+                run = services.run_cancel(run=get_run(o["cancel"]))
+                self.stdout.write(f"run {run.pk} cancelled; resume with --resume {run.pk}")
+                return
+            if o["resume"] is not None:
+                run = get_run(o["resume"])
+                self._execute(run, lambda: services.run_resume(run=run), o["no_wait"])
+                return
+            run = self._create(o)
+            self.stdout.write(
+                f"run {run.pk}: {run.network.name} on {run.image_set.name} "
+                f"({run.parameters['n_images']} images, {run.shards.count()} shards), "
+                f"layers {', '.join(run.layers)}"
+            )
+            self._execute(run, lambda: services.run_start(run=run), o["no_wait"])
+        except services.PipelineError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def _create(self, o) -> DissectionRun:
+        missing = [f"--{name}" for name in ("network", "images", "layers") if not o[name]]
+        if missing:
+            raise CommandError(
+                f"missing {', '.join(missing)}: e.g. `python manage.py dissect --network "
+                "demo-places --images DIR --layers conv5,pool5` (or --status/--resume/--cancel RUN)"
+            )
+        images = Path(o["images"]).expanduser().resolve()
+        if not images.is_dir():
+            raise CommandError(f"--images {o['images']}: no such folder")
+        network = self._network(o)
+        image_set = self._image_set(images, o)
+        return services.run_create(
+            network=network,
+            image_set=image_set,
+            layers=o["layers"].split(","),
+            top_k=o["top_k"],
+            controls=o["controls"],
+            shard_size=o["shard_size"],
+            segmentation=o["segmentation"],
+            receptive_field=o["receptive_field"],
+            device=o["device"],
+            tile_px=o["tile_px"],
+            batch_size=o["batch_size"],
+            workers=o["workers"],
+            seed=o["seed"],
+        )
+
+    def _network(self, o) -> Network:
+        from dissect.networks import DEMO_NETWORKS
+
+        name = o["network"]
+        network = Network.objects.filter(name=name).first()
+        if o["arch"]:
+            if network is None or o["checkpoint"] or network.arch != o["arch"]:
+                self.stdout.write(f"registering network {name} ({o['arch']})")
+                network = services.network_register(
+                    name=name, arch=o["arch"], checkpoint=o["checkpoint"],
+                    class_names=o["classes"],
+                )  # fmt: skip
+            return network
+        if network is not None:
+            return network
+        if name in DEMO_NETWORKS:
+            return services.network_register(name=name, arch=name, training_data="demo world")
+        raise CommandError(
+            f"unknown network {name!r}: register it first with `python manage.py "
+            f"register_network {name} --arch ARCH --checkpoint FILE [--classes FILE]`, or pass "
+            f"--arch (and --checkpoint) here. Registered: "
+            f"{', '.join(Network.objects.values_list('name', flat=True)) or 'none'}; built in: "
+            f"{', '.join(DEMO_NETWORKS)}"
+        )
+
+    def _image_set(self, folder: Path, o) -> ImageSet:
+        image_set = ImageSet.objects.filter(root=str(folder)).first()
+        if image_set is not None and not o["rescan"] and not o["manifest"]:
+            return image_set
+        name = image_set.name if image_set else _unique_name(slugify(folder.name) or "images")
+        image_set = services.image_set_scan(name=name, root=folder, manifest=o["manifest"])
+        self.stdout.write(
+            f"image set {image_set.name}: {image_set.image_count} images, "
+            f"{image_set.bad_count} bad files skipped"
+        )
+        return image_set
+
+    def _execute(self, run: DissectionRun, start, no_wait: bool) -> None:
+        eager = settings.CELERY_TASK_ALWAYS_EAGER
+        try:
+            start()  # eager: the whole chord runs here, with progress bars
+        except services.PipelineError:
+            raise
+        except Exception as exc:  # the run row already holds the error text
+            run.refresh_from_db()
+            self._print(run)
+            raise CommandError(
+                f"run {run.pk} failed: {run.error or exc}. Fix the cause, then "
+                f"`python manage.py dissect --resume {run.pk}`"
+            ) from exc
+        if not eager and not no_wait:
+            self.stdout.write("running on Celery workers (Ctrl-C stops watching, not the run)")
+            follow(run)
+        run.refresh_from_db()
+        self._print(run)
+        if run.status == DissectionRun.Status.FAILED:
+            raise CommandError(f"run {run.pk} failed: {run.error}")
+
+    def _print(self, run: DissectionRun) -> None:
+        for line in status_lines(run):
+            self.stdout.write(line)
+
+
+def _unique_name(base: str) -> str:
+    name, n = base[:90], 2
+    while ImageSet.objects.filter(name=name).exists():
+        name, n = f"{base[:90]}-{n}", n + 1
+    return name
