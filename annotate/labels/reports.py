@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 from django.db.models import Avg, Count, Q
 
+from annotate.labels.aggregation import counted_statuses, detector_precision
 from annotate.labels.agreement import (
     cohen_kappa,
     count_table,
@@ -16,7 +17,6 @@ from annotate.labels.agreement import (
     pairwise_cohen_kappa,
     percent_agreement,
 )
-from annotate.labels.aggregation import counted_statuses, detector_precision
 from annotate.labels.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
 
 
@@ -64,9 +64,7 @@ def run_for_network(*, network: str, run_id: int | None = None):
         if run is None:
             raise ReportError(f"run {run_id} is not a run of network {network!r}")
         return run
-    labeled = runs.filter(
-        layer_set__units__labels__source=UnitLabel.Source.CROWD
-    ).distinct()
+    labeled = runs.filter(layer_set__units__labels__source=UnitLabel.Source.CROWD).distinct()
     run = labeled.order_by("-created_at", "-id").first() or runs.order_by("-created_at").first()
     if run is None:
         raise ReportError(f"network {network!r} has no dissection run yet")
@@ -170,9 +168,7 @@ def layer_report(*, run, layers: list[str] | None = None) -> list[LayerRow]:
             c: (100.0 * n / row.answers if row.answers else 0.0)
             for c, n in row.category_counts.items()
         }
-        row.detectors_by_category = {
-            c: row.detectors_by_category.get(c, 0) for c in CATEGORY_KEYS
-        }
+        row.detectors_by_category = {c: row.detectors_by_category.get(c, 0) for c in CATEGORY_KEYS}
     return [rows[name] for name in names]
 
 

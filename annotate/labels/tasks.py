@@ -1,11 +1,11 @@
-"""Celery tasks of the labels part: thin, take ids, idempotent, on queue `cpu`."""
+"""Celery tasks of the labels part: thin, take ids, idempotent. They run on queue `cpu`
+(config/celery.py routes everything outside dissect.tasks there)."""
 
 from celery import shared_task
 
 
 @shared_task(
     name="annotate.labels.tasks.recompute_unit_label",
-    queue="cpu",
     autoretry_for=(ConnectionError,),
     retry_backoff=True,
     max_retries=5,
@@ -17,7 +17,7 @@ def recompute_unit_label(unit_id: int) -> bool:
     return unit_label_recompute(unit_id=unit_id) is not None
 
 
-@shared_task(name="annotate.labels.tasks.recompute_run_labels", queue="cpu")
+@shared_task(name="annotate.labels.tasks.recompute_run_labels")
 def recompute_run_labels(run_id: int) -> int:
     """Recompute the crowd labels of every unit of a run (on demand); returns how many exist."""
     from annotate.labels.aggregation import run_labels_recompute
@@ -25,7 +25,7 @@ def recompute_run_labels(run_id: int) -> int:
     return run_labels_recompute(run_id=run_id)
 
 
-@shared_task(name="annotate.labels.tasks.run_export", queue="cpu", acks_late=True)
+@shared_task(name="annotate.labels.tasks.run_export", acks_late=True)
 def run_export(export_id: int) -> str:
     """Write the file of one Export row (status, progress, checksum kept on the row)."""
     from annotate.labels.exports import export_run

@@ -1,0 +1,111 @@
+"""The ICLR'15 reproduction: import both released files, then the report reproduces the authors'
+per-layer category distribution (layerAverageCount) within 0.1 percentage points."""
+
+import json
+from collections import Counter
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from annotate.labels.importers import iclr15_import
+from annotate.labels.normalize import normalize_concept
+from annotate.labels.reports import layer_report, network_comparison, run_for_network
+
+
+def independent_detector_count(layer) -> int:
+    """The detector rule computed straight from the file, without the database: mean precision of
+    the three answers >= 0.75 and at least two answers naming the same normalized concept (the
+    plurality concept)."""
+    count = 0
+    for unit in layer.units:
+        names = Counter(normalize_concept(a.description).name for a in unit)
+        precision = sum(a.precision for a in unit) / len(unit)
+        if precision >= 0.75 and names.most_common(1)[0][1] >= 2:
+            count += 1
+    return count
+
+
+@pytest.mark.django_db
+def test_import_both_files_and_reproduce_the_authors_distribution(iclr15_paths, iclr15_files):
+    from annotate.models import Response, UnitLabel
+    from dissect.models import DissectionRun, Layer, Unit
+
+    results = [iclr15_import(path=path) for path in iclr15_paths]
+    names = ["places205-alexnet", "imagenet-alexnet"]
+    for result, name, data in zip(results, names, iclr15_files, strict=True):
+        run = run_for_network(network=name)
+        assert run.pk == result.run_id
+        assert run.status == DissectionRun.Status.IMPORTED and run.image_set is None
+        assert list(Layer.objects.filter(run=run).values_list("name", "unit_count")) == [
+            ("pool1", 96),
+            ("pool2", 256),
+            ("conv3", 384),
+            ("conv4", 384),
+            ("pool5", 256),
+        ]
+        assert Unit.objects.filter(layer__run=run).count() == 1376
+        assert Response.objects.filter(assignment__hit__unit__layer__run=run).count() == 3 * 1376
+        assert UnitLabel.objects.filter(unit__layer__run=run).count() == 1376
+
+        reference = data.reference_distribution()
+        rows = layer_report(run=run)
+        assert [r.layer for r in rows] == list(reference)
+        for row in rows:
+            for category, percent in reference[row.layer].items():
+                assert row.category_percent[category] == pytest.approx(percent, abs=0.1), (
+                    name,
+                    row.layer,
+                    category,
+                )
+        # Detector counts agree with the rule applied straight to the file.
+        for row, layer in zip(rows, data.layers, strict=True):
+            assert row.detectors == independent_detector_count(layer), (name, row.layer)
+
+    # Side by side: Places205 vs ImageNet on the same five layers.
+    comparison = network_comparison(runs=[run_for_network(network=n) for n in names])
+    assert comparison["layers"] == ["pool1", "pool2", "conv3", "conv4", "pool5"]
+    places, imagenet = (comparison["networks"][n] for n in names)
+    # The paper's finding: the scene-trained network has more object answers in pool5.
+    assert places[-1]["category_percent"]["object"] > imagenet[-1]["category_percent"]["object"]
+
+    # The command prints the same numbers.
+    out = StringIO()
+    call_command("report", network="places205-alexnet", format="json", stdout=out)
+    payload = json.loads(out.getvalue())
+    reference = iclr15_files[0].reference_distribution()
+    for layer in payload["layers"]:
+        for category, percent in reference[layer["layer"]].items():
+            assert layer["category_percent"][category] == pytest.approx(percent, abs=0.1)
+    out = StringIO()
+    call_command("report", network="imagenet-alexnet", layer=["pool5"], format="csv", stdout=out)
+    lines = out.getvalue().strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("pool5,256,768,")
+    out = StringIO()
+    call_command("report", network="imagenet-alexnet", stdout=out)
+    assert "pool5" in out.getvalue() and "object %" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_import_refuses_duplicates_and_replaces_on_request(iclr15_paths):
+    from django.core.management.base import CommandError
+
+    from dissect.models import Network
+
+    path = iclr15_paths[1]
+    call_command(
+        "import_iclr15", str(path), network="imagenet-test", verbosity=0, stdout=StringIO()
+    )
+    with pytest.raises(CommandError, match="--replace"):
+        call_command("import_iclr15", str(path), network="imagenet-test", verbosity=0)
+    call_command(
+        "import_iclr15",
+        str(path),
+        network="imagenet-test",
+        replace=True,
+        verbosity=0,
+        stdout=StringIO(),
+    )
+    assert Network.objects.filter(name="imagenet-test").count() == 1
+    with pytest.raises(CommandError, match="not found"):
+        call_command("report", network="nope")
