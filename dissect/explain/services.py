@@ -1,0 +1,162 @@
+"""Writes and actions of the explain part: explain an image for the page/API/command (with its
+overlay files), and import a Broden-layout dataset as an image set.
+
+torch is imported inside the functions, so the web process can import this module.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from dissect.explain.selectors import labeled_units
+from dissect.models import ImageSet, Network
+from dissect.storage import media_url, save_content_addressed
+
+__all__ = [
+    "ExplainError",
+    "DISPLAY_PX",
+    "explain_image",
+    "explain_files",
+    "import_broden",
+]
+
+DISPLAY_PX = 512
+
+
+class ExplainError(ValueError):
+    """explain cannot run as asked; the message says what to do."""
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def _explain(*, network: Network, source: str, image: Image.Image, mask_px: int | None):
+    from dissect.explain.core import explain
+    from dissect.services import PipelineError, network_load
+
+    run, units = labeled_units(network=network, source=source)
+    if not units:
+        which = {"crowd": "crowd", "auto": "automatic", "both": "crowd or automatic"}[source]
+        raise ExplainError(
+            f"network {network.name} has no {which} unit labels yet: finish a labeling campaign, "
+            "or compute automatic labels (`python manage.py auto_label RUN_ID`), then try again"
+        )
+    try:
+        net = network_load(network=network)
+    except PipelineError as exc:
+        raise ExplainError(str(exc)) from exc
+    size = int(mask_px or max(net.input_size, 256))
+    return run, explain(net=net, units=units, image=image, mask_px=size)
+
+
+def explain_image(
+    *, network: Network, image: Image.Image, source: str = "both", mask_px: int | None = None
+) -> dict:
+    """Explain ``image`` with ``network``'s labeled units (``source`` crowd, auto or both) and
+    store its overlay files. Returns the JSON-friendly payload the page and the API show:
+    scenes, concepts (with color, mask RLE and a transparent layer URL), the overlay URL."""
+    from dissect.explain.overlay import base_image, concept_color, concept_layer, render_overlay
+
+    run, result = _explain(network=network, source=source, image=image, mask_px=mask_px)
+    payload = result.as_dict()
+    payload.update(network=network.name, labels=source, run_id=run.pk if run else None)
+    base = save_content_addressed(
+        _png(base_image(result, size_px=DISPLAY_PX)), kind="explain", ext="png"
+    )
+    overlay = save_content_addressed(
+        _png(render_overlay(result, size_px=DISPLAY_PX)), kind="explain", ext="png"
+    )
+    payload["image_url"] = media_url(base)
+    payload["overlay_url"] = media_url(overlay)
+    for rank, (concept, entry) in enumerate(zip(result.concepts, payload["concepts"], strict=True)):
+        layer = concept_layer(concept, rank, size_px=DISPLAY_PX)
+        entry["color"] = "#{:02x}{:02x}{:02x}".format(*concept_color(rank))
+        entry["layer_url"] = media_url(
+            save_content_addressed(_png(layer), kind="explain", ext="png")
+        )
+    return payload
+
+
+def explain_files(
+    *,
+    network: Network,
+    paths: list[Path],
+    out_dir: Path,
+    source: str = "both",
+    mask_px: int | None = None,
+    progress=None,
+) -> list[dict]:
+    """The command's batch: for each image file write ``<stem>.overlay.png`` and ``<stem>.json``
+    into ``out_dir``; unreadable files are reported in the summary, not fatal. Returns one
+    summary per file {path, ok, error, json, overlay, scene, concepts}."""
+    from dissect.explain.overlay import render_overlay
+    from dissect.images import BadImageError, load_rgb
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    for done, path in enumerate(paths, start=1):
+        stem = path.stem
+        try:
+            image = load_rgb(path)
+        except BadImageError as exc:
+            summaries.append({"path": str(path), "ok": False, "error": str(exc)})
+        else:
+            run, result = _explain(network=network, source=source, image=image, mask_px=mask_px)
+            payload = result.as_dict()
+            payload.update(
+                image=str(path), network=network.name, labels=source, run_id=run.pk if run else None
+            )
+            json_path = out_dir / f"{stem}.json"
+            overlay_path = out_dir / f"{stem}.overlay.png"
+            json_path.write_text(json.dumps(payload) + "\n")
+            render_overlay(result, size_px=DISPLAY_PX).save(overlay_path)
+            summaries.append(
+                {
+                    "path": str(path),
+                    "ok": True,
+                    "json": str(json_path),
+                    "overlay": str(overlay_path),
+                    "scene": result.scenes[0].label if result.scenes else "",
+                    "concepts": [c.concept for c in result.concepts],
+                }
+            )
+        if progress:
+            progress(done, len(paths))
+    return summaries
+
+
+def import_broden(*, root: str | Path, name: str, description: str = "", progress=None) -> ImageSet:
+    """Check a Broden-layout dataset (``dissect.explain.broden.read_broden``) and scan its images
+    into image set ``name`` with ``labels_dir`` set, so runs on it can compute automatic labels.
+    The scan manifest (path, split) is written under DATA_DIR/broden, never into the dataset."""
+    import csv
+
+    from django.conf import settings
+
+    from dissect.explain.broden import read_broden
+    from dissect.services import image_set_scan
+
+    dataset = read_broden(root)
+    manifest_dir = Path(settings.DATA_DIR) / "broden"
+    manifest_dir.mkdir(parents=True, exist_ok=True)
+    manifest = manifest_dir / f"{name}.csv"
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "split"])
+        for row in dataset.rows:
+            writer.writerow([row.image, row.split])
+    return image_set_scan(
+        name=name,
+        root=dataset.images_dir,
+        manifest=manifest,
+        labels_dir=dataset.root.resolve(),
+        description=description or f"Broden-layout dataset at {dataset.root.resolve()}",
+        progress=progress,
+    )
