@@ -13,14 +13,11 @@ from annotate.roles import ADMIN, ANNOTATOR, RESEARCHER, user_role
 # action -> roles allowed. Keep it the single source of truth; tests walk every cell.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "task.work": frozenset({ANNOTATOR, RESEARCHER, ADMIN}),  # preview, accept, submit, return, skip
-    "task.stats_own": frozenset({ANNOTATOR, RESEARCHER, ADMIN}),
-    "campaign.view": frozenset({RESEARCHER, ADMIN}),  # progress, answers, gold answers, controls
+    "campaign.view": frozenset({RESEARCHER, ADMIN}),  # progress, answers, gold, worker quality
     "campaign.create": frozenset({RESEARCHER, ADMIN}),
     "campaign.status": frozenset({RESEARCHER, ADMIN}),  # draft -> live -> paused -> finished
-    "campaign.delete": frozenset({ADMIN}),
     "assignment.review": frozenset({RESEARCHER, ADMIN}),  # approve / reject, bulk
     "response.view_all": frozenset({RESEARCHER, ADMIN}),
-    "worker.view": frozenset({RESEARCHER, ADMIN}),  # quality table
     "worker.block": frozenset({RESEARCHER, ADMIN}),
 }
 ACTIONS: tuple[str, ...] = tuple(PERMISSIONS)

@@ -312,7 +312,12 @@ def campaign_set_status(*, campaign: Campaign, status: str, actor) -> Campaign:
 
 
 def demo_campaign_create(*, run: DissectionRun, layers: list[str]) -> Campaign:
-    """The README demo's live campaign: defaults of the paper, sized to the tiles the demo run has."""
+    """The README demo's live campaign: defaults of the paper, sized to the tiles the demo run has.
+
+    `layers` may name aliases the run does not store as Layer rows; then every layer of the run is used.
+    """
+    known = list(Layer.objects.filter(run=run).order_by("order").values_list("name", flat=True))
+    layers = [x for x in layers if x in known] or known
     top_counts = (
         UnitImage.objects.filter(unit__layer__run=run, unit__layer__name__in=layers, kind="top")
         .exclude(tile_path="")
@@ -325,7 +330,7 @@ def demo_campaign_create(*, run: DissectionRun, layers: list[str]) -> Campaign:
     campaign = campaign_create(
         run=run,
         layers=layers,
-        name="Demo campaign",
+        name=f"Demo: {run.network.name}",
         tiles_per_task=min(60, most + 3) if most else 60,
         instructions="Name what most images share in one or two words, mark the ones that do not fit.",
     )

@@ -304,3 +304,36 @@ def test_worker_table_reports_controls_time_and_agreement(crowd_run):
     assert row.control_pass_rate == pytest.approx(2 / 3)
     assert row.median_seconds is not None and row.median_seconds <= 5.0
     assert row.agreement_answers == 3 and row.agreement == pytest.approx(1 / 3)
+
+
+def test_demo_campaign_is_live_and_sized_to_the_run(db):
+    run = build_run(units=2, tops=12)
+    campaign = services.demo_campaign_create(
+        run=run, layers=["features.10"]
+    )  # an alias: all layers
+    assert campaign.status == "live" and campaign.layers == ["conv5"]
+    assert all(len(h.tile_order) == 15 for h in campaign.hits.all())
+
+
+def test_create_campaign_command_reads_gold_from_csv(db, tmp_path):
+    from django.core.management import call_command
+
+    run = build_run(units=2)
+    gold = tmp_path / "gold.csv"
+    gold.write_text("layer,unit,concept,category\nconv5,1,car,object\n")
+    call_command("create_campaign", str(run.pk), "--layers", "conv5", "--gold", str(gold), "--live")
+    hit = Hit.objects.get(unit__index=1, campaign__run=run)
+    assert hit.is_gold and hit.campaign.status == "live"
+
+
+def test_sweep_tasks_are_idempotent(crowd_run):
+    from annotate.crowd import tasks
+
+    campaign = _live(crowd_run)
+    a = services.assignment_next(worker=_worker("t"), campaign=campaign)
+    Assignment.objects.filter(pk=a.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert tasks.expire_leases.delay().get() == 1
+    assert tasks.expire_leases.delay().get() == 0
+    assert tasks.auto_approve.delay().get() == 0

@@ -206,10 +206,7 @@ def test_researcher_reviews_in_bulk_and_the_worker_sees_the_reason(client, make_
     researcher = make_user("researcher")
     client.force_login(researcher)
     detail = client.get(reverse("crowd:campaign-detail", args=[campaign.pk])).content.decode()
-    assert (
-        "Pending review (2)" in detail
-        and "secret gold" not in detail.split("Pending review")[0][:0] + ""
-    )
+    assert "Pending review (2)" in detail
     assert client.get(reverse("crowd:campaign-list")).status_code == 200
     ids = [a.pk for _, a in workers]
     client.post(
