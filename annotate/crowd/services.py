@@ -9,6 +9,7 @@ over-fill a task and never wait on each other. On SQLite (embedded default) writ
 import random
 import re
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -412,7 +413,7 @@ def assignment_next(*, worker: Worker, campaign: Campaign) -> Assignment:
         if hit is not None:
             return _lease(worker=worker, hit=hit, campaign=campaign, now=now)
     full: list[int] = []
-    for _attempt in range(20):
+    for _attempt in range(50):
         hit = (
             selectors.candidate_hits(worker=worker, campaign=campaign, now=now, gold=False)
             .exclude(pk__in=full)
@@ -420,7 +421,16 @@ def assignment_next(*, worker: Worker, campaign: Campaign) -> Assignment:
             .first()
         )
         if hit is None:
-            break
+            # SKIP LOCKED also skips tasks another worker is leasing this very millisecond; only
+            # give up when no candidate is left at all.
+            if (
+                not selectors.candidate_hits(worker=worker, campaign=campaign, now=now, gold=False)
+                .exclude(pk__in=full)
+                .exists()
+            ):
+                break
+            time.sleep(0.005 * (_attempt + 1))
+            continue
         # The candidate query's counts may predate a lease committed since; recount under the lock.
         if selectors.hit_load(hit=hit, now=now) >= campaign.redundancy:
             full.append(hit.pk)
