@@ -201,13 +201,13 @@ def concepts_get_or_create(*, names: dict[str, str | None]) -> dict[str, "object
     return existing
 
 
-def concept_for_text(*, text: str, merges: dict[str, str] | None = None):
-    """The Concept a worker's free text stands for (normalized, merges applied), created if new.
+def concept_for_text(*, text: str):
+    """The Concept a worker's free text normalizes to (created if new), before researcher merges.
 
-    The crowd's submit service stores it on Response.concept; aggregation re-applies merges later,
-    so a merge made after the answer still counts.
+    The crowd's submit service stores it on Response.concept. Merges are applied when labels are
+    computed, not stored on answers, so a merge made later counts and an undone merge is undone.
     """
-    normalized = normalize_concept(text, merges=merge_table() if merges is None else merges)
+    normalized = normalize_concept(text, merges={})
     name = normalized.name[:CONCEPT_MAX_LENGTH]
     if not name:
         return None
@@ -402,6 +402,7 @@ def unit_labels_recompute(
         concepts = concepts_get_or_create(
             names={c.concept: None for c in results.values() if c.concept}
         )
+        _link_answers_to_concepts(unit_ids=batch, vocabulary=vocabulary)
         with transaction.atomic():
             UnitLabel.objects.filter(
                 unit_id__in=[u for u in batch if u not in results], source=UnitLabel.Source.CROWD
@@ -434,6 +435,29 @@ def unit_labels_recompute(
         if progress:
             progress(min(start + batch_size, len(unit_ids)), len(unit_ids))
     return written
+
+
+def _link_answers_to_concepts(*, unit_ids: Sequence[int], vocabulary) -> None:
+    """Point answers without a Concept (imported or older ones) at their normalized concept, so
+    every concept shows up (and can be merged) on the concepts page."""
+    from annotate.models import Response
+
+    rows = Response.objects.filter(
+        assignment__hit__unit_id__in=list(unit_ids), concept__isnull=True
+    ).values_list("id", "concept_text")
+    by_name: dict[str, list[int]] = defaultdict(list)
+    categories: dict[str, str | None] = {}
+    for rid, text in rows:
+        normalized = normalize_concept(text or "", vocabulary=vocabulary, merges={})
+        name = normalized.name[:CONCEPT_MAX_LENGTH]
+        if name:
+            by_name[name].append(rid)
+            categories.setdefault(name, normalized.category)
+    if not by_name:
+        return
+    concepts = concepts_get_or_create(names=categories)
+    for name, ids in by_name.items():
+        Response.objects.filter(id__in=ids).update(concept=concepts[name])
 
 
 def unit_label_recompute(*, unit_id: int):

@@ -11,7 +11,6 @@ from annotate.labels.aggregation import (
     CONCEPT_MAX_LENGTH,
     Progress,
     concepts_get_or_create,
-    merge_table,
     run_labels_recompute,
 )
 from annotate.labels.iclr15 import SCORED_IMAGES, network_name_from_path, read_iclr15
@@ -87,7 +86,6 @@ def iclr15_import(
         network_delete_imported(name=name)
 
     now = timezone.now()
-    merges = merge_table()
     slots = max(len(unit) for layer in data.layers for unit in layer.units)
     with transaction.atomic():
         network = Network.objects.create(
@@ -166,7 +164,7 @@ def iclr15_import(
             for unit in layer.units:
                 for answer in unit:
                     if answer.description not in normalized:
-                        result = normalize_concept(answer.description, merges=merges)
+                        result = normalize_concept(answer.description, merges={})
                         key = result.name[:CONCEPT_MAX_LENGTH]
                         normalized[answer.description] = key
                         if key:

@@ -86,26 +86,51 @@ def test_import_both_files_and_reproduce_the_authors_distribution(iclr15_paths, 
     assert "pool5" in out.getvalue() and "object %" in out.getvalue()
 
 
+def write_small_mat(path):
+    """A two-layer file in the released layout (cell arrays), 2 and 3 units, three answers each."""
+    import numpy as np
+    from scipy.io import savemat
+
+    layers = [("conv1", 2), ("conv2", 3)]
+    cells = np.empty((len(layers), 2), dtype=object)
+    for i, (name, units) in enumerate(layers):
+        table = np.empty((units, 9), dtype=object)
+        for u in range(units):
+            for k, (text, code) in enumerate([("Sky", 3), ("blue sky", 3), ("dogs", 2)]):
+                table[u, 3 * k] = text
+                table[u, 3 * k + 1] = np.array([[code]], dtype=float)
+                table[u, 3 * k + 2] = np.array([[50 / 57]])
+        cells[i, 0], cells[i, 1] = table, name
+    average = np.tile(np.array([0, 1 / 3, 2 / 3, 0, 0, 0]), (len(layers), 1))
+    savemat(path, {"layerAnnotation": cells, "layerAverageCount": average})
+
+
 @pytest.mark.django_db
-def test_import_refuses_duplicates_and_replaces_on_request(iclr15_paths):
+def test_import_refuses_duplicates_and_replaces_on_request(tmp_path):
     from django.core.management.base import CommandError
 
+    from annotate.models import UnitLabel
     from dissect.models import Network
 
-    path = iclr15_paths[1]
-    call_command(
-        "import_iclr15", str(path), network="imagenet-test", verbosity=0, stdout=StringIO()
-    )
+    path = tmp_path / "unitAnnotation_tiny-alexnet.mat"
+    write_small_mat(path)
+    call_command("import_iclr15", str(path), verbosity=0, stdout=StringIO())
+    network = Network.objects.get(name="tiny-alexnet")
+    assert network.source == Network.Source.IMPORTED
+    labels = UnitLabel.objects.filter(unit__layer__run__network=network)
+    assert labels.count() == 5
+    assert set(labels.values_list("concept_text", "category", "is_detector")) == {
+        ("sky", "region", True)
+    }
     with pytest.raises(CommandError, match="--replace"):
-        call_command("import_iclr15", str(path), network="imagenet-test", verbosity=0)
-    call_command(
-        "import_iclr15",
-        str(path),
-        network="imagenet-test",
-        replace=True,
-        verbosity=0,
-        stdout=StringIO(),
-    )
-    assert Network.objects.filter(name="imagenet-test").count() == 1
+        call_command("import_iclr15", str(path), verbosity=0)
+    call_command("import_iclr15", str(path), replace=True, verbosity=0, stdout=StringIO())
+    assert Network.objects.filter(name="tiny-alexnet").count() == 1
+    out = StringIO()
+    call_command("report", network="tiny-alexnet", format="csv", stdout=out)
+    rows = out.getvalue().strip().splitlines()
+    assert rows[1].startswith("conv1,2,6,0.0,33.33,66.67,")
     with pytest.raises(CommandError, match="not found"):
         call_command("report", network="nope")
+    with pytest.raises(CommandError, match="no such file"):
+        call_command("import_iclr15", str(tmp_path / "missing.mat"), verbosity=0)
