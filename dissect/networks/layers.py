@@ -15,6 +15,7 @@ from .base import LoadedNetwork, NetworkLoadError
 
 __all__ = [
     "LayerRow",
+    "RFGeometry",
     "ResolvedLayer",
     "default_aliases",
     "resolve_layer",
@@ -23,6 +24,8 @@ __all__ = [
     "capture_outputs",
     "layer_table",
     "theoretical_receptive_fields",
+    "receptive_field_geometry",
+    "run_until_captured",
 ]
 
 
@@ -193,29 +196,40 @@ def run_until_captured(model: nn.Module, x: torch.Tensor, captured: dict) -> dic
 class _RF:
     size: float  # RF side in input px; math.inf = whole image
     jump: float  # input px between adjacent output cells
+    start: float = 0.0  # input-px coordinate of the center of output cell 0's RF
 
 
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def _apply_window(rf: _RF, kernel, stride, dilation) -> _RF:
+def _apply_window(rf: _RF, kernel, stride, dilation, padding=0) -> _RF:
     k = _pair(kernel)[0]
     s = _pair(stride if stride is not None else kernel)[0]
     d = _pair(dilation)[0]
     k_eff = d * (k - 1) + 1
-    return _RF(rf.size + (k_eff - 1) * rf.jump, rf.jump * s)
+    if padding == "same":
+        pad = (k_eff - 1) / 2
+    elif padding == "valid":
+        pad = 0
+    else:
+        pad = _pair(padding)[0]
+    return _RF(
+        rf.size + (k_eff - 1) * rf.jump,
+        rf.jump * s,
+        rf.start + ((k_eff - 1) / 2 - pad) * rf.jump,
+    )
 
 
 def _module_rf(module: nn.Module, rf: _RF) -> _RF:
     if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
         dilation = getattr(module, "dilation", 1)
-        return _apply_window(rf, module.kernel_size, module.stride, dilation)
+        return _apply_window(rf, module.kernel_size, module.stride, dilation, module.padding)
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear, nn.Flatten)):
         out = getattr(module, "output_size", None)
         if out is not None and _pair(out) != (1, 1) and rf.size != math.inf:
             return rf  # e.g. AlexNet's AdaptiveAvgPool2d((6, 6)) on a 6x6 map is an identity
-        return _RF(math.inf, rf.jump)
+        return _RF(math.inf, rf.jump, rf.start)
     return rf
 
 
@@ -249,9 +263,10 @@ def _fx_receptive_fields(model: nn.Module, paths: set[str]) -> dict[str, _RF] | 
             if node.target in (F.max_pool2d, F.avg_pool2d):
                 kernel = node.args[1] if len(node.args) > 1 else node.kwargs["kernel_size"]
                 stride = node.args[2] if len(node.args) > 2 else node.kwargs.get("stride")
-                rf = _apply_window(rf, kernel, stride or kernel, 1)
+                padding = node.args[3] if len(node.args) > 3 else node.kwargs.get("padding", 0)
+                rf = _apply_window(rf, kernel, stride or kernel, 1, padding)
             elif node.target in (F.adaptive_avg_pool2d, torch.flatten, F.linear):
-                rf = _RF(math.inf, rf.jump)
+                rf = _RF(math.inf, rf.jump, rf.start)
         rf_of[node] = rf
     return result
 
@@ -281,24 +296,52 @@ def _chain_receptive_fields(model: nn.Module, x: torch.Tensor, paths: set[str]) 
     return result
 
 
-def theoretical_receptive_fields(
-    net: LoadedNetwork, names: Sequence[str] | None = None
-) -> dict[str, tuple[int | None, int]]:
-    """{alias: (rf_px, stride_px)}; rf_px is capped at nothing and None means 'whole image'."""
-    layers = resolve_layers(net, names if names is not None else list(net.layer_aliases))
+@dataclass(frozen=True)
+class RFGeometry:
+    """Where a layer's cells look in the input: cell (i, j) depends only on input pixels within
+    ``size_px / 2`` of (start_px + i * jump_px, start_px + j * jump_px) (0-based pixel centers).
+    Exact for convs/pools with symmetric padding; TF-'same' padding can shift it by a pixel."""
+
+    size_px: float
+    jump_px: float
+    start_px: float
+
+    def cell_center_px(self, row, col):
+        return self.start_px + row * self.jump_px, self.start_px + col * self.jump_px
+
+
+def _layer_rfs(net: LoadedNetwork, layers: Sequence[ResolvedLayer]) -> dict[str, _RF]:
     paths = {layer.path for layer in layers}
     rfs = _fx_receptive_fields(net.model, paths)
     if rfs is None or not paths.issubset(rfs):
         x = torch.zeros(1, 3, net.input_size, net.input_size)
         rfs = _chain_receptive_fields(net.model, x, paths)
+    return rfs
+
+
+def receptive_field_geometry(net: LoadedNetwork, name: str) -> RFGeometry | None:
+    """The theoretical RF geometry of one layer; None when it spans the whole image."""
+    (layer,) = resolve_layers(net, [name])
+    rf = _layer_rfs(net, [layer]).get(layer.path)
+    if rf is None or rf.size == math.inf:
+        return None
+    return RFGeometry(rf.size, rf.jump, rf.start)
+
+
+def theoretical_receptive_fields(
+    net: LoadedNetwork, names: Sequence[str] | None = None
+) -> dict[str, tuple[int | None, int]]:
+    """{alias: (rf_px, stride_px)} at any input size; (None, None) means 'the whole image'
+    (after global pooling or a Linear layer)."""
+    layers = resolve_layers(net, names if names is not None else list(net.layer_aliases))
+    rfs = _layer_rfs(net, layers)
     out = {}
     for layer in layers:
         rf = rfs.get(layer.path)
-        if rf is None:
+        if rf is None or rf.size == math.inf:
             out[layer.alias] = (None, None)
         else:
-            size = None if rf.size == math.inf else int(round(rf.size))
-            out[layer.alias] = (size, int(round(rf.jump)))
+            out[layer.alias] = (int(round(rf.size)), int(round(rf.jump)))
     return out
 
 

@@ -195,3 +195,31 @@ def test_demo_networks_load_when_the_demo_world_provides_them():
         pytest.skip(f"demo networks not built here: {exc}")
     assert net.layer_aliases and not net.model.training
     assert layer_table(net)
+
+
+def test_rf_geometry_matches_the_input_gradient_support():
+    from dissect.networks import LoadedNetwork, default_preprocessing, receptive_field_geometry
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 5, stride=2, padding=1),
+        torch.nn.MaxPool2d(3, stride=2, padding=1),
+        torch.nn.Conv2d(4, 2, 3, padding=2, dilation=2),
+    ).eval()
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.uniform_(0.1, 1.0)  # positive weights: every RF pixel has a gradient
+    net = LoadedNetwork(model, "chain", [], default_preprocessing(40), {"top": "2"})
+    geo = receptive_field_geometry(net, "top")
+    x = torch.rand(1, 3, 40, 40, requires_grad=True)
+    out = model(x)
+    for row, col in [(0, 0), (3, 5), (out.shape[2] - 1, 2)]:
+        x.grad = None
+        model(x)[0, 0, row, col].backward()
+        ys, xs = torch.nonzero(x.grad[0].abs().sum(0) > 0, as_tuple=True)
+        cy, cx = geo.cell_center_px(row, col)
+        half = (geo.size_px - 1) / 2
+        assert ys.min() >= max(0, cy - half) and ys.max() <= min(39, cy + half)
+        assert xs.min() >= max(0, cx - half) and xs.max() <= min(39, cx + half)
+        if 0 <= cy - half and cy + half <= 39:  # fully inside: the support is the whole RF
+            assert ys.max() - ys.min() + 1 == geo.size_px

@@ -71,11 +71,11 @@ def test_memory_does_not_grow_with_the_number_of_values():
     g = torch.Generator().manual_seed(0)
     sketch.add(torch.rand(100, 8, 7, 7, generator=g) * 10)
     bins_after_small = sketch.counts.shape[1]
-    for _ in range(20):
-        sketch.add(torch.rand(500, 8, 7, 7, generator=g) * 10)
+    for _ in range(10):
+        sketch.add(torch.rand(200, 8, 7, 7, generator=g) * 10)
     # Same value range -> same bins, however many values arrive.
     assert sketch.counts.shape[1] <= bins_after_small + 2**sketch.mantissa_bits
-    assert sketch.count == 10_100 * 49
+    assert sketch.count == 2_100 * 49
 
 
 def test_nan_is_ignored_and_empty_units_give_nan():

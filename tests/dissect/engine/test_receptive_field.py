@@ -85,3 +85,24 @@ def test_rf_size_definition():
     assert extent == 5 * 3
     assert math.isclose(diameter, 2 * math.sqrt(15 * 9 / math.pi))
     assert rf_size_from_heatmap(torch.zeros(3, 3), stride_px=1) == (0.0, 0.0)
+
+
+def test_skipping_positions_outside_the_theoretical_rf_changes_nothing(net):
+    g = torch.Generator().manual_seed(0)
+    images = {i: torch.randn(3, 32, 32, generator=g) for i in range(3)}
+    runs = [
+        estimate_receptive_fields(
+            net,
+            "pool1",
+            {0: [0, 1], 4: [1, 2]},
+            images.__getitem__,
+            patch_px=3,
+            stride_px=2,
+            device="cpu",
+            skip_outside_rf=skip,
+        )  # fmt: skip
+        for skip in (True, False)
+    ]
+    for fast, full in zip(runs[0].units, runs[1].units, strict=True):
+        assert torch.allclose(fast.heatmap, full.heatmap, atol=1e-6)
+        assert fast.rf_px == full.rf_px
