@@ -13,8 +13,8 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 __all__ = [
@@ -35,6 +35,12 @@ __all__ = [
     "FailedImage",
     "iter_image_batches",
 ]
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it: scanning and upload checks run in the web
+# process, which must not pay for importing torch.
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 DEFAULT_MAX_PIXELS = 40_000_000  # decompression-bomb guard: refuse images above 40 megapixels
@@ -297,6 +303,8 @@ def network_view(image: Image.Image, preprocessing: dict) -> Image.Image:
 
 def preprocess_transform(preprocessing: dict) -> Callable[[Image.Image], torch.Tensor]:
     """PIL RGB image -> normalized float tensor [3, S, S] following ``preprocessing``."""
+    import torch
+
     mean = torch.tensor(preprocessing["mean"], dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(preprocessing["std"], dtype=torch.float32).view(3, 1, 1)
 
@@ -316,10 +324,11 @@ class FailedImage:
     reason: str
 
 
-class ImageFileDataset(torch.utils.data.Dataset):
+class ImageFileDataset:
     """(image_id, path) items -> (image_id, tensor | None, reason) after decode + preprocess.
 
     A file that fails to decode yields ``tensor=None`` and the reason instead of raising.
+    A map-style dataset (``__len__`` + ``__getitem__``), which is all DataLoader needs.
     """
 
     def __init__(
@@ -365,6 +374,8 @@ def iter_image_batches(
     decoding with ``workers`` processes. Files that fail are left out of the batch and reported
     through ``on_failure(FailedImage)``; the run never stops for a bad file.
     """
+    import torch
+
     items = list(items)
     dataset = ImageFileDataset(items, preprocessing, max_pixels=max_pixels)
     paths = {int(i): str(p) for i, p in items}
