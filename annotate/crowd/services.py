@@ -288,6 +288,11 @@ def campaign_create(
     return campaign
 
 
+def allowed_transitions(*, campaign: Campaign) -> set[str]:
+    """The statuses `campaign` may move to next."""
+    return set(_TRANSITIONS.get(campaign.status, set()))
+
+
 @transaction.atomic
 def campaign_set_status(*, campaign: Campaign, status: str, actor) -> Campaign:
     """Move a campaign along draft -> live <-> paused -> finished."""

@@ -433,7 +433,11 @@ def campaign_detail(request, pk: int):
         "progress": selectors.campaign_progress(campaign=campaign),
         "pending": selectors.pending_review(campaign=campaign)[:200],
         "workers": quality.campaign_worker_table(campaign=campaign),
-        "transitions": sorted(services._TRANSITIONS.get(campaign.status, set())),
+        "transitions": [
+            s
+            for s in Campaign.Status.values
+            if s in services.allowed_transitions(campaign=campaign)
+        ],
         "can_review": can(request.user, "assignment.review"),
         "can_block": can(request.user, "worker.block"),
         "can_status": can(request.user, "campaign.status"),
