@@ -24,8 +24,10 @@ def image_set_list() -> QuerySet[ImageSet]:
 
 def run_list() -> QuerySet[DissectionRun]:
     """Runs, newest first, with their network and image set."""
-    return DissectionRun.objects.select_related("network", "image_set").annotate(
-        layer_count=Count("layer_set")
+    return (
+        DissectionRun.objects.select_related("network", "image_set")
+        .annotate(layer_count=Count("layer_set"))
+        .order_by("-created_at", "-id")
     )
 
 
@@ -83,7 +85,10 @@ def _stage_order(run: DissectionRun) -> list[str]:
     rf = [s for s in run.progress if s.startswith("receptive_field")]
     if run.parameters.get("receptive_field") and not rf:
         rf = [f"receptive_field {name}" for name in run.layers]
-    return ["extract", "merge", *rf, "render"]
+    auto = (
+        ["auto_label"] if run.parameters.get("auto_labels") or "auto_label" in run.progress else []
+    )
+    return ["extract", "merge", *rf, *auto, "render"]
 
 
 def run_layers(*, run: DissectionRun) -> QuerySet[Layer]:

@@ -36,13 +36,16 @@ def image_folder(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A seeded ResNet-18 with 4 classes (weights file: the sha256 stays the same)."""
+    """A seeded SqueezeNet 1.1 with 4 classes (a weights file, so its sha256 is stable).
+
+    Layers used by the tests: features.1 (64 units, 31x31 at 64 px), features.3 (128 units).
+    """
     import torch
     import torchvision
 
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=4)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny-resnet18.pt"
+    model = torchvision.models.squeezenet1_1(num_classes=4)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-squeezenet.pt"
     torch.save(model.state_dict(), path)
     return path
 
@@ -53,7 +56,7 @@ def tiny_network(db, tiny_checkpoint):
 
     return network_register(
         name="tiny",
-        arch="resnet18",
+        arch="squeezenet1_1",
         checkpoint=tiny_checkpoint,
         class_names=["a", "b", "c", "d"],
         preprocessing=TINY_PREPROCESSING,

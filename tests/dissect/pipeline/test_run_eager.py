@@ -16,7 +16,7 @@ def test_run_end_to_end_writes_rows_states_and_tiles(
     tiny_network, image_set, django_capture_on_commit_callbacks, settings
 ):
     run = run_create(
-        network=tiny_network, image_set=image_set, layers=["layer1"], top_k=4, controls=1,
+        network=tiny_network, image_set=image_set, layers=["features.1"], top_k=4, controls=1,
         shard_size=5, tile_px=24,
     )  # fmt: skip
     assert run.shards.count() == 3  # 12 images in shards of 5
@@ -34,8 +34,8 @@ def test_run_end_to_end_writes_rows_states_and_tiles(
         assert shard.status == Shard.Status.DONE
         assert Path(shard.state_path).parent == runs_dir and Path(shard.state_path).is_file()
 
-    layer = Layer.objects.get(run=run, name="layer1")
-    assert layer.unit_count == 64 and layer.output_shape[0] == 64
+    layer = Layer.objects.get(run=run, name="features.1")
+    assert layer.unit_count == 64 and layer.output_shape == [64, 31, 31]
     units = Unit.objects.filter(layer=layer)
     assert units.count() == 64
     unit = units.get(index=0)

@@ -24,7 +24,7 @@ def _lists(run):
 
 def _dissect(network, image_set, shard_size, order):
     run = run_create(
-        network=network, image_set=image_set, layers=["layer1", "layer2"], top_k=5,
+        network=network, image_set=image_set, layers=["features.1", "features.3"], top_k=5,
         controls=2, shard_size=shard_size,
     )  # fmt: skip
     indexes = list(run.shards.values_list("index", flat=True))
@@ -71,7 +71,7 @@ def test_merge_is_associative_over_stored_shard_files(tiny_network, image_set):
 
 @pytest.mark.django_db
 def test_rerun_shard_overwrites_its_own_file(tiny_network, image_set):
-    run = run_create(network=tiny_network, image_set=image_set, layers=["layer1"], top_k=3,
+    run = run_create(network=tiny_network, image_set=image_set, layers=["features.1"], top_k=3,
                      shard_size=6)  # fmt: skip
     shard_extract(run_id=run.pk, shard_index=1)
     shard = run.shards.get(index=1)
@@ -87,7 +87,7 @@ def test_rerun_shard_overwrites_its_own_file(tiny_network, image_set):
 
 @pytest.mark.django_db
 def test_cancelled_run_does_no_more_work(tiny_network, image_set):
-    run = run_create(network=tiny_network, image_set=image_set, layers=["layer1"], top_k=3,
+    run = run_create(network=tiny_network, image_set=image_set, layers=["features.1"], top_k=3,
                      shard_size=6)  # fmt: skip
     run_cancel(run=run)
     shard_extract(run_id=run.pk, shard_index=0)

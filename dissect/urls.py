@@ -1,0 +1,23 @@
+"""Dissection routes; included at the site root, so every path carries its own prefix."""
+
+from django.urls import include, path
+
+from dissect import api, views
+
+app_name = "dissect"
+
+urlpatterns = [
+    path("runs/", views.run_list, name="run-list"),
+    path("runs/new/", views.run_create, name="run-create"),
+    path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
+    path("runs/<int:run_id>/status.json", views.run_status, name="run-status"),
+    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
+    path("runs/<int:run_id>/resume/", views.run_resume, name="run-resume"),
+    path("runs/<int:run_id>/layers/<str:layer_name>/", views.layer_detail, name="layer-detail"),
+    path(
+        "runs/<int:run_id>/layers/<str:layer_name>/units/<int:index>/",
+        views.unit_detail,
+        name="unit-detail",
+    ),
+    path("api/dissect/", include(api.router.urls)),
+]
