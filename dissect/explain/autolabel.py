@@ -293,8 +293,8 @@ def run_auto_labels(
 ) -> int:
     """Compute and store the automatic labels of a run's units (its merged Unit rows must exist).
 
-    Uses the run's image set labels (``ImageSet.labels_dir``, Broden layout), the run's unit
-    thresholds when the run used the top-0.5 % level, and replaces the AutoLabel rows of the
+    Uses the run's image set labels (``ImageSet.labels_dir``, Broden layout) and the run's unit
+    thresholds (its quantile level, top 0.5 % by default), and replaces the AutoLabel rows of the
     layers. Records progress under stage ``auto_label`` on the run. Returns the rows written."""
     import torch
     from django.db import transaction
@@ -330,15 +330,14 @@ def run_auto_labels(
             f"run {run_id}: none of the run's images appear in {dataset.root / 'index.csv'} "
             f"(image set root {image_set.root}, labels under {dataset.images_dir})"
         )
-    quantile = float(run.parameters.get("quantile", 1.0 - DEFAULT_QUANTILE))
+    # The run's quantile level (top 0.5 % by default) is the level explain() thresholds at, so
+    # the labels describe the very masks explain() shows: reuse the run's unit thresholds.
+    top_fraction = 1.0 - float(run.parameters.get("quantile", 1.0 - DEFAULT_QUANTILE))
     thresholds = {}
-    if abs((1.0 - quantile) - DEFAULT_QUANTILE) < 1e-9:
-        for name in names:
-            values = list(
-                layer_rows[name].units.order_by("index").values_list("threshold", flat=True)
-            )
-            if values and all(v is not None for v in values):
-                thresholds[name] = torch.tensor(values, dtype=torch.float32)
+    for name in names:
+        values = list(layer_rows[name].units.order_by("index").values_list("threshold", flat=True))
+        if values and all(v is not None for v in values):
+            thresholds[name] = torch.tensor(values, dtype=torch.float32)
     if run.status == DissectionRun.Status.RUNNING:
         services._set_stage(run_id, "auto_label")
     total = len(rows) * (1 if len(thresholds) == len(names) else 2)
@@ -351,6 +350,7 @@ def run_auto_labels(
         dataset=dataset,
         rows=rows,
         thresholds=thresholds,
+        top_fraction=top_fraction,
         batch_size=int(batch_size or run.parameters.get("batch_size", 32)),
         device=str(run.parameters.get("device", "auto")),
         progress=reporter,

@@ -1,0 +1,46 @@
+"""REST endpoint: POST an image (multipart) -> the same explanation the page shows, as JSON."""
+
+from __future__ import annotations
+
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from dissect.api import IsResearcher
+from dissect.explain.selectors import LABEL_SOURCES
+from dissect.explain.services import ExplainError, explain_image
+from dissect.explain.uploads import UploadRefused, load_upload
+from dissect.models import Network
+
+
+class ExplainRequestSerializer(serializers.Serializer):
+    image = serializers.FileField(help_text="JPEG, PNG or WebP, at most 20 MB and 40 megapixels.")
+    network = serializers.SlugRelatedField(slug_field="name", queryset=Network.objects.all())
+    labels = serializers.ChoiceField(choices=LABEL_SOURCES, default="both")
+
+
+class ExplainAPIView(APIView):
+    """Scene top-5 and the concepts localized by labeled units, for one uploaded image.
+
+    Response: ``scenes`` [{label, probability}], ``concepts`` [{concept, category, confidence,
+    area, best_unit, units, mask_rle, color, layer_url}], ``overlay_url``, ``image_url``."""
+
+    permission_classes = [IsResearcher]
+    parser_classes = [MultiPartParser, FormParser]
+    serializer_class = ExplainRequestSerializer
+
+    def post(self, request):
+        serializer = ExplainRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = serializer.validated_data["image"]
+        try:
+            image = load_upload(upload, filename=upload.name, size_bytes=upload.size)
+            payload = explain_image(
+                network=serializer.validated_data["network"],
+                image=image,
+                source=serializer.validated_data["labels"],
+            )
+        except (UploadRefused, ExplainError) as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(payload)
