@@ -289,6 +289,40 @@ def unit_answers(*, unit_id: int) -> list[dict]:
 
 
 def agreement_report(*, run=None, campaign=None, method: str | None = None) -> dict:
+    """`compute_agreement_report`, cached until an answer or a label of its scope changes (fitting
+    the crowd model takes a second or two on a few thousand answers)."""
+    from django.core.cache import cache
+    from django.db.models import Max
+
+    from annotate.models import UnitLabel
+
+    responses = _counted_responses(run=run, campaign=campaign)
+    stamp = responses.aggregate(n=Count("id"), last=Max("id"))
+    labels = UnitLabel.objects.filter(source=UnitLabel.Source.CROWD)
+    labels = labels.filter(unit__layer__run=run) if run is not None else labels
+    if campaign is not None:
+        labels = labels.filter(unit__hits__campaign=campaign)
+    changed = labels.aggregate(last=Max("updated_at"))["last"]
+    key = ":".join(
+        str(x)
+        for x in (
+            "labels-agreement",
+            getattr(run, "pk", None),
+            getattr(campaign, "pk", None),
+            method,
+            stamp["n"],
+            stamp["last"],
+            changed.isoformat() if changed else None,
+        )
+    )
+    report = cache.get(key)
+    if report is None:
+        report = compute_agreement_report(run=run, campaign=campaign, method=method)
+        cache.set(key, report, 3600)
+    return report
+
+
+def compute_agreement_report(*, run=None, campaign=None, method: str | None = None) -> dict:
     """Agreement per layer (Fleiss' kappa on categories, Krippendorff's alpha on categories and on
     tile flags, concept agreement), per worker (answers, agreement with the consensus, skill from a
     crowd model) and the most informative worker pairs (Cohen's kappa)."""
@@ -414,6 +448,7 @@ __all__ = [
     "ReportError",
     "agreement_report",
     "category_labels",
+    "compute_agreement_report",
     "cohen_kappa",
     "concept_detectors",
     "layer_report",

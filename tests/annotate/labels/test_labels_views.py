@@ -140,3 +140,17 @@ def test_admin_starts_and_downloads_an_export(client, make_user, world):
     assert AuditEvent.objects.filter(action="export.download").count() == 1
     page = client.get(reverse("labels:exports"))
     assert b"download" in page.content
+
+
+def test_api_lists_labels_and_layer_report(client, make_user, world):
+    client_for(client, make_user, "researcher")
+    data = client.get(reverse("labels:api-unit-labels") + "?network=tiny-net&q=sky").json()
+    assert data["count"] == 1
+    assert data["results"][0]["concept_text"] == "sky"
+    assert data["results"][0]["layer"] == "conv5"
+    layers = client.get(reverse("labels:api-layers", args=["tiny-net"])).json()
+    assert layers["layers"][0]["answers"] == 6
+    assert client.get(reverse("labels:api-layers", args=["nope"])).status_code == 404
+    client.logout()
+    client_for(client, make_user, "annotator")
+    assert client.get(reverse("labels:api-unit-labels")).status_code == 403

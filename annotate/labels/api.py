@@ -1,0 +1,83 @@
+"""Read-only API for unit labels and layer reports (researchers and admins)."""
+
+from rest_framework import serializers
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate.labels import reports
+from annotate.labels.permissions import can
+from annotate.models import UnitLabel
+
+
+class CanViewReports(BasePermission):
+    message = "Reports are for researchers and admins."
+
+    def has_permission(self, request, view) -> bool:
+        return can(request.user, "report.view")
+
+
+class UnitLabelSerializer(serializers.ModelSerializer):
+    network = serializers.CharField(source="unit.layer.run.network.name")
+    run = serializers.IntegerField(source="unit.layer.run_id")
+    layer = serializers.CharField(source="unit.layer.name")
+    unit = serializers.IntegerField(source="unit.index")
+    unit_id = serializers.IntegerField()
+
+    class Meta:
+        model = UnitLabel
+        fields = [
+            "network",
+            "run",
+            "layer",
+            "unit",
+            "unit_id",
+            "concept_text",
+            "category",
+            "precision",
+            "tile_precision",
+            "agreement",
+            "is_detector",
+            "answer_count",
+            "method",
+            "details",
+            "updated_at",
+        ]
+
+
+class UnitLabelList(ListAPIView):
+    """Crowd unit labels; filters: network, layer, category, q (concept), detectors=1."""
+
+    serializer_class = UnitLabelSerializer
+    permission_classes = [CanViewReports]
+
+    def get_queryset(self):
+        params = self.request.query_params
+        run = None
+        if params.get("network"):
+            try:
+                run = reports.run_for_network(network=params["network"])
+            except reports.ReportError:
+                return UnitLabel.objects.none()
+        return reports.unit_labels(
+            run=run,
+            q=params.get("q", ""),
+            layer=params.get("layer") or None,
+            category=params.get("category") or None,
+            detectors_only=params.get("detectors") == "1",
+        )
+
+
+class LayerReport(APIView):
+    """Per-layer report of a network: category shares, mean precision, detectors."""
+
+    permission_classes = [CanViewReports]
+
+    def get(self, request, network: str):
+        try:
+            run = reports.run_for_network(network=network)
+            rows = reports.layer_report(run=run, layers=request.query_params.getlist("layer"))
+        except reports.ReportError as exc:
+            return Response({"detail": str(exc)}, status=404)
+        return Response({"network": network, "run": run.pk, "layers": [r.as_dict() for r in rows]})
