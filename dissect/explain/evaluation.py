@@ -92,7 +92,7 @@ def evaluate_localization(
     units: Sequence[LabeledUnit],
     images: np.ndarray,
     object_maps: np.ndarray,
-    scene_index: np.ndarray,
+    scene_index: np.ndarray | None,
     concept_labels: dict[str, int],
     layer_thresholds: dict[str, torch.Tensor],
     n_random: int = 5,
@@ -103,7 +103,8 @@ def evaluate_localization(
 ) -> EvaluationResult:
     """Evaluate ``units`` (their concepts named by ``concept_labels`` {concept: label number in
     ``object_maps``}) on ``images`` (N, S, S, 3) uint8 in the network's view, with true label maps
-    ``object_maps`` (N, S, S) and scene class indexes ``scene_index`` (N,). ``layer_thresholds``
+    ``object_maps`` (N, S, S) and true class indexes ``scene_index`` (N,; None: the classifier's
+    classes are not the images' scenes, accuracy is NaN). ``layer_thresholds``
     {layer: (units,)} holds every unit's run threshold (the random baseline needs them)."""
     n, size = images.shape[0], images.shape[1]
     by_concept: dict[str, list[LabeledUnit]] = {}
@@ -135,9 +136,10 @@ def evaluate_localization(
         x = torch.stack([transform(Image.fromarray(im)) for im in images[start:stop]])
         probs, acts = forward_with_layers(net, layers, x, device=device)
         top = probs.topk(min(5, probs.shape[1]), dim=1).indices.numpy()
-        truth = scene_index[start:stop]
-        top1 += int((top[:, 0] == truth).sum())
-        top5 += int((top == truth[:, None]).any(1).sum())
+        if scene_index is not None:
+            truth = scene_index[start:stop]
+            top1 += int((top[:, 0] == truth).sum())
+            top5 += int((top == truth[:, None]).any(1).sum())
         for c, us in by_concept.items():
             truth_masks = object_maps[start:stop] == concept_labels[c]
             b = best[c]
@@ -160,7 +162,10 @@ def evaluate_localization(
                 ]
         if progress:
             progress(stop, n)
-    result = EvaluationResult(n, top1 / n if n else 0.0, top5 / n if n else 0.0)
+    scored = n if scene_index is not None else 0
+    result = EvaluationResult(
+        n, top1 / scored if scored else float("nan"), top5 / scored if scored else float("nan")
+    )
     for c in sorted(best):
         present = (object_maps == concept_labels[c]).any(axis=(1, 2))
         if not present.any():
@@ -188,9 +193,14 @@ def markdown_table(results: dict[str, EvaluationResult]) -> str:
     """Markdown: per network, per object class AP and mIoU next to the random-unit baseline."""
     lines = []
     for name, res in results.items():
+        scenes = (
+            f"scene top-1 {res.scene_top1:.1%}, top-5 {res.scene_top5:.1%}"
+            if not np.isnan(res.scene_top1)
+            else "its classes are not scenes"
+        )
         lines.append(
-            f"\n**{name}** — {res.images} held-out images; scene top-1 {res.scene_top1:.1%}, "
-            f"top-5 {res.scene_top5:.1%}; {len(res.concepts)} object classes with a detector.\n"
+            f"\n**{name}** — {res.images} held-out images; {scenes}; "
+            f"{len(res.concepts)} object classes with a detector.\n"
         )
         lines.append(
             "| object | best unit | units | images with it | AP | AP random unit | mIoU | mIoU random unit |"

@@ -160,3 +160,60 @@ def import_broden(*, root: str | Path, name: str, description: str = "", progres
         description=description or f"Broden-layout dataset at {dataset.root.resolve()}",
         progress=progress,
     )
+
+
+def evaluate_demo(
+    *,
+    n_images: int = 300,
+    seed: int = 1,
+    source: str = "auto",
+    demo_images: int = 1000,
+    progress=None,
+) -> dict:
+    """Evaluate both demo networks' labeled units on ``n_images`` held-out demo-world scenes
+    (world seed ``seed``; the demo run dissects seed 0). Runs the demo dissection first when it
+    is missing, and computes automatic labels for demo runs that lack them.
+    Returns {network name: EvaluationResult}."""
+    import numpy as np
+    import torch
+
+    from dissect.demo.world import OBJECT_NAMES, SCENES, label_number, render
+    from dissect.explain.autolabel import run_auto_labels
+    from dissect.explain.evaluation import evaluate_localization
+    from dissect.models import AutoLabel
+    from dissect.services import demo_runs_create, network_load
+
+    runs = demo_runs_create(n_images=demo_images)
+    samples = [render(seed, i, size=128, variant="scenes") for i in range(n_images)]
+    images = np.stack([s.image for s in samples])
+    object_maps = np.stack([s.object for s in samples]).astype(np.int64)
+    scene_index = np.array([SCENES.index(s.scene) for s in samples])
+    concept_labels = {name: label_number("object", name) for name in OBJECT_NAMES}
+    results = {}
+    for run in runs:
+        if not AutoLabel.objects.filter(unit__layer__run=run).exists():
+            run_auto_labels(run_id=run.pk)
+        _, units = labeled_units(network=run.network, source=source, run=run)
+        units = [u for u in units if u.category == "object"]
+        net = network_load(network=run.network)
+        thresholds = {
+            layer.name: torch.tensor(
+                [
+                    t if t is not None else float("inf")
+                    for t in layer.units.order_by("index").values_list("threshold", flat=True)
+                ]
+            )
+            for layer in run.layer_set.all()
+        }
+        is_scene_net = list(net.class_names) == list(SCENES)
+        results[run.network.name] = evaluate_localization(
+            net=net,
+            units=units,
+            images=images,
+            object_maps=object_maps,
+            scene_index=scene_index if is_scene_net else None,
+            concept_labels=concept_labels,
+            layer_thresholds=thresholds,
+            progress=progress,
+        )
+    return results
