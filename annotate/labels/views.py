@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from annotate.labels import plots, reports, tables
 from annotate.labels.permissions import can
 from annotate.labels.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
+from dissect.storage import media_url
 
 
 def requires(action: str):
@@ -384,7 +385,11 @@ def unit_detail(request, unit_id: int):
             "unit": unit,
             "label": UnitLabel.objects.filter(unit=unit, source=UnitLabel.Source.CROWD).first(),
             "auto": unit.auto_labels.all(),
-            "answers": reports.unit_answers(unit_id=unit.pk),
+            "answers": [
+                {**a, "category_label": CATEGORY_LABELS.get(a["category"], a["category"])}
+                for a in reports.unit_answers(unit_id=unit.pk)
+            ],
+            "montage_url": media_url(unit.montage_path),
             "can_recompute": can(request.user, "labels.recompute"),
         },
     )
