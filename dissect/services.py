@@ -61,7 +61,15 @@ DEFAULTS = {
     "rf_patch_px": 11,
     "rf_stride_px": 3,
 }
-_OPTION_KEYS = ("quantile", "montage_tile_px", "rf_images", "rf_patch_px", "rf_stride_px")
+# auto_labels: the optional automatic-label stage (dissect.explain.tasks.auto_label_run).
+_OPTION_KEYS = (
+    "quantile",
+    "montage_tile_px",
+    "rf_images",
+    "rf_patch_px",
+    "rf_stride_px",
+    "auto_labels",
+)
 SCAN_CHUNK = 2000
 _PROGRESS_EVERY_S = 1.0
 
@@ -237,7 +245,11 @@ def network_register(
             "arch": arch,
             "source": source,
             "checkpoint_path": str(Path(checkpoint).resolve()) if checkpoint else "",
-            "weights_sha256": net.weights_sha256,
+            # Without a checkpoint a torchvision net is randomly initialized on every load:
+            # there is no fixed weights file to identify.
+            "weights_sha256": net.weights_sha256
+            if checkpoint or source == Network.Source.BUILTIN
+            else "",
             "class_names": list(net.class_names),
             "preprocessing": dict(net.preprocessing),
             "layer_aliases": dict(net.layer_aliases),
@@ -1151,6 +1163,7 @@ def demo_runs_create(
                 layers=list(DEMO_LAYERS),
                 top_k=top_k,
                 shard_size=max(1, math.ceil(n_images / 2)),
+                options={"auto_labels": True},  # the world has pixel labels: explain needs them
             )
             run_start(run=run)
             run.refresh_from_db()

@@ -1,0 +1,90 @@
+"""The dissect, layers, register_network and scan_images commands: clear errors, a run, status,
+cancel and resume."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from dissect.models import DissectionRun, Network
+
+
+def _call(*args):
+    from io import StringIO
+
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_unknown_network_says_how_to_register_it(image_folder):
+    with pytest.raises(CommandError, match="register_network nope --arch ARCH"):
+        _call("dissect", "--network", "nope", "--images", str(image_folder), "--layers", "x")
+
+
+@pytest.mark.django_db
+def test_missing_folder_and_missing_arguments(tiny_network, tmp_path):
+    with pytest.raises(CommandError, match="no such folder"):
+        _call("dissect", "--network", "tiny", "--images", str(tmp_path / "gone"), "--layers", "x")
+    with pytest.raises(CommandError, match="missing --images, --layers"):
+        _call("dissect", "--network", "tiny")
+
+
+@pytest.mark.django_db
+def test_unknown_layer_lists_the_valid_ones(image_folder, tmp_path):
+    _call("register_network", "alex", "--arch", "alexnet", "--input-size", "64")
+    with pytest.raises(CommandError) as error:
+        _call("dissect", "--network", "alex", "--images", str(image_folder), "--layers", "conv9")
+    message = str(error.value)
+    assert "conv9" in message and "conv5" in message and "pool5" in message
+    assert not DissectionRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_status_cancel_and_resume(tiny_network, image_folder):
+    # transaction=True: the command's on-commit enqueue runs at once, as in a real terminal.
+    out = _call(
+        "dissect", "--network", "tiny", "--images", str(image_folder), "--layers", "features.1",
+        "--top-k", "2", "--controls", "1", "--shard-size", "6", "--tile-px", "20",
+    )  # fmt: skip
+    run = DissectionRun.objects.get()
+    assert run.status == DissectionRun.Status.DONE, run.error
+    assert "status: done" in out and "shards: 2/2 stored" in out
+    assert "render" in _call("dissect", "--status", str(run.pk))
+    with pytest.raises(CommandError, match="already done"):
+        _call("dissect", "--resume", str(run.pk))
+    with pytest.raises(CommandError, match="no run 999"):
+        _call("dissect", "--status", "999")
+
+    # A cancelled run resumes from its stored shards: only the missing one is recomputed.
+    DissectionRun.objects.filter(pk=run.pk).update(status=DissectionRun.Status.RUNNING)
+    assert "cancelled" in _call("dissect", "--cancel", str(run.pk))
+    shard = run.shards.get(index=1)
+    stored = shard.state_path
+    run.shards.filter(index=1).update(status="pending")
+    kept = run.shards.get(index=0).finished_at
+    out = _call("dissect", "--resume", str(run.pk))
+    run.refresh_from_db()
+    assert run.status == DissectionRun.Status.DONE and "status: done" in out
+    assert run.shards.get(index=0).finished_at == kept  # not redone
+    assert run.shards.get(index=1).state_path == stored
+
+
+@pytest.mark.django_db
+def test_layers_and_register_and_scan_commands(image_folder, tiny_checkpoint):
+    table = _call("layers", "alexnet")
+    assert "pool5" in table and "features.12" in table and "256x6x6" in table
+    out = _call("register_network", "sq", "--arch", "squeezenet1_1", "--checkpoint",
+                str(tiny_checkpoint), "--classes", str(_classes(image_folder)))  # fmt: skip
+    assert "squeezenet1_1, 4 classes" in out and Network.objects.filter(name="sq").exists()
+    (image_folder / "broken.jpg").write_bytes(b"")
+    out = _call("scan_images", "folder", str(image_folder))
+    assert "12 images, 1 bad" in out and "bad: broken.jpg" in out
+    with pytest.raises(CommandError, match="no such file"):
+        _call("register_network", "x", "--arch", "alexnet", "--checkpoint", "/nonexistent.pt")
+
+
+def _classes(folder):
+    path = folder.parent / "classes.txt"
+    path.write_text("a\nb\nc\nd\n")
+    return path
