@@ -51,3 +51,38 @@ def test_run_end_to_end_writes_rows_states_and_tiles(
     for unit_image in UnitImage.objects.filter(unit__layer=layer):
         assert unit_image.tile_path and default_storage.exists(unit_image.tile_path)
     assert all(default_storage.exists(u.montage_path) for u in units)
+
+
+@pytest.mark.django_db
+def test_receptive_field_stage_stores_sizes_and_maps(
+    tiny_network, image_set, django_capture_on_commit_callbacks
+):
+    run = run_create(
+        network=tiny_network, image_set=image_set, layers=["features.3"], top_k=2, controls=0,
+        shard_size=12, tile_px=20, receptive_field=True, segmentation="rf-disk",
+        options={"rf_images": 1, "rf_patch_px": 11, "rf_stride_px": 16},
+    )  # fmt: skip
+    run_eagerly(run_start, django_capture_on_commit_callbacks, run=run)
+    run.refresh_from_db()
+    assert run.status == DissectionRun.Status.DONE, run.error
+    layer = run.layer_set.get()
+    assert layer.empirical_rf_mean_px is not None and layer.empirical_rf_std_px is not None
+    measured = Unit.objects.filter(layer=layer, rf_size_px__isnull=False)
+    assert measured.exists()
+    assert all(default_storage.exists(u.rf_map_path) for u in measured.exclude(rf_map_path=""))
+    assert "receptive_field features.3" in run.progress
+
+
+@pytest.mark.django_db
+def test_a_failing_stage_marks_the_run_failed_with_the_reason(
+    tiny_network, image_set, django_capture_on_commit_callbacks, tmp_path
+):
+    run = run_create(network=tiny_network, image_set=image_set, layers=["features.1"], top_k=2,
+                     shard_size=12)  # fmt: skip
+    tiny_network.checkpoint_path = str(tmp_path / "moved-away.pt")
+    tiny_network.save()
+    with pytest.raises(Exception, match="moved-away.pt"):
+        run_eagerly(run_start, django_capture_on_commit_callbacks, run=run)
+    run.refresh_from_db()
+    assert run.status == DissectionRun.Status.FAILED
+    assert "moved-away.pt" in run.error
