@@ -468,9 +468,62 @@ def unit_label_recompute(*, unit_id: int):
     return UnitLabel.objects.filter(unit_id=unit_id, source=UnitLabel.Source.CROWD).first()
 
 
-def run_labels_recompute(*, run_id: int, progress: Progress | None = None) -> int:
-    """Recompute the crowd labels of every unit of a dissection run."""
+def run_labels_recompute(
+    *, run_id: int, progress: Progress | None = None, crowd_model: str | None = "one_coin_ds"
+) -> int:
+    """Recompute the crowd labels of every unit of a dissection run, then (unless `crowd_model` is
+    None) fit the crowd model over the whole run and store its verdicts (`run_crowd_model_apply`)."""
     from dissect.models import Unit
 
     unit_ids = list(Unit.objects.filter(layer__run_id=run_id).values_list("id", flat=True))
-    return unit_labels_recompute(unit_ids=unit_ids, progress=progress)
+    written = unit_labels_recompute(unit_ids=unit_ids, progress=progress)
+    if crowd_model and written:
+        run_crowd_model_apply(run_id=run_id, method=crowd_model)
+    return written
+
+
+def run_crowd_model_apply(*, run_id: int, method: str = "one_coin_ds") -> int:
+    """Fit a crowd model (crowd_models.METHODS) on all counted answers of a run and store, per
+    UnitLabel, details["model"] = {method, category, confidence, tile_precision}: the model's
+    category, its posterior, and the share of the unit's tiles the tile-flag model keeps.
+
+    A model is fitted on the whole run (worker skills need many units), so it runs on demand and
+    after imports, not on every submission; the plurality fields stay the label of record."""
+    from annotate.labels.crowd_models import aggregate, tile_flag_answers
+    from annotate.models import UnitLabel
+    from dissect.models import Unit
+
+    unit_ids = list(Unit.objects.filter(layer__run_id=run_id).values_list("id", flat=True))
+    grouped = answers_for_units(unit_ids=unit_ids)
+    category_answers = [
+        (unit, a.worker, a.category) for unit, answers in grouped.items() for a in answers
+    ]
+    categories = aggregate(answers=category_answers, method=method)
+    flag_inputs = [
+        (unit, a.worker, a.shown_tiles, a.flagged_tiles)
+        for unit, answers in grouped.items()
+        for a in answers
+        if a.shown_tiles
+    ]
+    kept: dict[int, list[bool]] = defaultdict(list)
+    if flag_inputs:
+        flags = aggregate(answers=tile_flag_answers(flag_inputs), method=method)
+        for (unit, _tile), label in flags.labels.items():
+            kept[unit].append(label == "kept")
+    labels = list(UnitLabel.objects.filter(unit_id__in=unit_ids, source=UnitLabel.Source.CROWD))
+    for label in labels:
+        label.details = {
+            **label.details,
+            "model": {
+                "method": method,
+                "category": categories.labels.get(label.unit_id),
+                "confidence": categories.confidence.get(label.unit_id),
+                "tile_precision": (
+                    sum(kept[label.unit_id]) / len(kept[label.unit_id])
+                    if kept.get(label.unit_id)
+                    else None
+                ),
+            },
+        }
+    UnitLabel.objects.bulk_update(labels, ["details"], batch_size=1000)
+    return len(labels)

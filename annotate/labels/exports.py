@@ -3,8 +3,9 @@ that runs an Export row (status, progress, checksum, audit).
 
 Formats (Export.Kind):
 - jsonl: one line per labeled unit: network, layer, unit, concept, category, precision,
-  tile_precision, agreement, detector flag, answer count and every counted answer with the
-  worker's pseudonym and timings;
+  tile_precision, agreement, detector flag, answer count, the crowd model's verdict (when fitted)
+  and every counted answer with the worker's pseudonym, its normalized concept (merges applied)
+  and timings;
 - csv: one row per labeled unit (the same fields; answers as their descriptions joined by " | ");
 - tally: NetDissect-style tally CSV (layer, unit numbered from 1, category, label, score = precision);
 - milan: per-unit descriptions in the MILAN layout: a JSON list of {layer, unit, descriptions};
@@ -71,8 +72,11 @@ def iter_unit_records(
     progress: Progress | None = None,
 ) -> Iterator[dict]:
     """Yield one plain dict per labeled unit with its answers; reads `chunk_size` units at a time."""
+    from annotate.labels.aggregation import merge_table
+    from annotate.labels.normalize import resolve_merge
     from annotate.models import Response
 
+    merges = merge_table()
     labels = export_labels_queryset(run=run, layers=layers, detectors_only=detectors_only)
     total = labels.count()
     network = run.network.name
@@ -87,6 +91,7 @@ def iter_unit_records(
         "agreement",
         "is_detector",
         "answer_count",
+        "details",
     )
     done = 0
     chunk: list[tuple] = []
@@ -119,7 +124,9 @@ def iter_unit_records(
                     "worker": r["assignment__worker__pseudonym"],
                     "campaign": r["assignment__hit__campaign_id"],
                     "description": r["concept_text"],
-                    "concept": r["concept__name"],
+                    "concept": resolve_merge(r["concept__name"], merges)
+                    if r["concept__name"]
+                    else None,
                     "category": r["category"],
                     "precision": r["precision"],
                     "flagged_tiles": r["flagged_tiles"] or [],
@@ -141,6 +148,7 @@ def iter_unit_records(
                 "agreement": row[7],
                 "is_detector": row[8],
                 "answer_count": row[9],
+                "crowd_model": (row[10] or {}).get("model"),
                 "answers": answers.get(row[0], []),
             }
 

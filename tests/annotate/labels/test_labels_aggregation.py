@@ -181,3 +181,26 @@ def test_recompute_task_is_thin_and_idempotent(crowd_world):
 
     for task in (recompute_unit_label, recompute_run_labels):
         assert app.amqp.router.route({}, task.name)["queue"].name == "cpu"
+
+
+def test_run_crowd_model_stores_its_verdict_next_to_the_plurality(crowd_world):
+    from annotate.labels.aggregation import run_labels_recompute
+    from annotate.models import UnitLabel
+
+    world = crowd_world(
+        [
+            (0, "a", "dog", "object", 0.75, [0], "approved"),
+            (0, "b", "dog", "object", 0.75, [0], "approved"),
+            (0, "c", "cat", "part", 0.25, [0, 1, 2], "approved"),
+            (1, "a", "sky", "region", 1.0, [], "approved"),
+            (1, "b", "sky", "region", 0.75, [3], "approved"),
+        ]
+    )
+    assert run_labels_recompute(run_id=world["run"].pk) == 2
+    first, second = UnitLabel.objects.order_by("unit__index")
+    assert first.details["model"]["category"] == "object"
+    assert second.details["model"]["category"] == "region"
+    # Tile 0 of unit 0 was flagged by everybody: the tile-flag model drops it.
+    assert first.details["model"]["tile_precision"] == pytest.approx(0.75)
+    assert second.details["model"]["tile_precision"] == pytest.approx(1.0)
+    assert run_labels_recompute(run_id=world["run"].pk, crowd_model=None) == 2

@@ -78,6 +78,10 @@ def test_jsonl_round_trip(labeled):
         assert sum(a["precision"] for a in answers) / len(answers) == pytest.approx(label.precision)
         assert all(a["worker"].startswith("tiny-net-") for a in answers)
         assert all(a["active_seconds"] == 12.5 for a in answers)
+        # The run-level crowd model's verdict travels with the unit.
+        assert line["crowd_model"]["method"] == "one_coin_ds"
+        assert line["crowd_model"]["category"] in {a["category"] for a in answers}
+        assert 0 <= line["crowd_model"]["tile_precision"] <= 1
     # The rejected answer is not exported.
     assert "cat" not in {a["description"] for line in lines for a in line["answers"]}
     actions = set(
