@@ -127,6 +127,13 @@ def test_page_refuses_bad_uploads(labeled_run, client, make_user):
     refused = client.post("/explain/", {"network": "color-net", "labels": "auto", "image": fake})
     assert refused.status_code == 400
     assert b"photo.jpg: not a JPEG, PNG or WebP file" in refused.content
+    from dissect.explain.uploads import MAX_UPLOAD_BYTES
+
+    big = io.BytesIO(b"\xff\xd8\xff" + b"\0" * MAX_UPLOAD_BYTES)  # JPEG magic, 20 MB + 3 bytes
+    big.name = "huge.jpg"
+    refused = client.post("/explain/", {"network": "color-net", "labels": "auto", "image": big})
+    assert refused.status_code == 400
+    assert b"huge.jpg: 20.0 MB is over the 20 MB limit" in refused.content
 
 
 def test_api_returns_the_same_explanation(labeled_run, client, make_user):
