@@ -12,6 +12,7 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from annotate.labels import plots, reports, tables
@@ -409,7 +410,10 @@ def recompute(request):
     if run_id.isdigit():
         recompute_run_labels.delay(int(run_id))
         messages.success(request, f"Run {run_id}: labels recomputed (or queued).")
-    return redirect(request.POST.get("next") or reverse("labels:index"))
+    target = request.POST.get("next") or ""
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = reverse("labels:index")
+    return redirect(target)
 
 
 @requires("concept.merge")

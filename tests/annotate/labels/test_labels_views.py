@@ -154,3 +154,18 @@ def test_api_lists_labels_and_layer_report(client, make_user, world):
     client.logout()
     client_for(client, make_user, "annotator")
     assert client.get(reverse("labels:api-unit-labels")).status_code == 403
+
+
+def test_recompute_button_redirects_only_to_this_site(client, make_user, world):
+    client_for(client, make_user, "researcher")
+    url = reverse("labels:recompute")
+    response = client.post(url, {"run": world["run"].pk, "next": "https://evil.example/"})
+    assert response.status_code == 302 and response["Location"] == reverse("labels:index")
+    back = reverse("labels:categories", args=["tiny-net"])
+    response = client.post(url, {"run": world["run"].pk, "next": back})
+    assert response["Location"] == back
+    response = client.post(url, {"unit": world["units"][0].pk})
+    assert response["Location"] == reverse("labels:unit", args=[world["units"][0].pk])
+    client.logout()
+    client_for(client, make_user, "annotator")
+    assert client.post(url, {"run": world["run"].pk}).status_code == 403
