@@ -1,15 +1,16 @@
 """Streaming per-unit quantile sketch: exact ranks, bounded relative value error.
 
 Every value goes into a logarithmic bin taken straight from its float32 bit pattern: the sign,
-the exponent and the top ``mantissa_bits`` mantissa bits (values with ``|x| < min_value`` share a
-zero bin). Counts per (unit, bin) are exact integers, so:
+the exponent and the top ``mantissa_bits`` mantissa bits (values below ``min_value``'s bin in
+magnitude, i.e. |x| < min_value rounded down to a bin edge, share a zero bin). Counts per
+(unit, bin) are exact integers, so:
 
 * ``add`` and ``merge`` are exactly associative and commutative; any sharding gives *identical*
   thresholds, not merely close ones.
 * **Error bound.** Let ``v`` be the exact q-quantile of the n values added, defined as the value
   of 1-based rank ``max(1, ceil(q * n))`` in ascending order. ``quantile(q)`` returns ``v_hat``
-  with ``|v_hat - v| <= 2**-(mantissa_bits + 1) * |v|`` when ``|v| >= min_value``, and
-  ``|v_hat| <= min_value`` (reported as 0) when ``|v| < min_value``. With the default 6 bits the
+  with ``|v_hat - v| <= 2**-(mantissa_bits + 1) * |v|`` when ``|v| >= min_value``; when
+  ``|v| < min_value`` either that holds or ``v_hat`` is 0 (so ``|v_hat - v| < min_value``). With the default 6 bits the
   relative error is at most 2**-7 = 0.78 %. There is no rank error at all.
 * **Memory** is ``units x bins x 8`` bytes, independent of the number of values: bins span only
   the range of magnitudes actually seen, at ``2**mantissa_bits`` bins per octave (e.g. 64 per
@@ -17,10 +18,14 @@ zero bin). Counts per (unit, bin) are exact integers, so:
   range) is ``2**(9 + mantissa_bits)`` bins.
 
 Infinite values are counted in the extreme bins; NaN values are ignored.
+
+Speed: on the CPU the binning runs in NumPy (integer ops on the float bits, then one
+``bincount`` over unit-offset keys), about 4x faster than the same ops in torch there.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = ["RunningQuantile"]
@@ -50,6 +55,7 @@ class RunningQuantile:
         self.min_value = float(min_value)
         self._shift = 23 - self.mantissa_bits
         self._base = int(_float_bits(torch.tensor([self.min_value]))[0]) >> self._shift
+        self._inf_key = (0x7F800000 >> self._shift) - (self._base - 1)
         # counts[:, i] is the count of key (key_min + i); the key range always contains 0.
         self.key_min = 0
         self.counts = torch.zeros(self.num_units, 1, dtype=torch.int64, device=device)
@@ -66,11 +72,53 @@ class RunningQuantile:
         return int(self.counts[0].sum()) if self.num_units else 0
 
     def _keys(self, x: torch.Tensor) -> torch.Tensor:
-        """Monotone integer key per value: 0 for |x| < min_value, +-k (k >= 1) otherwise."""
-        a = x.abs()
-        k = (_float_bits(a) >> self._shift) - self._base + 1
-        k = torch.where(a >= self.min_value, k, torch.zeros_like(k))
-        return torch.where(x < 0, -k, k).to(torch.int64)
+        """Monotone integer key per value: 0 in the zero bin, +-k (k >= 1) otherwise."""
+        bits = _float_bits(x)
+        k = (((bits & 0x7FFFFFFF) >> self._shift) - (self._base - 1)).clamp_(min=0)
+        return torch.where(bits < 0, -k, k).to(torch.int64)
+
+    def _histogram(self, x: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """(key_min, counts [U, bins]) of x [N, U, M] float32, NaN left out."""
+        if x.device.type == "cpu":
+            return self._histogram_numpy(x.contiguous())
+        keys = self._keys(x)
+        nans = None
+        if int(keys.max()) > self._inf_key:  # only NaN bit patterns sort above +inf
+            is_nan = torch.isnan(x)
+            nans = is_nan.sum((0, 2))
+            keys = torch.where(is_nan, torch.zeros_like(keys), keys)
+        lo, hi = min(int(keys.min()), 0), int(keys.max())
+        nb = hi - lo + 1
+        offsets = torch.arange(self.num_units, device=x.device).view(1, -1, 1) * nb - lo
+        counts = torch.bincount((keys + offsets).reshape(-1), minlength=self.num_units * nb)
+        counts = counts.view(self.num_units, nb)
+        if nans is not None:  # NaNs were counted in the zero bin; take them out again
+            counts[:, -lo] -= nans
+        return lo, counts
+
+    def _histogram_numpy(self, x: torch.Tensor) -> tuple[int, torch.Tensor]:
+        # Same keys as _keys, in NumPy: integer ops on the float bits, then one bincount.
+        values = x.numpy()
+        bits = values.view(np.int32)
+        k = np.bitwise_and(bits, 0x7FFFFFFF)  # the one temporary; the rest works in place
+        np.right_shift(k, self._shift, out=k)
+        np.subtract(k, self._base - 1, out=k)
+        np.maximum(k, 0, out=k)
+        nans = None
+        if int(k.max()) > self._inf_key:  # only NaN bit patterns sort above +inf
+            is_nan = np.isnan(values)
+            nans = is_nan.sum((0, 2))
+            k[is_nan] = 0
+        if bits.min() < 0:  # negative values present: mirror their keys
+            k = np.where(bits < 0, -k, k)
+        lo, hi = min(int(k.min()), 0), int(k.max())
+        nb = hi - lo + 1
+        offsets = np.arange(self.num_units, dtype=np.int64).reshape(1, -1, 1) * nb - lo
+        counts = np.bincount((k + offsets).reshape(-1), minlength=self.num_units * nb)
+        counts = counts.reshape(self.num_units, nb)
+        if nans is not None:  # NaNs were counted in the zero bin; take them out again
+            counts[:, -lo] -= nans
+        return lo, torch.from_numpy(counts)
 
     def _values(self, keys: torch.Tensor) -> torch.Tensor:
         """Representative (bin midpoint) value of each key, float32."""
@@ -106,17 +154,19 @@ class RunningQuantile:
             return
         x = values.detach().to(device=self.counts.device, dtype=torch.float32)
         x = x.reshape(x.shape[0], self.num_units, -1)
-        keys = self._keys(x)
-        valid = ~torch.isnan(x)
-        kmin, kmax = int(keys.min()), int(keys.max())
-        self._ensure_range(kmin, kmax)
-        nb = self.counts.shape[1]
-        offset = torch.arange(self.num_units, device=x.device).view(1, -1, 1) * nb
-        flat = keys - self.key_min + offset
-        if not bool(valid.all()):
-            flat = flat[valid]
-        hist = torch.bincount(flat.reshape(-1), minlength=self.num_units * nb)
-        self.counts += hist.view(self.num_units, nb)
+        self._add_counts(*self._histogram(x))
+
+    def _add_counts(self, key_min: int, counts: torch.Tensor) -> None:
+        """Add counts [U, bins] whose column 0 is key ``key_min``."""
+        self._ensure_range(key_min, key_min + counts.shape[1] - 1)
+        start = key_min - self.key_min
+        end = start + counts.shape[1]
+        if self.counts.device.type == "cpu" and counts.device.type == "cpu":
+            # NumPy views share memory; torch's in-place add of this small block was ~500x
+            # slower on a busy 2-core machine (thread-pool wake-ups).
+            self.counts.numpy()[:, start:end] += counts.numpy()
+        else:
+            self.counts[:, start:end] += counts.to(self.counts.device)
 
     def merge(self, other: RunningQuantile) -> RunningQuantile:
         """Add ``other``'s counts (same units and bin settings) into this sketch; returns self."""
@@ -126,10 +176,7 @@ class RunningQuantile:
             self.min_value,
         ):
             raise ValueError("cannot merge RunningQuantile sketches with different settings")
-        o_max = other.key_min + other.counts.shape[1] - 1
-        self._ensure_range(other.key_min, o_max)
-        start = other.key_min - self.key_min
-        self.counts[:, start : start + other.counts.shape[1]] += other.counts.to(self.counts.device)
+        self._add_counts(other.key_min, other.counts)
         return self
 
     def quantile(self, q: float | torch.Tensor) -> torch.Tensor:
