@@ -139,14 +139,14 @@ class RunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         try:
             run = services.run_create(**kwargs, created_by=request.user)
             if start:
-                run = services.run_start(run=run)
+                run = services.run_start(run=run, background=True)
         except services.PipelineError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
-    def _act(self, service):
+    def _act(self, service, **kwargs):
         try:
-            run = service(run=self.get_object())
+            run = service(run=self.get_object(), **kwargs)
         except services.PipelineError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         run.refresh_from_db()
@@ -154,7 +154,7 @@ class RunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
-        return self._act(services.run_start)
+        return self._act(services.run_start, background=True)
 
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
@@ -162,7 +162,7 @@ class RunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        return self._act(services.run_resume)
+        return self._act(services.run_resume, background=True)
 
     @action(detail=True, methods=["get"])
     def status(self, request, pk=None):

@@ -15,6 +15,7 @@ import math
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -596,9 +597,15 @@ def run_ordered_images_count(image_set: ImageSet) -> int:
     return image_set.images.filter(status=Image.Status.OK).count()
 
 
-def run_start(*, run: DissectionRun) -> DissectionRun:
-    """Mark the run running and enqueue its pipeline after the transaction commits (eager mode:
-    it runs right there, in this process). Shards already stored are not redone."""
+# Web requests in the embedded default run the eager pipeline in a thread, so the page returns
+# and shows progress; tests switch it off to run the pipeline inline.
+EAGER_WEB_THREADS = True
+
+
+def run_start(*, run: DissectionRun, background: bool = False) -> DissectionRun:
+    """Mark the run running and enqueue its pipeline after the transaction commits. Eager mode
+    (the embedded default) runs it right there, in this process; with ``background=True`` (web
+    requests) in a thread instead. Shards already stored are not redone."""
     if run.status in (DissectionRun.Status.DONE, DissectionRun.Status.IMPORTED):
         raise PipelineError(f"run {run.pk} is {run.status}: nothing to start")
     device = run.parameters.get("device", "auto")
@@ -617,11 +624,33 @@ def run_start(*, run: DissectionRun) -> DissectionRun:
     done_images = sum(s.image_count for s in run.shards.all() if s.index not in pending)
     _progress_set(run.pk, "extract", done=done_images, total=run.parameters.get("n_images", 0))
 
+    run_id = run.pk
+    if background and settings.CELERY_TASK_ALWAYS_EAGER and EAGER_WEB_THREADS:
+        thread = threading.Thread(
+            target=_enqueue_in_thread, args=(run_id, pending), name=f"dissect-run-{run_id}",
+            daemon=True,
+        )  # fmt: skip
+        transaction.on_commit(thread.start)
+    else:
+        transaction.on_commit(lambda: _enqueue(run_id, pending))
+    return run
+
+
+def _enqueue(run_id: int, pending: list[int]) -> None:
     from dissect import tasks
 
-    run_id = run.pk
-    transaction.on_commit(lambda: tasks.enqueue_run(run_id=run_id, shard_indexes=pending))
-    return run
+    tasks.enqueue_run(run_id=run_id, shard_indexes=pending)
+
+
+def _enqueue_in_thread(run_id: int, pending: list[int]) -> None:
+    from django.db import connection
+
+    try:
+        _enqueue(run_id, pending)
+    except Exception:  # the task already stored the error on the run row
+        logger.exception("run %s failed", run_id)
+    finally:
+        connection.close()
 
 
 def _shards_to_do(run: DissectionRun) -> list[int]:
@@ -638,13 +667,13 @@ def _shards_to_do(run: DissectionRun) -> list[int]:
     return todo
 
 
-def run_resume(*, run: DissectionRun) -> DissectionRun:
+def run_resume(*, run: DissectionRun, background: bool = False) -> DissectionRun:
     """Continue a failed, cancelled or interrupted run from the shards already stored."""
     if run.status == DissectionRun.Status.DONE:
         raise PipelineError(f"run {run.pk} is already done: nothing to resume")
     if run.status == DissectionRun.Status.IMPORTED:
         raise PipelineError(f"run {run.pk} was imported (labels only): it cannot be resumed")
-    return run_start(run=run)
+    return run_start(run=run, background=background)
 
 
 def run_cancel(*, run: DissectionRun) -> DissectionRun:

@@ -62,7 +62,7 @@ def run_create(request):
     if request.method == "POST" and form.is_valid():
         try:
             run = services.run_create(**form.run_kwargs(), created_by=request.user)
-            services.run_start(run=run)
+            services.run_start(run=run, background=True)
         except services.PipelineError as exc:
             form.add_error(None, str(exc))
         else:
@@ -114,7 +114,7 @@ def run_cancel(request, run_id: int):
 @researcher_required
 def run_resume(request, run_id: int):
     try:
-        services.run_resume(run=_run(run_id))
+        services.run_resume(run=_run(run_id), background=True)
         messages.success(request, f"Run {run_id} resumed from its stored shards.")
     except services.PipelineError as exc:
         messages.error(request, str(exc))

@@ -10,6 +10,12 @@ from PIL import Image
 TINY_PREPROCESSING = {"input_size": 64, "resize": 64}
 
 
+@pytest.fixture(autouse=True)
+def _pipeline_inline(monkeypatch):
+    """Web-started runs execute inline (not in a thread) so tests can assert on the outcome."""
+    monkeypatch.setattr("dissect.services.EAGER_WEB_THREADS", False)
+
+
 def write_images(folder: Path, n: int, *, seed: int = 0, size: int = 48) -> list[Path]:
     """``n`` random-blob RGB images (JPEG and PNG, two subfolders) under ``folder``."""
     rng = np.random.default_rng(seed)
