@@ -1,5 +1,6 @@
 """Read-only API for unit labels and layer reports (researchers and admins)."""
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import BasePermission
@@ -24,6 +25,8 @@ class UnitLabelSerializer(serializers.ModelSerializer):
     layer = serializers.CharField(source="unit.layer.name")
     unit = serializers.IntegerField(source="unit.index")
     unit_id = serializers.IntegerField()
+    # Plain text, not an enum: the category choices are documented once, on the crowd's answers.
+    category = serializers.CharField()
 
     class Meta:
         model = UnitLabel
@@ -69,11 +72,38 @@ class UnitLabelList(ListAPIView):
         )
 
 
+class LayerRowSerializer(serializers.Serializer):
+    layer = serializers.CharField()
+    units = serializers.IntegerField()
+    labeled_units = serializers.IntegerField()
+    answers = serializers.IntegerField()
+    category_counts = serializers.DictField(child=serializers.IntegerField())
+    category_percent = serializers.DictField(child=serializers.FloatField())
+    mean_precision = serializers.FloatField(allow_null=True)
+    mean_agreement = serializers.FloatField(allow_null=True)
+    detectors = serializers.IntegerField()
+    detectors_by_category = serializers.DictField(child=serializers.IntegerField())
+
+
+class LayerReportSerializer(serializers.Serializer):
+    network = serializers.CharField()
+    run = serializers.IntegerField()
+    layers = LayerRowSerializer(many=True)
+
+
 class LayerReport(APIView):
     """Per-layer report of a network: category shares, mean precision, detectors."""
 
     permission_classes = [CanViewReports]
+    serializer_class = LayerReportSerializer
 
+    @extend_schema(
+        responses=LayerReportSerializer,
+        parameters=[
+            OpenApiParameter("network", str, OpenApiParameter.PATH),
+            OpenApiParameter("layer", str, many=True, description="Only these layers."),
+        ],
+    )
     def get(self, request, network: str):
         try:
             run = reports.run_for_network(network=network)
