@@ -4,6 +4,10 @@ Everything in annotate.crowd that compares or stores concept names goes through 
 so a change in how the reports part normalizes is picked up everywhere at once.
 """
 
+from functools import lru_cache
+
+from django.utils.html import format_html_join
+
 from annotate.labels.normalize import normalize_concept
 from annotate.models import Concept
 
@@ -32,8 +36,10 @@ def concept_for_text(text: str) -> Concept | None:
     return concept
 
 
-def vocabulary_names() -> list[str]:
-    """Concept names offered as autocomplete on the task page (free text stays allowed)."""
+@lru_cache(maxsize=1)
+def vocabulary_datalist() -> str:
+    """The task page's autocomplete options as ready, escaped HTML (built once per process)."""
     from annotate.labels.vocabulary import default_vocabulary
 
-    return sorted({entry.name for entry in default_vocabulary().entries})
+    names = sorted({entry.name for entry in default_vocabulary().entries})
+    return format_html_join("", '<option value="{}">', ((name,) for name in names))

@@ -88,7 +88,7 @@ def _new_pseudonym() -> str:
 
 def worker_for_user(*, user) -> Worker:
     """The Worker of a local account (created on first use)."""
-    worker = Worker.objects.filter(user=user).first()
+    worker = Worker.objects.filter(user=user).select_related("user").first()
     if worker is not None:
         return worker
     worker, _ = Worker.objects.get_or_create(
@@ -354,14 +354,25 @@ def _refusal(*, worker: Worker, campaign: Campaign) -> str | None:
         return "Your account is blocked from receiving tasks." + (
             f" Reason: {worker.blocked_reason}" if worker.blocked_reason else ""
         )
-    taken = Assignment.objects.filter(worker=worker, hit__campaign=campaign).exclude(
-        status__in=[A.RETURNED, A.EXPIRED]
-    )
-    if campaign.max_tasks_per_worker is not None and taken.count() >= campaign.max_tasks_per_worker:
-        return f"You have done this campaign's limit of {campaign.max_tasks_per_worker} tasks. Thank you!"
-    accuracy, count = gold_accuracy(worker=worker, campaign=campaign)
-    if count >= GOLD_MIN_ANSWERS and accuracy is not None and accuracy < campaign.min_gold_accuracy:
-        return "Your answers on check tasks were too often wrong, so no more tasks are handed out."
+    cap = campaign.max_tasks_per_worker
+    if cap is not None:
+        taken = Assignment.objects.filter(worker=worker, hit__campaign=campaign).exclude(
+            status__in=[A.RETURNED, A.EXPIRED]
+        )
+        if taken.count() >= cap:
+            return f"You have done this campaign's limit of {cap} tasks. Thank you!"
+    if (
+        campaign.gold_rate > 0
+    ):  # gold tasks are only handed out (and so only scored) with a gold rate
+        accuracy, count = gold_accuracy(worker=worker, campaign=campaign)
+        if (
+            count >= GOLD_MIN_ANSWERS
+            and accuracy is not None
+            and accuracy < campaign.min_gold_accuracy
+        ):
+            return (
+                "Your answers on check tasks were too often wrong, so no more tasks are handed out."
+            )
     return None
 
 
@@ -394,7 +405,7 @@ def _lease(*, worker: Worker, hit: Hit, campaign: Campaign, now: datetime) -> As
 
 def _lock_worker(worker: Worker) -> Worker:
     # One request per worker at a time: no double leases from two tabs or retries.
-    return Worker.objects.select_for_update().get(pk=worker.pk)
+    return Worker.objects.select_for_update(of=("self",)).select_related("user").get(pk=worker.pk)
 
 
 @transaction.atomic

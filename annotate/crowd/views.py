@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from annotate.crowd import quality, selectors, services
-from annotate.crowd.concepts import vocabulary_names
+from annotate.crowd.concepts import vocabulary_datalist
 from annotate.crowd.forms import AnswerForm, CampaignForm
 from annotate.crowd.instructions import CATEGORY_HELP
 from annotate.crowd.permissions import can
@@ -71,7 +71,7 @@ def _task_context(*, hit: Hit, assignment: Assignment | None, mode: str, **extra
         "tiles": selectors.task_tiles(hit=hit),
         "flagged": flagged,
         "categories": CATEGORY_HELP,
-        "vocabulary": vocabulary_names(),
+        "vocabulary": vocabulary_datalist(),
         "concept": (form.data.get("concept", "") if form is not None else ""),
         "category": (form.data.get("category", "") if form is not None else ""),
         "errors": {},

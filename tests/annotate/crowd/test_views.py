@@ -61,6 +61,7 @@ def test_preview_accept_and_submit_a_task(client, annotator, campaign):
     assert accepted["Location"] == reverse("crowd:task", args=[assignment.pk])
     page = client.get(accepted["Location"]).content.decode()
     assert page.count('class="tile-box"') == len(assignment.hit.tile_order)
+    assert '<option value="tree">' in page  # autocomplete from the vocabulary
     # Pretend the worker took a minute (active time is capped at the time since accepting).
     Assignment.objects.filter(pk=assignment.pk).update(
         accepted_at=timezone.now() - timedelta(minutes=1)
