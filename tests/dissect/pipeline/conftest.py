@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 TINY_PREPROCESSING = {"input_size": 64, "resize": 64}
+# A 16-unit layer of the tiny SqueezeNet (Fire module 3's squeeze ReLU, 15x15 at 64 px).
+SMALL = "features.3.squeeze_activation"
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +46,8 @@ def image_folder(tmp_path) -> Path:
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A seeded SqueezeNet 1.1 with 4 classes (a weights file, so its sha256 is stable).
 
-    Layers used by the tests: features.1 (64 units, 31x31 at 64 px), features.3 (128 units).
+    Layers used by the tests: features.1 (64 units, 31x31 at 64 px) and the 16-unit squeeze
+    layers features.3.squeeze_activation (SMALL) and features.4.squeeze_activation.
     """
     import torch
     import torchvision

@@ -7,6 +7,8 @@ from django.core.management.base import CommandError
 
 from dissect.models import DissectionRun, Network
 
+from .conftest import SMALL
+
 
 def _call(*args):
     from io import StringIO
@@ -32,11 +34,11 @@ def test_missing_folder_and_missing_arguments(tiny_network, tmp_path):
 
 @pytest.mark.django_db
 def test_unknown_layer_lists_the_valid_ones(image_folder, tmp_path):
-    _call("register_network", "alex", "--arch", "alexnet", "--input-size", "64")
+    _call("register_network", "r18", "--arch", "resnet18", "--input-size", "64")
     with pytest.raises(CommandError) as error:
-        _call("dissect", "--network", "alex", "--images", str(image_folder), "--layers", "conv9")
+        _call("dissect", "--network", "r18", "--images", str(image_folder), "--layers", "conv9")
     message = str(error.value)
-    assert "conv9" in message and "conv5" in message and "pool5" in message
+    assert "conv9" in message and "layer1, layer2, layer3, layer4" in message
     assert not DissectionRun.objects.exists()
 
 
@@ -44,7 +46,7 @@ def test_unknown_layer_lists_the_valid_ones(image_folder, tmp_path):
 def test_run_status_cancel_and_resume(tiny_network, image_folder):
     # transaction=True: the command's on-commit enqueue runs at once, as in a real terminal.
     out = _call(
-        "dissect", "--network", "tiny", "--images", str(image_folder), "--layers", "features.1",
+        "dissect", "--network", "tiny", "--images", str(image_folder), "--layers", SMALL,
         "--top-k", "2", "--controls", "1", "--shard-size", "6", "--tile-px", "20",
     )  # fmt: skip
     run = DissectionRun.objects.get()
@@ -72,8 +74,8 @@ def test_run_status_cancel_and_resume(tiny_network, image_folder):
 
 @pytest.mark.django_db
 def test_layers_and_register_and_scan_commands(image_folder, tiny_checkpoint):
-    table = _call("layers", "alexnet")
-    assert "pool5" in table and "features.12" in table and "256x6x6" in table
+    table = _call("layers", "resnet18")
+    assert "layer4" in table and "512x7x7" in table and "435" in table  # theoretical RF px
     out = _call("register_network", "sq", "--arch", "squeezenet1_1", "--checkpoint",
                 str(tiny_checkpoint), "--classes", str(_classes(image_folder)))  # fmt: skip
     assert "squeezenet1_1, 4 classes" in out and Network.objects.filter(name="sq").exists()

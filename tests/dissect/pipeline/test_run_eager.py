@@ -8,7 +8,7 @@ from django.core.files.storage import default_storage
 from dissect.models import DissectionRun, Layer, Shard, Unit, UnitImage
 from dissect.services import run_create, run_start
 
-from .conftest import run_eagerly
+from .conftest import SMALL, run_eagerly
 
 
 @pytest.mark.django_db
@@ -16,7 +16,7 @@ def test_run_end_to_end_writes_rows_states_and_tiles(
     tiny_network, image_set, django_capture_on_commit_callbacks, settings
 ):
     run = run_create(
-        network=tiny_network, image_set=image_set, layers=["features.1"], top_k=4, controls=1,
+        network=tiny_network, image_set=image_set, layers=[SMALL], top_k=4, controls=1,
         shard_size=5, tile_px=24,
     )  # fmt: skip
     assert run.shards.count() == 3  # 12 images in shards of 5
@@ -34,10 +34,10 @@ def test_run_end_to_end_writes_rows_states_and_tiles(
         assert shard.status == Shard.Status.DONE
         assert Path(shard.state_path).parent == runs_dir and Path(shard.state_path).is_file()
 
-    layer = Layer.objects.get(run=run, name="features.1")
-    assert layer.unit_count == 64 and layer.output_shape == [64, 31, 31]
+    layer = Layer.objects.get(run=run, name=SMALL)
+    assert layer.unit_count == 16 and layer.output_shape == [16, 15, 15]
     units = Unit.objects.filter(layer=layer)
-    assert units.count() == 64
+    assert units.count() == 16
     unit = units.get(index=0)
     tops = list(unit.unit_images.filter(kind=UnitImage.Kind.TOP).order_by("rank"))
     assert [t.rank for t in tops] == [0, 1, 2, 3]
@@ -58,7 +58,7 @@ def test_receptive_field_stage_stores_sizes_and_maps(
     tiny_network, image_set, django_capture_on_commit_callbacks
 ):
     run = run_create(
-        network=tiny_network, image_set=image_set, layers=["features.3"], top_k=2, controls=0,
+        network=tiny_network, image_set=image_set, layers=[SMALL], top_k=2, controls=0,
         shard_size=12, tile_px=20, receptive_field=True, segmentation="rf-disk",
         options={"rf_images": 1, "rf_patch_px": 11, "rf_stride_px": 16},
     )  # fmt: skip
@@ -70,14 +70,14 @@ def test_receptive_field_stage_stores_sizes_and_maps(
     measured = Unit.objects.filter(layer=layer, rf_size_px__isnull=False)
     assert measured.exists()
     assert all(default_storage.exists(u.rf_map_path) for u in measured.exclude(rf_map_path=""))
-    assert "receptive_field features.3" in run.progress
+    assert f"receptive_field {SMALL}" in run.progress
 
 
 @pytest.mark.django_db
 def test_a_failing_stage_marks_the_run_failed_with_the_reason(
     tiny_network, image_set, django_capture_on_commit_callbacks, tmp_path
 ):
-    run = run_create(network=tiny_network, image_set=image_set, layers=["features.1"], top_k=2,
+    run = run_create(network=tiny_network, image_set=image_set, layers=[SMALL], top_k=2,
                      shard_size=12)  # fmt: skip
     tiny_network.checkpoint_path = str(tmp_path / "moved-away.pt")
     tiny_network.save()

@@ -12,6 +12,8 @@ from dissect.services import (
     shard_extract,
 )
 
+from .conftest import SMALL
+
 
 def _lists(run):
     return list(
@@ -24,7 +26,7 @@ def _lists(run):
 
 def _dissect(network, image_set, shard_size, order):
     run = run_create(
-        network=network, image_set=image_set, layers=["features.1", "features.3"], top_k=5,
+        network=network, image_set=image_set, layers=[SMALL, "features.4.squeeze_activation"], top_k=5,
         controls=2, shard_size=shard_size,
     )  # fmt: skip
     indexes = list(run.shards.values_list("index", flat=True))
@@ -42,9 +44,9 @@ def test_shard_sizes_and_orders_give_identical_unit_lists(tiny_network, image_se
     assert single.shards.count() == 1 and backward.shards.count() == 4
 
     expected = _lists(single)
-    assert sum(1 for row in expected if row[2] == "top") == (64 + 128) * 5
+    assert sum(1 for row in expected if row[2] == "top") == (16 + 16) * 5
     # Controls are the lowest scores; a dead unit's control can tie with its top and is dropped.
-    assert 0 < sum(1 for row in expected if row[2] == "control") <= (64 + 128) * 2
+    assert 0 < sum(1 for row in expected if row[2] == "control") <= (16 + 16) * 2
     assert _lists(forward) == expected
     assert _lists(backward) == expected
     thresholds = [
@@ -71,7 +73,7 @@ def test_merge_is_associative_over_stored_shard_files(tiny_network, image_set):
 
 @pytest.mark.django_db
 def test_rerun_shard_overwrites_its_own_file(tiny_network, image_set):
-    run = run_create(network=tiny_network, image_set=image_set, layers=["features.1"], top_k=3,
+    run = run_create(network=tiny_network, image_set=image_set, layers=[SMALL], top_k=3,
                      shard_size=6)  # fmt: skip
     shard_extract(run_id=run.pk, shard_index=1)
     shard = run.shards.get(index=1)
@@ -87,7 +89,7 @@ def test_rerun_shard_overwrites_its_own_file(tiny_network, image_set):
 
 @pytest.mark.django_db
 def test_cancelled_run_does_no_more_work(tiny_network, image_set):
-    run = run_create(network=tiny_network, image_set=image_set, layers=["features.1"], top_k=3,
+    run = run_create(network=tiny_network, image_set=image_set, layers=[SMALL], top_k=3,
                      shard_size=6)  # fmt: skip
     run_cancel(run=run)
     shard_extract(run_id=run.pk, shard_index=0)

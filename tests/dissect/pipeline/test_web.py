@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 from dissect.models import DissectionRun, Image, UnitImage
 from dissect.services import run_create, run_start
 
-from .conftest import run_eagerly
+from .conftest import SMALL, run_eagerly
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_researcher_starts_a_run_from_the_web(
     assert bad.status_code == 200 and "Valid layer names" in bad.content.decode()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("dissect:run-create"), {
-            "network": "tiny", "image_set": image_set.name, "layers": "features.1", "top_k": 3,
+            "network": "tiny", "image_set": image_set.name, "layers": SMALL, "top_k": 3,
             "controls": 1, "shard_size": 6, "segmentation": "activation", "device": "cpu",
             "tile_px": 20,
         })  # fmt: skip
@@ -101,7 +101,7 @@ def test_api_creates_starts_and_reads_a_run(
     api.force_authenticate(researcher)
     assert [n["name"] for n in api.get("/api/dissect/networks/").json()["results"]] == ["tiny"]
     created = api.post("/api/dissect/runs/", {
-        "network": "tiny", "image_set": image_set.name, "layers": ["features.1"], "top_k": 2,
+        "network": "tiny", "image_set": image_set.name, "layers": [SMALL], "top_k": 2,
         "controls": 1, "shard_size": 5, "tile_px": 20, "start": False,
     }, format="json")  # fmt: skip
     assert created.status_code == 201, created.json()
@@ -116,9 +116,9 @@ def test_api_creates_starts_and_reads_a_run(
         "total": 3,
     }
     layers = api.get(f"/api/dissect/layers/?run={run_id}").json()["results"]
-    assert [layer["name"] for layer in layers] == ["features.1"]
-    units = api.get(f"/api/dissect/units/?run={run_id}&layer=features.1").json()
-    assert units["count"] == 64
+    assert [layer["name"] for layer in layers] == [SMALL]
+    units = api.get(f"/api/dissect/units/?run={run_id}&layer={SMALL}").json()
+    assert units["count"] == 16
     unit = api.get(f"/api/dissect/units/{units['results'][0]['id']}/").json()
     assert [i["rank"] for i in unit["images"] if i["kind"] == "top"] == [0, 1]
     assert all(i["tile_url"].startswith("/media/dissect/tiles/") for i in unit["images"])
