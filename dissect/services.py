@@ -549,7 +549,10 @@ def run_create(
         if int(value) < low:
             raise PipelineError(f"{field_name} must be at least {low} (got {value})")
     names = _check_layers(network, layers)
-    n_images = run_ordered_images_count(image_set)
+    ids = list(
+        image_set.images.filter(status=Image.Status.OK).order_by("id").values_list("id", flat=True)
+    )
+    n_images = len(ids)
     if n_images == 0:
         raise PipelineError(
             f"image set {image_set.name} has no usable images ({image_set.bad_count} bad files); "
@@ -568,6 +571,9 @@ def run_create(
         "batch_size": int(batch_size),
         "workers": int(workers),
         "n_images": n_images,
+        # Shard i covers image ids [bounds[i], bounds[i+1]): fixed at creation, so an image
+        # found broken by one shard (and marked bad) never shifts another shard's slice.
+        "shard_bounds": [ids[i] for i in range(0, n_images, shard_size)] + [ids[-1] + 1],
         "image_set_sha256": image_set.manifest_sha256,
         "weights_sha256": network.weights_sha256,
     }
@@ -591,10 +597,6 @@ def run_create(
             for i in range(math.ceil(n_images / shard_size))
         )
     return run
-
-
-def run_ordered_images_count(image_set: ImageSet) -> int:
-    return image_set.images.filter(status=Image.Status.OK).count()
 
 
 # Web requests in the embedded default run the eager pipeline in a thread, so the page returns
@@ -710,10 +712,14 @@ def shard_state_path(run_id: int, index: int) -> Path:
     return run_dir(run_id) / f"shard-{index:05d}.pt"
 
 
-def _image_items(run: DissectionRun, first: int, count: int) -> list[tuple[int, str]]:
+def _image_items(run: DissectionRun, shard: Shard) -> list[tuple[int, str]]:
+    """(image id, absolute path) of the shard's usable images, in id order."""
     root = Path(run.image_set.root)
-    rows = run_ordered_images(run=run).values_list("id", "path")[first : first + count]
-    return [(image_id, str(root / path)) for image_id, path in rows]
+    bounds = run.parameters["shard_bounds"]
+    rows = run_ordered_images(run=run).filter(
+        id__gte=bounds[shard.index], id__lt=bounds[shard.index + 1]
+    )
+    return [(image_id, str(root / path)) for image_id, path in rows.values_list("id", "path")]
 
 
 def shard_extract(*, run_id: int, shard_index: int) -> None:
@@ -732,7 +738,7 @@ def shard_extract(*, run_id: int, shard_index: int) -> None:
     params = run.parameters
     started = time.monotonic()
     net = network_load(network=run.network)
-    items = _image_items(run, shard.first_image, shard.image_count)
+    items = _image_items(run, shard)
     reporter = _StageProgress(
         run_id, "extract", params.get("n_images", 0), additive=True,
         label=f"extract shard {shard_index}", bar_total=len(items),

@@ -96,3 +96,26 @@ def test_cancelled_run_does_no_more_work(tiny_network, image_set):
     run.refresh_from_db()
     assert run.status == DissectionRun.Status.CANCELLED
     assert not run.shards.filter(status=Shard.Status.DONE).exists()
+
+
+@pytest.mark.django_db
+def test_a_file_broken_after_scanning_is_marked_bad_and_shifts_no_shard(
+    tiny_network, image_set, settings
+):
+    from pathlib import Path
+
+    from dissect.models import Image
+
+    victim = image_set.images.order_by("id")[1]
+    file = Path(image_set.root) / victim.path
+    file.write_bytes(file.read_bytes()[:100])  # truncated after the scan said it was fine
+    run = run_create(network=tiny_network, image_set=image_set, layers=[SMALL], top_k=3,
+                     shard_size=4)  # fmt: skip
+    for index in range(3):
+        shard_extract(run_id=run.pk, shard_index=index)
+    run_merge(run_id=run.pk)
+    victim.refresh_from_db()
+    assert victim.status == Image.Status.BAD and victim.path in victim.reason
+    merged = load_shard_stats(Path(settings.CROWDDISSECT["RUNS_DIR"]) / str(run.pk) / "merged.pt")
+    assert merged[SMALL].n_images == 11  # every other image counted exactly once
+    assert not UnitImage.objects.filter(unit__layer__run=run, image=victim).exists()
