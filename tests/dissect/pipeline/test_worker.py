@@ -35,12 +35,15 @@ def _wait(run, statuses, timeout_s=180):
 def test_worker_runs_the_chord_and_resumes_from_stored_shards(
     celery_worker_process, tiny_network, image_set
 ):
+    # Receptive field on: the canvas is chord(shards -> merge) -> chord(rf per layer -> render).
     run = run_create(network=tiny_network, image_set=image_set, layers=[SMALL], top_k=3,
-                     controls=1, shard_size=4, tile_px=20)  # fmt: skip
+                     controls=1, shard_size=4, tile_px=20, receptive_field=True,
+                     options={"rf_images": 1, "rf_stride_px": 16})  # fmt: skip
     run_start(run=run)  # no transaction open: enqueued right away
     _wait(run, {DissectionRun.Status.DONE, DissectionRun.Status.FAILED})
     assert run.status == DissectionRun.Status.DONE, run.error
     assert run.device == "cpu" and run.progress["render"]["done"] > 0
+    assert run.layer_set.get().empirical_rf_mean_px is not None
     shards = list(run.shards.all())
     assert len(shards) == 3 and all(s.status == Shard.Status.DONE and s.worker for s in shards)
     tiles = UnitImage.objects.filter(unit__layer__run=run)
