@@ -83,6 +83,7 @@ class TrainResult:
     train_seconds: float
     cpu_seconds: float  # CPU time of all threads: what it costs on a machine shared with others
     threads: int
+    widths: list[int]
 
 
 def train_network(
@@ -96,6 +97,7 @@ def train_network(
     batch_size: int = 64,
     lr: float = 0.003,
     threads: int = 2,
+    widths: tuple[int, ...] = DEFAULT_WIDTHS,
     log: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[DemoAlexNet, TrainResult]:
@@ -115,7 +117,7 @@ def train_network(
     log(f"{name}: rendered in {time.perf_counter() - started:.0f} s")
     train_x = torch.from_numpy(train_images)
     train_y = torch.from_numpy(train_classes)
-    model = DemoAlexNet(len(names))
+    model = DemoAlexNet(len(names), widths)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     steps_per_epoch = n_train // batch_size
@@ -123,7 +125,7 @@ def train_network(
         optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.2
     )
     generator = torch.Generator().manual_seed(seed)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.0)
+    loss_fn = nn.CrossEntropyLoss()
     train_acc = 0.0
     for epoch in range(epochs):
         model.train()
@@ -170,6 +172,7 @@ def train_network(
         train_seconds=round(time.perf_counter() - started, 1),
         cpu_seconds=round(time.process_time() - cpu_started, 1),
         threads=threads,
+        widths=list(widths),
     )
     return model, result
 
@@ -217,7 +220,6 @@ def record_in_manifest(
         sha256=sha256,
         generator_version=GENERATOR_VERSION,
         size_bytes=Path(manifest_path.parent / file_name).stat().st_size,
-        widths=list(DEFAULT_WIDTHS),
         command=command,
     )
     manifest["networks"][result.name] = entry
