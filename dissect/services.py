@@ -131,7 +131,7 @@ class _StageProgress:
     """
 
     def __init__(self, run_id: int, stage: str, total: int, *, additive: bool = False,
-                 label: str = "", bar_total: int | None = None):  # fmt: skip
+                 label: str = "", bar_total: int | None = None, unit: str = "img"):  # fmt: skip
         self.run_id, self.stage, self.total, self.additive = run_id, stage, total, additive
         self._last = time.monotonic()
         self._reported = 0
@@ -139,7 +139,7 @@ class _StageProgress:
         if _show_bars():
             from tqdm import tqdm
 
-            self._bar = tqdm(total=bar_total or total, desc=label or stage, leave=False)
+            self._bar = tqdm(total=bar_total or total, desc=label or stage, unit=unit, leave=False)
         if not additive:
             _progress_set(run_id, stage, done=0, total=total)
 
@@ -1047,7 +1047,7 @@ def run_render(*, run_id: int, progress: Progress | None = None) -> int:
     for ui in UnitImage.objects.filter(unit__layer__run=run).order_by("id"):
         wanted[ui.image_id].append(ui)
     total = sum(len(v) for v in wanted.values())
-    reporter = _StageProgress(run_id, "render", total, label="render tiles")
+    reporter = _StageProgress(run_id, "render", total, label="render tiles", unit="tile")
     root = Path(run.image_set.root)
     items = [
         (image_id, str(root / path))
@@ -1183,14 +1183,13 @@ def demo_runs_create(
         )
         run = (
             DissectionRun.objects.filter(
-                network=network,
-                image_set=image_set,
-                layers=list(DEMO_LAYERS),
-                status=DissectionRun.Status.DONE,
+                network=network, image_set=image_set, layers=list(DEMO_LAYERS)
             )
+            .exclude(status=DissectionRun.Status.IMPORTED)
             .order_by("-created_at")
             .first()
         )
+        eager = settings.CELERY_TASK_ALWAYS_EAGER
         if run is None:
             run = run_create(
                 network=network,
@@ -1201,9 +1200,35 @@ def demo_runs_create(
                 options={"auto_labels": True},  # the world has pixel labels: explain needs them
             )
             run_start(run=run)
-            run.refresh_from_db()
+        elif run.status != DissectionRun.Status.DONE and (
+            eager or run.status != DissectionRun.Status.RUNNING
+        ):
+            # Failed, cancelled, or left "running" by a process that died (eager): continue it
+            # from its stored shards; a run on live workers is simply waited for.
+            run_resume(run=run)
         runs.append(run)
-    return runs
+    return [run_wait(run=run) for run in runs]
+
+
+def run_wait(*, run: DissectionRun, timeout_s: float = 3600, poll_s: float = 1.0) -> DissectionRun:
+    """Block until the run is done (with workers; eager runs are already finished). Raises
+    PipelineError when it fails, is cancelled or takes longer than ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run.refresh_from_db()
+        if run.status == DissectionRun.Status.DONE:
+            return run
+        if run.status in (DissectionRun.Status.FAILED, DissectionRun.Status.CANCELLED):
+            raise PipelineError(
+                f"run {run.pk} {run.status}: {run.error or 'no error text'}; fix the cause and "
+                f"resume it with `python manage.py dissect --resume {run.pk}`"
+            )
+        if time.monotonic() > deadline:
+            raise PipelineError(
+                f"run {run.pk} is still {run.status} after {timeout_s:.0f} s; are the Celery "
+                "workers running (`celery -A config worker -Q gpu,cpu`)?"
+            )
+        time.sleep(poll_s)
 
 
 def _demo_manifest_write(world: Path, manifest: Path) -> None:
