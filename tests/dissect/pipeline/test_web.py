@@ -49,11 +49,15 @@ def test_pages_render_progress_layers_units_and_bad_files(client, researcher, do
     assert grid.status_code == 200 and page.count('class="unit-grid"') == 1
     assert page.count("/media/dissect/montages/") == 48  # first page of 64 units
 
+    # A crowd label (annotate's model, reached only through the reverse relation) is shown.
+    labelled = done_run.layer_set.get().units.get(index=5)
+    labelled.labels.create(concept_text="zebra stripes", precision=0.9, is_detector=True)
     unit = client.get(reverse("dissect:unit-detail", args=[done_run.pk, "features.1", 5]))
     body = unit.content.decode()
     tiles = UnitImage.objects.filter(unit__layer__run=done_run, unit__index=5)
     assert unit.status_code == 200
     assert all(ui.tile_path in body for ui in tiles) and "quantile" in body
+    assert "zebra stripes" in body and "detector" in body
     missing = client.get(reverse("dissect:unit-detail", args=[done_run.pk, "features.1", 999]))
     assert missing.status_code == 404
 
