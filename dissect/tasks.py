@@ -81,8 +81,9 @@ def render_units(self, run_id: int) -> None:
 
 
 def run_signature(*, run_id: int, shard_indexes: Sequence[int], layers: Sequence[str],
-                  receptive_field: bool):  # fmt: skip
-    """The run's Celery canvas: chord(shards -> merge), optional RF per layer, then render."""
+                  receptive_field: bool, auto_labels: bool = False):  # fmt: skip
+    """The run's Celery canvas: chord(shards -> merge), optional RF per layer, optional
+    automatic labels, then render."""
     merge = merge_run.si(run_id)
     steps = []
     if shard_indexes:
@@ -91,6 +92,10 @@ def run_signature(*, run_id: int, shard_indexes: Sequence[int], layers: Sequence
         steps.append(merge)  # every shard is stored already: straight to the merge
     if receptive_field:
         steps.append(group([receptive_field_layer.si(run_id, name) for name in layers]))
+    if auto_labels:
+        from dissect.explain.tasks import auto_label_run
+
+        steps.append(auto_label_run.si(run_id))
     steps.append(render_units.si(run_id))
     return chain(*steps)
 
@@ -105,5 +110,6 @@ def enqueue_run(*, run_id: int, shard_indexes: Sequence[int]) -> None:
         shard_indexes=list(shard_indexes),
         layers=list(run.layers),
         receptive_field=bool(run.parameters.get("receptive_field")),
+        auto_labels=bool(run.parameters.get("auto_labels")),
     )
     signature.apply_async()
