@@ -125,6 +125,7 @@ class Explanation:
             ],
             "concepts": [c.as_dict(include_mask=include_masks) for c in self.concepts],
             "mask_size": [self.mask_px, self.mask_px],
+            "view_size": list(self.view.size),
             "labeled_units": self.labeled_units,
             "layers": self.layers,
         }
