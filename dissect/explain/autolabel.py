@@ -206,10 +206,11 @@ def compute_auto_labels(
     seen = 0
     for x, maps in _batches(dataset, rows, net.preprocessing, out_px, batch_size, True, skipped):
         _, acts = forward_with_layers(net, layers, x, device=device)
+        # A pixel value missing from the label table counts as unlabeled, not as a label.
+        maps_in_range = torch.where(maps < dataset.n_labels, maps, torch.zeros_like(maps))
         for layer, act in acts.items():
             units = act.shape[1]
             acc = accumulators.setdefault(layer, IoUAccumulator(units, dataset.n_labels))
-            maps_in_range = maps.clamp(max=dataset.n_labels - 1)
             # A few images at a time keep the (images, units, H, W) mask tensor bounded.
             step = max(1, mask_budget // (units * out_px * out_px))
             thr = torch.nan_to_num(thresholds[layer].float(), nan=float("inf"))
