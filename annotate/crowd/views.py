@@ -205,6 +205,9 @@ def task_page(request, pk: int):
         return render(request, "crowd/task.html", context, status=status)
 
     if request.method != "POST":
+        if assignment.lease_expires_at and assignment.lease_expires_at <= timezone.now():
+            messages.info(request, "Your time for that task ran out, so it went back to the pool.")
+            return redirect("crowd:annotator-home")
         return render_task(form=None)
     outcome, failure = _handle_submit(
         request, assignment=assignment, worker=worker, render_task=render_task

@@ -135,6 +135,8 @@ def test_other_peoples_tasks_and_expired_leases_are_refused(client, make_user, a
         {"concept": "x", "category": "object", "flagged": _controls(a)},
     )
     assert late.status_code == 409 and "ran out" in late.content.decode()
+    reopened = client.get(reverse("crowd:task", args=[a.pk]), follow=True)
+    assert "ran out" in reopened.content.decode()
 
 
 def test_submissions_are_rate_limited(client, annotator, campaign, settings):
