@@ -288,13 +288,11 @@ def _external_preview(request, campaign: Campaign, *, note: str):
     )
 
 
-def _external_entry(request, pk: int, *, source: str, worker_param: str, assignment_param: str):
+def _external_entry(
+    request, pk: int, *, source: str, worker_id: str, external_assignment: str, submit_url: str = ""
+):
     campaign = get_object_or_404(Campaign, pk=pk)
-    external_assignment = request.GET.get(assignment_param, "")
-    worker_id = request.GET.get(worker_param, "")
-    if source == Worker.Source.MTURK and (
-        not external_assignment or external_assignment == MTURK_PREVIEW_ID
-    ):
+    if source == Worker.Source.MTURK and external_assignment in ("", MTURK_PREVIEW_ID):
         return _external_preview(request, campaign, note="Accept the HIT to start working on it.")
     try:
         worker = services.worker_for_external(source=source, external_id=worker_id)
@@ -302,7 +300,7 @@ def _external_entry(request, pk: int, *, source: str, worker_param: str, assignm
             worker=worker,
             campaign=campaign,
             external_assignment_id=external_assignment,
-            submit_url=request.GET.get("turkSubmitTo", ""),
+            submit_url=submit_url,
         )
     except CrowdError as error:
         return render(
@@ -320,24 +318,21 @@ def mturk_entry(request, pk: int):
         request,
         pk,
         source=Worker.Source.MTURK,
-        worker_param="workerId",
-        assignment_param="assignmentId",
+        worker_id=request.GET.get("workerId", ""),
+        external_assignment=request.GET.get("assignmentId", ""),
+        submit_url=request.GET.get("turkSubmitTo", ""),
     )
 
 
 @require_GET
 def link_entry(request, pk: int):
-    """Link-out panels (Prolific style): ?PROLIFIC_PID or ?workerId, optional SESSION_ID."""
-    params = request.GET.copy()
-    if "PROLIFIC_PID" in params and "workerId" not in params:
-        params["workerId"] = params["PROLIFIC_PID"]
-    request.GET = params
+    """Link-out panels (Prolific style): ?PROLIFIC_PID (or ?workerId), optional SESSION_ID."""
     return _external_entry(
         request,
         pk,
         source=Worker.Source.LINK,
-        worker_param="workerId",
-        assignment_param="SESSION_ID",
+        worker_id=request.GET.get("PROLIFIC_PID") or request.GET.get("workerId", ""),
+        external_assignment=request.GET.get("SESSION_ID", ""),
     )
 
 
