@@ -397,9 +397,13 @@ def image_set_scan(
         name=name,
         defaults={"root": str(root), "labels_dir": str(labels_dir), "description": description},
     )
-    existing = dict(image_set.images.values_list("path", "id"))
-    seen: set[str] = set()
     fields = ["sha1", "size_bytes", "width", "height", "status", "reason", "scene_label", "split"]
+    # path -> (id, stored values): a rescan rewrites only the rows whose file changed.
+    existing = {
+        row[0]: (row[1], row[2:])
+        for row in image_set.images.values_list("path", "id", *fields).iterator(chunk_size=5000)
+    }
+    seen: set[str] = set()
     bar = None
     if progress is None and _show_bars():
         from tqdm import tqdm
@@ -409,7 +413,7 @@ def image_set_scan(
     def flush(chunk: list[_Scanned]) -> None:
         rows = [
             Image(
-                id=existing.get(r.path),
+                id=existing[r.path][0] if r.path in existing else None,
                 image_set=image_set,
                 path=r.path[:500],
                 sha1=r.sha1,
@@ -423,9 +427,17 @@ def image_set_scan(
             )
             for r in chunk
         ]
+        # Split before writing: bulk_create fills in ids, and new rows need no update.
+        new = [r for r in rows if r.id is None]
+        known = [
+            r
+            for r in rows
+            if r.id is not None and tuple(getattr(r, f) for f in fields) != existing[r.path][1]
+        ]
         with transaction.atomic():
-            Image.objects.bulk_create([r for r in rows if r.id is None], batch_size=chunk_size)
-            Image.objects.bulk_update([r for r in rows if r.id is not None], fields, chunk_size)
+            Image.objects.bulk_create(new, batch_size=chunk_size)
+            if known:
+                Image.objects.bulk_update(known, fields, batch_size=500)
 
     done, chunk = 0, []
     for record in records:
@@ -449,7 +461,7 @@ def image_set_scan(
     if progress is not None:
         progress(done, max(total, done))
 
-    gone = [image_id for path, image_id in existing.items() if path not in seen]
+    gone = [image_id for path, (image_id, _values) in existing.items() if path not in seen]
     for start in range(0, len(gone), chunk_size):
         Image.objects.filter(id__in=gone[start : start + chunk_size]).delete()
     return image_set_refresh_summary(image_set=image_set)

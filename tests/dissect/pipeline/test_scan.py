@@ -57,9 +57,12 @@ def test_rescan_updates_rows_in_place(tmp_path):
     first = image_set_scan(name="again", root=folder)
     ids = set(first.images.values_list("id", flat=True))
     paths[0].unlink()
+    paths[1].write_bytes(b"")  # broken since the first scan
     second = image_set_scan(name="again", root=folder)
-    assert second.pk == first.pk and second.image_count == 2
+    assert second.pk == first.pk and (second.image_count, second.bad_count) == (1, 1)
     assert set(second.images.values_list("id", flat=True)) < ids
+    changed = second.images.get(path=paths[1].relative_to(folder).as_posix())
+    assert changed.status == Image.Status.BAD and changed.size_bytes == 0
 
 
 @pytest.mark.django_db
