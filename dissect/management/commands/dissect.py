@@ -3,6 +3,7 @@ resume or cancel a run."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from django.conf import settings
@@ -53,6 +54,8 @@ class Command(BaseCommand):
         other.add_argument("--cancel", type=int, metavar="RUN")
 
     def handle(self, *args, **o):
+        # In-process (eager) tasks would log one "Task ... succeeded" line between the bars.
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
         try:
             if o["status"] is not None:
                 self._print(get_run(o["status"]))
