@@ -110,3 +110,16 @@ def test_activation_maps_for_chosen_units(net):
 def test_hooks_are_removed_after_extraction(net):
     extract_unit_stats(net, ["conv1", "conv2"], [(torch.arange(2), torch.randn(2, 3, 32, 32))])
     assert all(not m._forward_hooks for m in net.model.modules())
+
+
+def test_reduced_precision_and_channels_last_give_the_same_ranking(net):
+    g = torch.Generator().manual_seed(5)
+    images, ids = torch.randn(12, 3, 32, 32, generator=g), torch.arange(12)
+    exact = extract_unit_stats(net, ["conv2"], [(ids, images)], top_k=3, device="cpu")["conv2"]
+    fast = extract_unit_stats(
+        net, ["conv2"], [(ids, images)], top_k=3, device="cpu",
+        dtype=torch.bfloat16, channels_last=True,
+    )["conv2"]  # fmt: skip
+    assert fast.top.scores.dtype == torch.float32  # statistics stay float32
+    assert torch.allclose(fast.top.scores[:, 0], exact.top.scores[:, 0], rtol=0.05, atol=0.05)
+    assert (fast.top.image_ids[:, 0] == exact.top.image_ids[:, 0]).float().mean() >= 0.8
