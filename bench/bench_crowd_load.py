@@ -46,8 +46,8 @@ def _args():
     parser.add_argument(
         "--careful", type=float, default=0.85, help="Share of answers that mark the controls."
     )
-    parser.add_argument("--gunicorn-workers", type=int, default=3)
-    parser.add_argument("--gunicorn-threads", type=int, default=6)
+    parser.add_argument("--gunicorn-workers", type=int, default=4)
+    parser.add_argument("--gunicorn-threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=0, help="Default: a free port on 127.0.0.1.")
     parser.add_argument(
         "--timeout", type=float, default=900, help="Give up after this many seconds."
