@@ -22,6 +22,8 @@ __all__ = [
     "labels_run",
     "crowd_auto_agreement",
     "gold_unit_candidates",
+    "gold_from_auto_labels",
+    "auto_labels_by_layer",
     "normalize_concept",
 ]
 
@@ -215,3 +217,17 @@ def auto_labels_by_layer(*, run: DissectionRun) -> dict[str, dict]:
     for layer, per in counts.items():
         summary[layer]["by_category"] = dict(sorted(per.items()))
     return summary
+
+
+def gold_from_auto_labels(
+    *, run: DissectionRun, min_iou: float = 0.2
+) -> dict[int, tuple[str, str]]:
+    """{unit id: (concept, category)} of the gold-unit candidates whose category is one of the
+    paper's six: the ``gold`` argument of ``annotate.crowd.services.campaign_create``."""
+    from dissect.concepts import CATEGORY_SLUGS
+
+    return {
+        g["unit_id"]: (g["concept"].replace("_", " "), g["category"])
+        for g in gold_unit_candidates(run=run, min_iou=min_iou)
+        if g["category"] in CATEGORY_SLUGS
+    }

@@ -49,7 +49,12 @@ def labeled_run(db, tmp_path, monkeypatch, django_capture_on_commit_callbacks, s
 
 
 def test_importer_and_auto_label_stage(labeled_run):
-    from dissect.explain.selectors import auto_labels_by_layer, gold_unit_candidates, labeled_units
+    from dissect.explain.selectors import (
+        auto_labels_by_layer,
+        gold_from_auto_labels,
+        gold_unit_candidates,
+        labeled_units,
+    )
 
     assert labeled_run.image_set.image_count == 40
     assert labeled_run.progress["auto_label"]["done"] == labeled_run.progress["auto_label"]["total"]
@@ -68,6 +73,8 @@ def test_importer_and_auto_label_stage(labeled_run):
     assert summary["conv"]["labeled"] >= 3
     gold = gold_unit_candidates(run=labeled_run, min_iou=0.2)
     assert {g["unit"] for g in gold} >= {0, 1, 2}
+    seeds = gold_from_auto_labels(run=labeled_run, min_iou=0.2)
+    assert {seeds[g["unit_id"]] for g in gold if g["unit"] == 0} == {("red box", "object")}
 
 
 def test_agreement_counts_crowd_and_auto(labeled_run):
