@@ -4,6 +4,7 @@ Annotators: lease tasks, read and answer their own assignments. Researchers and 
 every assignment and response, review. Permissions come from the one table in permissions.py.
 """
 
+from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -17,7 +18,7 @@ from annotate.crowd.instructions import CATEGORY_HELP
 from annotate.crowd.permissions import HasAction, can
 from annotate.crowd.services import AnswerInvalid, CrowdError, NoTask
 from annotate.crowd.throttling import submit_wait_seconds
-from annotate.models import Assignment, Campaign, Response
+from annotate.models import Assignment, Campaign, Hit, Response
 from dissect.concepts import CATEGORY_SLUGS
 from dissect.models import DissectionRun
 
@@ -130,6 +131,51 @@ class CampaignViewSet(
         except CrowdError as error:
             _raise_for(error)
         return ApiResponse(CampaignSerializer(campaign).data)
+
+
+# --- tasks (researchers: the campaign's Hits, gold answers included) -----------------------------
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    layer = serializers.CharField(source="unit.layer.name", read_only=True)
+    unit_index = serializers.IntegerField(source="unit.index", read_only=True)
+    tile_count = serializers.SerializerMethodField()
+    answers = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Hit
+        fields = [
+            "id", "campaign", "unit", "layer", "unit_index", "tile_count", "is_gold",
+            "gold_concept", "gold_category", "answers", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_tile_count(self, hit) -> int:
+        return len(hit.tile_order)
+
+
+@extend_schema(parameters=[OpenApiParameter("campaign", int, description="Only this campaign.")])
+class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The tasks of campaigns (one per unit) with their answer counts, for researchers and admins."""
+
+    serializer_class = TaskSerializer
+    permission_classes = [HasAction]
+    required_action = "campaign.view"
+
+    def get_queryset(self):
+        qs = (
+            Hit.objects.select_related("unit__layer")
+            .annotate(
+                answers=Count(
+                    "assignments", filter=Q(assignments__status__in=[A.SUBMITTED, A.APPROVED])
+                )
+            )
+            .order_by("pk")
+        )
+        campaign = self.request.query_params.get("campaign")
+        if campaign and campaign.isdigit():
+            qs = qs.filter(campaign_id=int(campaign))
+        return qs
 
 
 # --- assignments: what a worker sees of their task ------------------------------------------------
@@ -397,6 +443,7 @@ class CategoryViewSet(viewsets.ViewSet):
 
 router = DefaultRouter()
 router.register("campaigns", CampaignViewSet, basename="api-campaign")
+router.register("tasks", TaskViewSet, basename="api-task")
 router.register("assignments", AssignmentViewSet, basename="api-assignment")
 router.register("responses", ResponseViewSet, basename="api-response")
 router.register("categories", CategoryViewSet, basename="api-category")

@@ -33,7 +33,8 @@ def _requests(campaign):
                       ("api", "get", "/api/crowd/assignments/", None)],
         "campaign.view": [("html", "get", reverse("crowd:campaign-list"), None),
                           ("html", "get", reverse("crowd:campaign-detail", args=[campaign.pk]), None),
-                          ("api", "get", "/api/crowd/campaigns/", None)],
+                          ("api", "get", "/api/crowd/campaigns/", None),
+                          ("api", "get", f"/api/crowd/tasks/?campaign={campaign.pk}", None)],
         "campaign.create": [("html", "get", reverse("crowd:campaign-new"), None),
                             ("api", "post", "/api/crowd/campaigns/", {"run": campaign.run_id, "layers": ["nope"]})],
         "campaign.status": [("html", "post", reverse("crowd:campaign-status", args=[campaign.pk]), {"status": "bogus"}),
@@ -134,6 +135,9 @@ def test_api_creates_and_starts_a_campaign(make_user, crowd_run):
     assert created.json()["progress"][0]["units"] == 2  # the gold unit is not counted as work
     live = api.post(f"/api/crowd/campaigns/{pk}/status/", {"status": "live"}, format="json")
     assert live.json()["status"] == "live"
+    tasks = api.get(f"/api/crowd/tasks/?campaign={pk}").json()["results"]
+    assert [t["is_gold"] for t in tasks].count(True) == 1 and tasks[0]["tile_count"] == 17
+    assert {t["answers"] for t in tasks} == {0}
     wrong = api.post(f"/api/crowd/campaigns/{pk}/status/", {"status": "draft"}, format="json")
     assert wrong.status_code == 400 and "live campaign can move to" in str(wrong.json())
 
