@@ -9,16 +9,25 @@ from collections import defaultdict
 from dataclasses import dataclass
 from statistics import median
 
-from annotate.crowd.concepts import concept_key
+from annotate.crowd.concepts import concept_key, concept_merges
 from annotate.models import Assignment, Campaign, Response, UnitLabel, Worker
 
 A = Assignment.Status
 ANSWERED = (A.SUBMITTED, A.APPROVED, A.REJECTED)
 
 
-def gold_score(*, concept_text: str, category: str, gold_concept: str, gold_category: str) -> float:
-    """0, 0.5 or 1: half for the concept, half for the category."""
-    concept_ok = concept_key(concept_text) == concept_key(gold_concept)
+def gold_score(
+    *,
+    concept_text: str,
+    category: str,
+    gold_concept: str,
+    gold_category: str,
+    merges: dict[str, str] | None = None,
+) -> float:
+    """0, 0.5 or 1: half for the concept (normalized, after researcher merges), half for the category."""
+    concept_ok = concept_key(concept_text, merges=merges) == concept_key(
+        gold_concept, merges=merges
+    )
     return 0.5 * concept_ok + 0.5 * (category == gold_category)
 
 
@@ -35,8 +44,10 @@ def gold_accuracy(*, worker: Worker, campaign: Campaign) -> tuple[float | None, 
         "assignment__hit__gold_concept",
         "assignment__hit__gold_category",
     )
+    rows = list(rows)
+    merges = concept_merges() if rows else {}
     scores = [
-        gold_score(concept_text=c, category=k, gold_concept=gc, gold_category=gk)
+        gold_score(concept_text=c, category=k, gold_concept=gc, gold_category=gk, merges=merges)
         for c, k, gc, gk in rows
     ]
     return (sum(scores) / len(scores) if scores else None), len(scores)
@@ -86,7 +97,8 @@ def campaign_worker_table(*, campaign: Campaign) -> list[WorkerQuality]:
         .exclude(concept_text="")
         .values_list("unit_id", "concept_text")
     )
-    consensus = {unit: concept_key(text) for unit, text in consensus.items()}
+    merges = concept_merges()
+    consensus = {unit: concept_key(text, merges=merges) for unit, text in consensus.items()}
     per_worker: dict[int, list] = defaultdict(list)
     for row in rows:
         per_worker[row[0]].append(row)
@@ -99,7 +111,13 @@ def campaign_worker_table(*, campaign: Campaign) -> list[WorkerQuality]:
         q.approved = sum(1 for r in answers if r[1] == A.APPROVED)
         q.rejected = sum(1 for r in answers if r[1] == A.REJECTED)
         gold = [
-            gold_score(concept_text=r[3], category=r[4], gold_concept=r[7], gold_category=r[8])
+            gold_score(
+                concept_text=r[3],
+                category=r[4],
+                gold_concept=r[7],
+                gold_category=r[8],
+                merges=merges,
+            )
             for r in answers
             if r[6]
         ]
@@ -108,7 +126,11 @@ def campaign_worker_table(*, campaign: Campaign) -> list[WorkerQuality]:
         q.control_pass_rate = sum(1 for r in answers if not r[5]) / len(answers)
         times = [r[2] for r in answers if r[2] is not None]
         q.median_seconds = median(times) if times else None
-        agree = [concept_key(r[3]) == consensus[r[9]] for r in answers if r[9] in consensus]
+        agree = [
+            concept_key(r[3], merges=merges) == consensus[r[9]]
+            for r in answers
+            if r[9] in consensus
+        ]
         q.agreement_answers = len(agree)
         q.agreement = sum(agree) / len(agree) if agree else None
         table.append(q)

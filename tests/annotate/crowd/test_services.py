@@ -337,3 +337,20 @@ def test_sweep_tasks_are_idempotent(crowd_run):
     assert tasks.expire_leases.delay().get() == 1
     assert tasks.expire_leases.delay().get() == 0
     assert tasks.auto_approve.delay().get() == 0
+
+
+def test_agreement_and_gold_follow_researcher_merges(crowd_run):
+    from annotate.models import Concept
+
+    campaign = _live(crowd_run)
+    w = _worker("m")
+    a = services.assignment_next(worker=w, campaign=campaign)
+    _submit(a, w, concept="Puppy")
+    UnitLabel.objects.create(unit=a.hit.unit, concept_text="hound")
+    [row] = quality.campaign_worker_table(campaign=campaign)
+    assert row.agreement == 0.0
+    stored = Assignment.objects.get(pk=a.pk).response.concept
+    hound, _ = Concept.objects.get_or_create(name="hound")
+    Concept.objects.filter(pk=stored.pk).update(merged_into=hound)
+    [row] = quality.campaign_worker_table(campaign=campaign)
+    assert row.agreement == 1.0
