@@ -23,6 +23,7 @@ from annotate.audit import audit_record
 from annotate.crowd import selectors
 from annotate.crowd.concepts import concept_for_text
 from annotate.crowd.quality import gold_accuracy
+from annotate.labels.tasks import recompute_unit_label
 from annotate.models import Assignment, Campaign, Hit, Response, Worker
 from dissect.concepts import CATEGORY_NAMES, CATEGORY_SLUGS
 from dissect.models import DissectionRun, Layer, Unit, UnitImage
@@ -591,11 +592,7 @@ def validate_answer(*, concept: str, category: str) -> dict[str, list[str]]:
 
 
 def _enqueue_label_recompute(unit_id: int) -> None:
-    """Ask the reports part to re-aggregate a unit's label (after commit; skipped until it exists)."""
-    try:
-        from annotate.labels.tasks import recompute_unit_label
-    except ImportError:
-        return
+    """Ask the reports part to re-aggregate a unit's label (called after commit)."""
     recompute_unit_label.delay(unit_id)
 
 

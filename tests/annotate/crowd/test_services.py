@@ -354,3 +354,13 @@ def test_agreement_and_gold_follow_researcher_merges(crowd_run):
     Concept.objects.filter(pk=stored.pk).update(merged_into=hound)
     [row] = quality.campaign_worker_table(campaign=campaign)
     assert row.agreement == 1.0
+
+
+def test_a_saved_answer_updates_the_units_label(crowd_run, django_capture_on_commit_callbacks):
+    campaign = _live(crowd_run)
+    w = _worker("l")
+    a = services.assignment_next(worker=w, campaign=campaign)
+    with django_capture_on_commit_callbacks(execute=True):
+        _submit(a, w, concept="Trees", category="object")
+    label = UnitLabel.objects.get(unit=a.hit.unit, source=UnitLabel.Source.CROWD)
+    assert label.answer_count == 1 and label.concept_text
