@@ -28,6 +28,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--gold", type=Path, help="CSV with columns layer,unit,concept,category."
         )
+        parser.add_argument(
+            "--gold-from-auto-labels",
+            type=float,
+            metavar="MIN_IOU",
+            help="Use units whose automatic (Network Dissection) label reaches this IoU as gold units.",
+        )
         parser.add_argument("--gold-rate", type=float, default=0.0)
         parser.add_argument("--max-tasks-per-worker", type=int, default=None)
         parser.add_argument("--seed", type=int, default=0)
@@ -35,11 +41,16 @@ class Command(BaseCommand):
             "--live", action="store_true", help="Make the campaign live right away."
         )
 
-    def handle(self, *args, run, layers, gold, live, **options):
+    def handle(self, *args, run, layers, gold, gold_from_auto_labels, live, **options):
         try:
             run_row = DissectionRun.objects.get(pk=run)
         except DissectionRun.DoesNotExist:
             raise CommandError(f"run: no dissection run {run}.") from None
+        gold_units = self._gold(run_row, gold) if gold else {}
+        if gold_from_auto_labels is not None:
+            from dissect.explain.selectors import gold_from_auto_labels as auto_gold
+
+            gold_units = {**auto_gold(run=run_row, min_iou=gold_from_auto_labels), **gold_units}
         try:
             campaign = campaign_create(
                 run=run_row,
@@ -50,7 +61,7 @@ class Command(BaseCommand):
                 redundancy=options["redundancy"],
                 lease_minutes=options["lease_minutes"],
                 reward_cents=options["reward_cents"],
-                gold=self._gold(run_row, gold) if gold else None,
+                gold=gold_units,
                 gold_rate=options["gold_rate"],
                 max_tasks_per_worker=options["max_tasks_per_worker"],
                 seed=options["seed"],

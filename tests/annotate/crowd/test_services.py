@@ -8,7 +8,7 @@ from django.utils import timezone
 from annotate.crowd import quality, services
 from annotate.crowd.services import AnswerInvalid, CrowdError, LeaseExpired, NoTask
 from annotate.models import Assignment, AuditEvent, Hit, UnitLabel, Worker
-from dissect.models import DissectionRun, UnitImage
+from dissect.models import AutoLabel, DissectionRun, UnitImage
 from tests.annotate.crowd.conftest import build_run
 
 A = Assignment.Status
@@ -324,6 +324,15 @@ def test_create_campaign_command_reads_gold_from_csv(db, tmp_path):
     call_command("create_campaign", str(run.pk), "--layers", "conv5", "--gold", str(gold), "--live")
     hit = Hit.objects.get(unit__index=1, campaign__run=run)
     assert hit.is_gold and hit.campaign.status == "live"
+    # Gold from automatic labels: the unit's best label and the category it came from.
+    unit = run.layer_set.get().units.get(index=0)
+    AutoLabel.objects.create(unit=unit, category="", label="grass", iou=0.3)
+    AutoLabel.objects.create(unit=unit, category="material", label="grass", iou=0.3)
+    call_command(
+        "create_campaign", str(run.pk), "--layers", "conv5", "--gold-from-auto-labels", "0.2"
+    )
+    auto = Hit.objects.filter(unit=unit).latest("pk")
+    assert auto.is_gold and (auto.gold_concept, auto.gold_category) == ("grass", "material")
 
 
 def test_sweep_tasks_are_idempotent(crowd_run):
