@@ -214,12 +214,13 @@ def task_page(request, pk: int):
     )
     if failure is not None:
         return failure
-    messages.success(request, "Saved. Thank you! Here is your next task.")
     try:
         following = services.assignment_next(worker=worker, campaign=assignment.hit.campaign)
     except NoTask as error:
+        messages.success(request, "Saved. Thank you!")
         messages.info(request, str(error))
         return redirect("crowd:annotator-home")
+    messages.success(request, "Saved. Thank you! Here is your next task.")
     return redirect("crowd:task", pk=following.pk)
 
 
