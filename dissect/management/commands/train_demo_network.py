@@ -5,7 +5,7 @@ import shlex
 from django.core.management.base import BaseCommand, CommandError
 
 DEFAULTS = {
-    "demo-places": {"n_train": 10000, "epochs": 10},
+    "demo-places": {"n_train": 8000, "epochs": 5},
     "demo-objects": {"n_train": 6000, "epochs": 6},
 }
 
