@@ -26,8 +26,16 @@ app.conf.task_acks_late = True
 app.conf.task_reject_on_worker_lost = True
 app.conf.worker_prefetch_multiplier = 1
 app.conf.broker_connection_retry_on_startup = True
+# `celery -A config beat` sweeps the crowd workflow: expired leases return tasks to the pool (they
+# already stop counting when they end; the sweep updates their status), due answers get approved.
+app.conf.beat_schedule = {
+    "expire-leases": {"task": "annotate.crowd.tasks.expire_leases", "schedule": 60.0},
+    "auto-approve": {"task": "annotate.crowd.tasks.auto_approve", "schedule": 600.0},
+}
 
-app.autodiscover_tasks(["config", "dissect", "dissect.explain", "annotate.crowd", "annotate.labels"])
+app.autodiscover_tasks(
+    ["config", "dissect", "dissect.explain", "annotate.crowd", "annotate.labels"]
+)
 
 
 def torch_device_name() -> str:

@@ -57,6 +57,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.context_processors.role",
             ],
         },
     },
@@ -125,6 +126,15 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "CrowdDissect API",
     "DESCRIPTION": "Dissection runs, labeling campaigns, tasks, answers and unit labels.",
     "VERSION": "0.1.0",
+    # Choice sets shared by several serializers get one stable name each in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "ConceptCategoryEnum": "dissect.concepts.CATEGORIES",
+        "RunStatusEnum": "dissect.models.DissectionRun.Status",
+        "CampaignStatusEnum": "annotate.models.Campaign.Status",
+        "AssignmentStatusEnum": "annotate.models.Assignment.Status",
+        "ExportStatusEnum": "annotate.models.Export.Status",
+        "ImageStatusEnum": "dissect.models.Image.Status",
+    },
 }
 
 # --- Celery: eager in-process when no broker is configured (the embedded default).

@@ -14,6 +14,4 @@ def healthz(request):
 
 @login_required
 def home(request):
-    from annotate.roles import user_role
-
-    return render(request, "home.html", {"role": user_role(request.user)})
+    return render(request, "home.html")

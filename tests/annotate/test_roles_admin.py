@@ -105,3 +105,15 @@ def test_login_and_logout_pages(client, make_user):
     assert client.get(reverse("home")).context["user"] == user
     client.post(reverse("logout"))
     assert client.get(reverse("home")).status_code == 302
+
+
+def test_navigation_shows_each_role_only_what_it_may_open(client, make_user):
+    client.force_login(make_user("annotator"))
+    page = client.get(reverse("home")).content.decode()
+    assert reverse("crowd:annotator-home") in page
+    for hidden in ("crowd:campaign-list", "labels:index", "dissect:run-list", "explain:page"):
+        assert f'href="{reverse(hidden)}"' not in page, hidden
+    client.force_login(make_user("researcher"))
+    page = client.get(reverse("home")).content.decode()
+    for shown in ("crowd:campaign-list", "labels:index", "dissect:run-list", "explain:page"):
+        assert f'href="{reverse(shown)}"' in page, shown

@@ -15,12 +15,13 @@ def load(name: str) -> dict:
 def test_compose_has_the_services_queues_health_checks_and_volumes():
     compose = load("compose.yaml")
     services = compose["services"]
-    assert set(services) == {"web", "worker-gpu", "worker-cpu", "postgres", "redis"}
+    assert set(services) == {"web", "worker-gpu", "worker-cpu", "beat", "postgres", "redis"}
     assert all("healthcheck" in service for service in services.values())
     assert "-Q gpu" in services["worker-gpu"]["command"]
     assert "-Q cpu" in services["worker-cpu"]["command"]
     assert "gunicorn config.wsgi:application" in services["web"]["command"]
-    for name in ("web", "worker-gpu", "worker-cpu"):
+    assert services["beat"]["command"].startswith("celery -A config beat")
+    for name in ("web", "worker-gpu", "worker-cpu", "beat"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://") and env[
             "CELERY_BROKER_URL"
@@ -47,3 +48,11 @@ def test_dockerfile_copies_what_the_package_needs():
         if "=" in line
     }
     assert {"DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "POSTGRES_PASSWORD"} <= example
+
+
+def test_beat_schedules_existing_crowd_sweeps():
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    for entry in app.conf.beat_schedule.values():
+        assert entry["task"] in app.tasks, entry["task"]
