@@ -19,6 +19,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -1038,7 +1039,7 @@ def run_render(*, run_id: int, progress: Progress | None = None) -> int:
     import torch
 
     from dissect.engine.extract import resolve_device
-    from dissect.engine.segment import make_mask, make_tile
+    from dissect.engine.segment import make_mask
     from dissect.images import iter_image_batches
     from dissect.networks import resolve_layers
     from dissect.networks.layers import capture_outputs, run_until_captured
@@ -1070,7 +1071,8 @@ def run_render(*, run_id: int, progress: Progress | None = None) -> int:
     resolved = resolve_layers(net, list(layers))
     dev = resolve_device(params.get("device", "auto"))
     model = net.model.to(dev)
-    done, pending_rows = 0, []
+    done, writes = 0, []
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tiles")
 
     def on_failure(failed) -> None:
         _image_mark_bad(image_id=failed.image_id, reason=failed.reason)
@@ -1098,19 +1100,17 @@ def run_render(*, run_id: int, progress: Progress | None = None) -> int:
                             recipe, amap, view.size,
                             **_mask_params(recipe, unit.layer, unit, input_size),
                         )  # fmt: skip
-                        tile = make_tile(view, mask, tile_px=tile_px)
-                        ui.tile_path = save_content_addressed(
-                            _jpeg_bytes(tile), kind="tiles", ext="jpg"
-                        )
-                        pending_rows.append(ui)
+                        # Encoding and writing release the GIL: overlap them with the masks.
+                        writes.append((ui.pk, pool.submit(_tile_write, view, mask, tile_px)))
                     done += len(wanted[image_id])
-                if len(pending_rows) >= 2000:
-                    UnitImage.objects.bulk_update(pending_rows, ["tile_path"], 2000)
-                    pending_rows = []
+                if len(writes) >= 2000:
+                    _tile_paths_store(writes)
+                    writes = []
                 reporter(done)
+            _tile_paths_store(writes)
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         net.model.to("cpu")
-    UnitImage.objects.bulk_update(pending_rows, ["tile_path"], 2000)
     reporter.close(done=done)
     _montages_write(run, tile_px=int(params.get("montage_tile_px", DEFAULTS["montage_tile_px"])))
     seconds = time.monotonic() - started
@@ -1118,6 +1118,25 @@ def run_render(*, run_id: int, progress: Progress | None = None) -> int:
     if progress is not None:
         progress(done, total)
     return done
+
+
+def _tile_write(view, mask, tile_px: int) -> str:
+    from dissect.engine.segment import make_tile
+
+    return save_content_addressed(
+        _jpeg_bytes(make_tile(view, mask, tile_px=tile_px)), kind="tiles", ext="jpg"
+    )
+
+
+def _tile_paths_store(writes: list) -> None:
+    """Store (UnitImage id, future of its tile name) pairs: one executemany, as bulk_update's
+    CASE expression costs more than the tiles themselves for tens of thousands of rows."""
+    from django.db import connection
+
+    params = [(future.result(), unit_image_id) for unit_image_id, future in writes]
+    table = connection.ops.quote_name(UnitImage._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {table} SET tile_path = %s WHERE id = %s", params)
 
 
 def _montages_write(run: DissectionRun, *, tile_px: int) -> None:
