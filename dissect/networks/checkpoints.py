@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,7 +56,9 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False):
         raise NetworkLoadError(f"{path}: checkpoint file not found")
     if _is_torchscript(path):
         try:
-            scripted = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # TorchScript is deprecated but still in the wild
+                warnings.simplefilter("ignore", FutureWarning)
+                scripted = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001
             raise NetworkLoadError(
                 f"{path}: looks like TorchScript but failed to load: {exc}"

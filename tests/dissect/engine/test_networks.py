@@ -65,6 +65,7 @@ def test_features_module_prefix(tmp_path):
     assert same_outputs(net, ref)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_torchscript_file_loads_into_the_eager_architecture(tmp_path):
     ref = random_model("squeezenet1_1", 5)
     torch.jit.script(ref).save(str(tmp_path / "sq.ts"))
