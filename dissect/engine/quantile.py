@@ -81,6 +81,10 @@ class RunningQuantile:
         """(key_min, counts [U, bins]) of x [N, U, M] float32, NaN left out."""
         if x.device.type == "cpu":
             return self._histogram_numpy(x.contiguous())
+        return self._histogram_torch(x)
+
+    def _histogram_torch(self, x: torch.Tensor) -> tuple[int, torch.Tensor]:
+        # The same keys with torch ops (any device; used off the CPU).
         keys = self._keys(x)
         nans = None
         if int(keys.max()) > self._inf_key:  # only NaN bit patterns sort above +inf

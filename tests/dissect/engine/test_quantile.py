@@ -99,3 +99,20 @@ def test_state_dict_round_trip(tmp_path):
 def test_merge_refuses_different_settings():
     with pytest.raises(ValueError, match="different settings"):
         RunningQuantile(3).merge(RunningQuantile(3, mantissa_bits=4))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), nan=st.booleans(), signed=st.booleans())
+def test_torch_binning_used_off_the_cpu_matches_the_numpy_one(seed, nan, signed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(6, 3, 10, generator=g) * 100 ** torch.rand(6, 3, 10, generator=g)
+    x = x if signed else x.abs()
+    x[torch.rand(x.shape, generator=g) < 0.2] = 0.0
+    if nan:
+        x[0, 1, 3] = float("nan")
+    x[1, 2, 0] = float("inf")
+    sketch = RunningQuantile(3)
+    lo_np, counts_np = sketch._histogram_numpy(x)
+    lo_t, counts_t = sketch._histogram_torch(x)
+    assert lo_np == lo_t and torch.equal(counts_np, counts_t)
+    assert int(counts_np.sum()) == x.numel() - int(nan)
