@@ -70,10 +70,12 @@ def default_aliases(arch: str, model: nn.Module) -> dict[str, str]:
     if arch.startswith(("resnet", "resnext", "wide_resnet")):
         return {f"layer{i}": f"layer{i}" for i in range(1, 5)}
     if arch.startswith("densenet"):
-        aliases = {f"denseblock{i}": f"features.denseblock{i}" for i in range(1, 5)}
-        aliases.update({f"transition{i}": f"features.transition{i}" for i in range(1, 4)})
-        aliases["norm5"] = "features.norm5"
-        return aliases
+        # denseblock1, transition1, ..., denseblock4, norm5: forward order
+        return {
+            name: f"features.{name}"
+            for name, _ in model.features.named_children()
+            if name.startswith(("denseblock", "transition", "norm5"))
+        }
     return {}
 
 
