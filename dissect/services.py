@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import math
 import os
@@ -1189,10 +1190,12 @@ def demo_runs_create(
 
     world = Path(settings.DATA_DIR) / "demo-world"
     meta = world / "world.json"
-    if not (meta.is_file() and f'"n_images": {n_images}' in meta.read_text()):
+    manifest = world / "manifest.csv"
+    written = json.loads(meta.read_text()).get("n_images") if meta.is_file() else None
+    if written != n_images:
         write_demo_world(world, n_images=n_images, seed=0, size=128, variant="scenes",
                          progress=progress)  # fmt: skip
-    manifest = world / "manifest.csv"
+        manifest.unlink(missing_ok=True)
     if not manifest.is_file():
         _demo_manifest_write(world, manifest)
     image_set = ImageSet.objects.filter(name="demo-world").first()
