@@ -96,6 +96,9 @@ def test_cmyk_grayscale_and_alpha_become_rgb(tmp_path):
     palette = save(rgb().convert("P"), tmp_path / "pal.png")
     assert load_rgb(palette).mode == "RGB"
 
+    deep = save(Image.fromarray(np.full((6, 6), 51400, dtype=np.uint16)), tmp_path / "g16.png")
+    assert load_rgb(deep).getpixel((2, 2)) == (200, 200, 200)  # 16-bit gray scaled to 8 bits
+
 
 def test_exif_orientation_is_applied(tmp_path):
     img = Image.new("RGB", (60, 20), (0, 0, 0))
