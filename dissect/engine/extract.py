@@ -5,6 +5,7 @@ of every activation value. Memory is O(units x K), independent of the number of 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +45,9 @@ def spatial_max(activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if activations.dim() == 2:
         scores = activations.float()
         return scores, torch.zeros(*scores.shape, 2, dtype=torch.int32, device=scores.device)
-    n, u, height, width = activations.shape
-    flat = activations.reshape(n, u, height * width)
+    n, u = activations.shape[:2]
+    width = activations.shape[-1]  # [N, U, L] maps count as one row of L cells
+    flat = activations.reshape(n, u, math.prod(activations.shape[2:]))
     scores, index = flat.max(dim=2)
     positions = torch.stack((index // width, index % width), dim=-1).to(torch.int32)
     return scores.float(), positions
@@ -214,7 +216,8 @@ def extract_unit_stats(
 
     def on_output(layer: ResolvedLayer, output: torch.Tensor) -> None:
         if layer.alias not in stats:
-            shape = tuple(output.shape[2:]) if output.dim() == 4 else (1, 1)
+            shape = {2: (1, 1), 3: (1, output.shape[-1])}.get(output.dim(), output.shape[2:4])
+            shape = tuple(int(v) for v in shape)
             stats[layer.alias] = UnitStats.empty(
                 layer.alias, layer.path, int(output.shape[1]), shape,
                 top_k=top_k, controls=controls, quantile_bits=quantile_bits, device=dev,
