@@ -102,27 +102,35 @@ class RunningQuantile:
 
     def _histogram_numpy(self, x: torch.Tensor) -> tuple[int, torch.Tensor]:
         # Same keys as _keys, in NumPy: integer ops on the float bits, then one bincount.
+        # The zero bin is the raw shifted value base - 1; the "- (base - 1)" that makes it key 0
+        # is folded into the bincount offsets when there are no negative values (after a ReLU).
         values = x.numpy()
         bits = values.view(np.int32)
-        k = np.bitwise_and(bits, 0x7FFFFFFF)  # the one temporary; the rest works in place
-        np.right_shift(k, self._shift, out=k)
-        np.subtract(k, self._base - 1, out=k)
-        np.maximum(k, 0, out=k)
+        signed = bool(bits.min() < 0)
+        if signed:
+            k = np.bitwise_and(bits, 0x7FFFFFFF)
+            np.right_shift(k, self._shift, out=k)
+        else:
+            k = np.right_shift(bits, self._shift)
+        zero = self._base - 1
+        np.maximum(k, zero, out=k)
         nans = None
-        if int(k.max()) > self._inf_key:  # only NaN bit patterns sort above +inf
+        if int(k.max()) - zero > self._inf_key:  # only NaN bit patterns sort above +inf
             is_nan = np.isnan(values)
             nans = is_nan.sum((0, 2))
-            k[is_nan] = 0
-        if bits.min() < 0:  # negative values present: mirror their keys
+            k[is_nan] = zero
+        if signed:
+            k -= zero
             k = np.where(bits < 0, -k, k)
-        lo, hi = min(int(k.min()), 0), int(k.max())
+            zero = 0
+        lo, hi = (min(int(k.min()), zero), int(k.max())) if signed else (zero, int(k.max()))
         nb = hi - lo + 1
         offsets = np.arange(self.num_units, dtype=np.int64).reshape(1, -1, 1) * nb - lo
         counts = np.bincount((k + offsets).reshape(-1), minlength=self.num_units * nb)
         counts = counts.reshape(self.num_units, nb)
         if nans is not None:  # NaNs were counted in the zero bin; take them out again
-            counts[:, -lo] -= nans
-        return lo, torch.from_numpy(counts)
+            counts[:, zero - lo] -= nans
+        return (lo if signed else 0), torch.from_numpy(counts)  # unsigned: column 0 = key 0
 
     def _values(self, keys: torch.Tensor) -> torch.Tensor:
         """Representative (bin midpoint) value of each key, float32."""
