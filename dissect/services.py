@@ -632,9 +632,11 @@ def run_start(*, run: DissectionRun, background: bool = False) -> DissectionRun:
     run.code_version = code_version()
     run.started_at = run.started_at or timezone.now()
     run.finished_at = None
+    # Each start is a new attempt: tasks still queued from an earlier one then do nothing.
+    run.parameters = {**run.parameters, "attempt": int(run.parameters.get("attempt", 0)) + 1}
     run.save(
         update_fields=["device", "status", "stage", "error", "code_version", "started_at",
-                       "finished_at"]
+                       "finished_at", "parameters"]
     )  # fmt: skip
     pending = _shards_to_do(run)
     done_images = sum(s.image_count for s in run.shards.all() if s.index not in pending)
@@ -711,10 +713,14 @@ def run_fail(*, run_id: int, error: str) -> None:
     )
 
 
-def _active_run(run_id: int) -> DissectionRun | None:
-    """The run, or None when it was cancelled or failed meanwhile (tasks then do nothing)."""
+def _active_run(run_id: int, attempt: int | None = None) -> DissectionRun | None:
+    """The run, or None when it was cancelled or failed meanwhile, or when ``attempt`` is from
+    an earlier start (a task still queued from before a cancel + resume): such tasks do nothing."""
     run = DissectionRun.objects.select_related("network", "image_set").get(pk=run_id)
     if run.status in (DissectionRun.Status.CANCELLED, DissectionRun.Status.FAILED):
+        return None
+    if attempt is not None and attempt != run.parameters.get("attempt"):
+        logger.info("run %s: skipping a task of attempt %s", run_id, attempt)
         return None
     return run
 
@@ -736,7 +742,7 @@ def _image_items(run: DissectionRun, shard: Shard) -> list[tuple[int, str]]:
     return [(image_id, str(root / path)) for image_id, path in rows.values_list("id", "path")]
 
 
-def shard_extract(*, run_id: int, shard_index: int) -> None:
+def shard_extract(*, run_id: int, shard_index: int, attempt: int | None = None) -> None:
     """Run the network over one shard's images and store its partial state (top-K, controls,
     quantile sketch per layer) as ``RUNS_DIR/<run>/shard-<index>.pt``. Idempotent: a re-run
     overwrites its own file. Files that fail to decode are marked bad and skipped."""
@@ -745,7 +751,7 @@ def shard_extract(*, run_id: int, shard_index: int) -> None:
     from dissect.engine.extract import extract_unit_stats
     from dissect.images import iter_image_batches
 
-    run = _active_run(run_id)
+    run = _active_run(run_id, attempt)
     if run is None:
         return
     shard = run.shards.get(index=shard_index)
@@ -829,14 +835,14 @@ def merge_stats(states: Iterable[dict]) -> dict:
 # -- merge -----------------------------------------------------------------------------------
 
 
-def run_merge(*, run_id: int) -> None:
+def run_merge(*, run_id: int, attempt: int | None = None) -> None:
     """Combine the stored shard states and write Layer, Unit (threshold, top score) and
     UnitImage rows (top-K and controls with scores and argmax positions)."""
     import torch
 
     from dissect.networks import theoretical_receptive_fields
 
-    run = _active_run(run_id)
+    run = _active_run(run_id, attempt)
     if run is None:
         return
     _set_stage(run_id, "merge")
@@ -941,14 +947,14 @@ def _finite(value: float | None) -> float | None:
 # -- receptive field (optional) -----------------------------------------------------------------
 
 
-def run_receptive_field(*, run_id: int, layer_name: str) -> None:
+def run_receptive_field(*, run_id: int, layer_name: str, attempt: int | None = None) -> None:
     """Empirical receptive field of one layer by occlusion (the engine's
     ``estimate_receptive_fields``) over each unit's first ``rf_images`` top images: RF size per
     unit and the layer's mean and std; each unit's RF map is saved to media storage."""
     from dissect.engine.receptive_field import estimate_receptive_fields, heatmap_image
     from dissect.images import load_rgb, preprocess_transform
 
-    run = _active_run(run_id)
+    run = _active_run(run_id, attempt)
     if run is None:
         return
     _set_stage(run_id, "receptive_field")
@@ -1033,7 +1039,7 @@ def _view_images(x, preprocessing: dict) -> list:
     return [PILImage.fromarray(p.numpy(), "RGB") for p in pixels]
 
 
-def run_render(*, run_id: int, progress: Progress | None = None) -> int:
+def run_render(*, run_id: int, attempt: int | None = None, progress: Progress | None = None) -> int:
     """Re-run only the images in some unit's lists (each once, all layers in one forward pass),
     build each unit's mask with the run's recipe, write its tiles and one montage per unit to
     media storage (content-addressed). Returns the number of tiles written."""
@@ -1045,7 +1051,7 @@ def run_render(*, run_id: int, progress: Progress | None = None) -> int:
     from dissect.networks import resolve_layers
     from dissect.networks.layers import capture_outputs, run_until_captured
 
-    run = _active_run(run_id)
+    run = _active_run(run_id, attempt)
     if run is None:
         return 0
     _set_stage(run_id, "render")
@@ -1167,8 +1173,10 @@ def _montages_write(run: DissectionRun, *, tile_px: int) -> None:
     Unit.objects.bulk_update(units, ["montage_path"], 1000)
 
 
-def run_finish(*, run_id: int) -> None:
+def run_finish(*, run_id: int, attempt: int | None = None) -> None:
     """Mark a run done (the last step of the pipeline)."""
+    if _active_run(run_id, attempt) is None:
+        return
     DissectionRun.objects.filter(pk=run_id, status=DissectionRun.Status.RUNNING).update(
         status=DissectionRun.Status.DONE, stage="done", finished_at=timezone.now()
     )

@@ -52,51 +52,59 @@ def _guarded(run_id: int, work: Callable[[], object]):
 
 
 @shared_task(name="dissect.tasks.extract_shard", **_RETRY)
-def extract_shard(self, run_id: int, shard_index: int) -> None:
+def extract_shard(self, run_id: int, shard_index: int, attempt: int | None = None) -> None:
     """Forward pass over one shard; stores its partial state file (queue gpu)."""
-    _guarded(run_id, lambda: services.shard_extract(run_id=run_id, shard_index=shard_index))
+    _guarded(
+        run_id,
+        lambda: services.shard_extract(run_id=run_id, shard_index=shard_index, attempt=attempt),
+    )
 
 
 @shared_task(name="dissect.tasks.merge_run", **_RETRY)
-def merge_run(self, run_id: int) -> None:
+def merge_run(self, run_id: int, attempt: int | None = None) -> None:
     """Combine the shard states into Layer/Unit/UnitImage rows (queue cpu)."""
-    _guarded(run_id, lambda: services.run_merge(run_id=run_id))
+    _guarded(run_id, lambda: services.run_merge(run_id=run_id, attempt=attempt))
 
 
 @shared_task(name="dissect.tasks.receptive_field_layer", **_RETRY)
-def receptive_field_layer(self, run_id: int, layer_name: str) -> None:
+def receptive_field_layer(self, run_id: int, layer_name: str, attempt: int | None = None) -> None:
     """Empirical receptive field of one layer by occlusion (queue gpu)."""
-    _guarded(run_id, lambda: services.run_receptive_field(run_id=run_id, layer_name=layer_name))
+    _guarded(
+        run_id,
+        lambda: services.run_receptive_field(run_id=run_id, layer_name=layer_name, attempt=attempt),
+    )
 
 
 @shared_task(name="dissect.tasks.render_units", **_RETRY)
-def render_units(self, run_id: int) -> None:
+def render_units(self, run_id: int, attempt: int | None = None) -> None:
     """Tiles and montages of every unit, then the run is done (queue cpu)."""
 
     def work():
-        services.run_render(run_id=run_id)
-        services.run_finish(run_id=run_id)
+        services.run_render(run_id=run_id, attempt=attempt)
+        services.run_finish(run_id=run_id, attempt=attempt)
 
     _guarded(run_id, work)
 
 
 def run_signature(*, run_id: int, shard_indexes: Sequence[int], layers: Sequence[str],
-                  receptive_field: bool, auto_labels: bool = False):  # fmt: skip
+                  receptive_field: bool, auto_labels: bool = False,
+                  attempt: int | None = None):  # fmt: skip
     """The run's Celery canvas: chord(shards -> merge), optional RF per layer, optional
-    automatic labels, then render."""
-    merge = merge_run.si(run_id)
+    automatic labels, then render. ``attempt`` (the run's start counter) lets tasks left in
+    the queue from an earlier start recognize themselves as stale and do nothing."""
+    merge = merge_run.si(run_id, attempt)
     steps = []
     if shard_indexes:
-        steps.append(chord([extract_shard.si(run_id, i) for i in shard_indexes], merge))
+        steps.append(chord([extract_shard.si(run_id, i, attempt) for i in shard_indexes], merge))
     else:
         steps.append(merge)  # every shard is stored already: straight to the merge
     if receptive_field:
-        steps.append(group([receptive_field_layer.si(run_id, name) for name in layers]))
+        steps.append(group([receptive_field_layer.si(run_id, name, attempt) for name in layers]))
     if auto_labels:
         from dissect.explain.tasks import auto_label_run
 
         steps.append(auto_label_run.si(run_id))
-    steps.append(render_units.si(run_id))
+    steps.append(render_units.si(run_id, attempt))
     return chain(*steps)
 
 
@@ -111,5 +119,6 @@ def enqueue_run(*, run_id: int, shard_indexes: Sequence[int]) -> None:
         layers=list(run.layers),
         receptive_field=bool(run.parameters.get("receptive_field")),
         auto_labels=bool(run.parameters.get("auto_labels")),
+        attempt=run.parameters.get("attempt"),
     )
     signature.apply_async()

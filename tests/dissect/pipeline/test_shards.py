@@ -119,3 +119,15 @@ def test_a_file_broken_after_scanning_is_marked_bad_and_shifts_no_shard(
     merged = load_shard_stats(Path(settings.CROWDDISSECT["RUNS_DIR"]) / str(run.pk) / "merged.pt")
     assert merged[SMALL].n_images == 11  # every other image counted exactly once
     assert not UnitImage.objects.filter(unit__layer__run=run, image=victim).exists()
+
+
+@pytest.mark.django_db
+def test_tasks_of_an_earlier_start_do_nothing(tiny_network, image_set):
+    run = run_create(network=tiny_network, image_set=image_set, layers=[SMALL], top_k=3,
+                     shard_size=6)  # fmt: skip
+    run.parameters = {**run.parameters, "attempt": 2}  # started, cancelled, resumed
+    run.save()
+    shard_extract(run_id=run.pk, shard_index=0, attempt=1)  # still queued from attempt 1
+    assert not run.shards.filter(status=Shard.Status.DONE).exists()
+    shard_extract(run_id=run.pk, shard_index=0, attempt=2)
+    assert run.shards.filter(status=Shard.Status.DONE).count() == 1
