@@ -322,51 +322,55 @@ def baseline(quick: bool) -> list[dict]:
 # -- 4. empirical receptive field ---------------------------------------------------------------
 
 
-def rf_network() -> tuple[LoadedNetwork, str, str]:
-    """The demo network and its 64-unit layer; the demo architecture with conv1 widened to 64
-    units (random weights) when the demo network has no 64-unit layer."""
+def rf_networks() -> list[tuple[LoadedNetwork, str, str]]:
+    """(net, label, layer) cases: the demo network's 64-unit layer; when it has none, its
+    pool1 and the demo architecture with conv1 widened to 64 units (random weights)."""
     from dissect.networks import layer_table
 
     net, label = demo_network()
     for row in layer_table(net):
         if row.units == 64 and row.receptive_field_px:
-            return net, label, row.alias
+            return [(net, label, row.alias)]
     from dissect.demo.architecture import DEFAULT_WIDTHS, DemoAlexNet
 
     torch.manual_seed(0)
     widths = (64, *DEFAULT_WIDTHS[1:])
-    net = LoadedNetwork(
+    wide = LoadedNetwork(
         model=DemoAlexNet(10, widths).eval(), arch="demo-alexnet", class_names=list("abcdefghij"),
         preprocessing=net.preprocessing, layer_aliases=net.layer_aliases,
     )  # fmt: skip
-    return net, f"demo AlexNet-style architecture, widths {widths}, random weights", "pool1"
+    wide_label = f"demo architecture, widths {widths}, random weights"
+    return [(net, label, "pool1"), (wide, wide_label, "pool1")]
 
 
-def rf(quick: bool) -> dict:
+def rf(quick: bool) -> list[dict]:
     torch.set_num_threads(2)
-    net, label, layer = rf_network()
-    pool_images = 200 if quick else 2000
-    images = torch.randn(pool_images, 3, net.input_size, net.input_size,
-                         generator=torch.Generator().manual_seed(1))  # fmt: skip
-    stats = extract_unit_stats(
-        net, [layer], [(torch.arange(pool_images), images)], top_k=20, device="cpu"
-    )[layer]
-    unit_images = {u: stats.top.image_ids[u].tolist() for u in range(stats.num_units)}
-    distinct = len({i for ids in unit_images.values() for i in ids})
-    start = time.perf_counter()
-    result = estimate_receptive_fields(
-        net, layer, unit_images, lambda i: images[i], patch_px=11, stride_px=6,
-        batch_size=256, device="cpu",
-    )  # fmt: skip
-    elapsed = time.perf_counter() - start
-    print(
-        f"  {label}, {layer} ({stats.num_units} units, top-20 each from {pool_images} images: "
-        f"{distinct} distinct), 11 px occluder, stride 6, 2 threads: {elapsed:.1f} s; "
-        f"empirical RF {result.mean_px:.1f} +- {result.std_px:.1f} px",
-        flush=True,
-    )
-    return {"layer": layer, "units": stats.num_units, "distinct_images": distinct,
-            "seconds": elapsed, "mean_px": result.mean_px, "std_px": result.std_px}  # fmt: skip
+    rows = []
+    for net, label, layer in rf_networks():
+        pool_images = 200 if quick else 2000
+        images = torch.randn(pool_images, 3, net.input_size, net.input_size,
+                             generator=torch.Generator().manual_seed(1))  # fmt: skip
+        stats = extract_unit_stats(
+            net, [layer], [(torch.arange(pool_images), images)], top_k=20, device="cpu"
+        )[layer]
+        unit_images = {u: stats.top.image_ids[u].tolist() for u in range(stats.num_units)}
+        distinct = len({i for ids in unit_images.values() for i in ids})
+        start = time.perf_counter()
+        result = estimate_receptive_fields(
+            net, layer, unit_images, lambda i, images=images: images[i], patch_px=11,
+            stride_px=6, batch_size=256, device="cpu",
+        )  # fmt: skip
+        elapsed = time.perf_counter() - start
+        print(
+            f"  {label}, {layer} ({stats.num_units} units, top-20 each from {pool_images} "
+            f"images: {distinct} distinct), 11 px occluder, stride 6, 2 threads: {elapsed:.1f} s;"
+            f" empirical RF {result.mean_px:.1f} +- {result.std_px:.1f} px",
+            flush=True,
+        )
+        rows.append({"network": label, "layer": layer, "units": stats.num_units,
+                     "distinct_images": distinct, "seconds": elapsed,
+                     "mean_px": result.mean_px, "std_px": result.std_px})  # fmt: skip
+    return rows
 
 
 def main() -> None:
