@@ -141,7 +141,7 @@ def network_emergence(
 
 def emergence_table(results: dict[str, list[LayerEmergence]]) -> str:
     """A Markdown table: per network and layer, units with IoU >= each level, by category."""
-    cats = [c for c in CATEGORY_SLUGS]
+    cats = list(CATEGORY_SLUGS)
     lines = []
     for level in IOU_LEVELS:
         lines.append(f"\nUnits whose best label has IoU >= {level} (by the label's category):\n")
