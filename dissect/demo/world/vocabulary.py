@@ -428,8 +428,8 @@ class SceneSpec:
     """A scene class: its surfaces and which objects it holds.
 
     objects: (object class, probability that it is present, max count). The first one is the
-    scene's key object: every image of the scene holds it (the probability says how often it comes
-    without forcing), so the scene can be named from object evidence while the surfaces alone stay
+    scene's key object: every image of the scene holds it (it is added when the draw left it out;
+    the list is then cut to 7 objects, which drops it in ~0.1% of images), so the scene can be named from object evidence while the surfaces alone stay
     ambiguous between scenes; the others also appear in other scenes.
     grounds: the possible ground layouts, each a tuple of regions from the horizon down.
     """
