@@ -10,7 +10,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from dissect.models import AutoLabel, DissectionRun, Layer, Network, Unit
 
@@ -60,10 +60,18 @@ def labels_run(*, network: Network, source: str = "both") -> DissectionRun | Non
 
 
 def explain_networks() -> list[Network]:
-    """Networks with at least one run that has crowd detectors or automatic labels."""
+    """Networks with at least one run that has crowd detectors or automatic labels, the one
+    with the most automatically labeled units first (the page's default), then by name."""
     crowd = Q(runs__layer_set__units__labels__source="crowd")
     auto = Q(runs__layer_set__units__auto_labels__category="")
-    return list(Network.objects.filter(crowd | auto).distinct().order_by("name"))
+    networks = list(Network.objects.filter(crowd | auto).distinct())
+    counts = dict(
+        AutoLabel.objects.filter(category="", iou__gte=DEFAULT_MIN_IOU)
+        .values("unit__layer__run__network")
+        .annotate(n=Count("id"))
+        .values_list("unit__layer__run__network", "n")
+    )
+    return sorted(networks, key=lambda n: (-counts.get(n.pk, 0), n.name))
 
 
 def labeled_units(
@@ -231,3 +239,29 @@ def gold_from_auto_labels(
         for g in gold_unit_candidates(run=run, min_iou=min_iou)
         if g["category"] in CATEGORY_SLUGS
     }
+
+
+def demo_images(*, run: DissectionRun, limit: int = 12) -> list:
+    """Images of the run's set to try explain() on: the top image of each best automatically
+    labeled unit (so labeled units fire on them), distinct, best IoU first; else the set's "val"
+    images (or its first ones)."""
+    from dissect.models import Image, UnitImage
+
+    ranked = (
+        UnitImage.objects.filter(
+            unit__layer__run=run,
+            kind=UnitImage.Kind.TOP,
+            rank=0,
+            unit__auto_labels__category="",
+            unit__auto_labels__iou__gte=DEFAULT_MIN_IOU,
+        )
+        .order_by("-unit__auto_labels__iou", "image_id")
+        .values_list("image_id", flat=True)[: limit * 20]
+    )
+    ids = list(dict.fromkeys(ranked))[:limit]
+    if ids:
+        by_id = Image.objects.in_bulk(ids)
+        return [by_id[i] for i in ids if i in by_id]
+    images = Image.objects.filter(image_set_id=run.image_set_id, status=Image.Status.OK)
+    val = images.filter(split="val")
+    return list((val if val.exists() else images).order_by("id")[:limit])

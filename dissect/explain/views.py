@@ -62,15 +62,13 @@ def load_form_image(form: ExplainForm):
 
 
 def _demo_images(network: Network | None) -> list[Image]:
-    """A few held-out ("val") images of the image set the network's labels come from."""
+    """A few images of the image set the network's labels come from, where its units fire."""
     if network is None:
         return []
     run = selectors.labels_run(network=network)
     if run is None or run.image_set_id is None:
         return []
-    images = Image.objects.filter(image_set_id=run.image_set_id, status=Image.Status.OK)
-    val = images.filter(split="val")
-    return list((val if val.exists() else images).order_by("id")[:DEMO_IMAGES])
+    return selectors.demo_images(run=run, limit=DEMO_IMAGES)
 
 
 @researcher_required
