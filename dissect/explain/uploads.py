@@ -15,12 +15,10 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from dissect.images import DEFAULT_MAX_PIXELS, BadImageError, load_rgb
-
 __all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "UploadRefused", "sniff_type", "load_upload"]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-MAX_UPLOAD_PIXELS = DEFAULT_MAX_PIXELS  # 40 megapixels
+MAX_UPLOAD_PIXELS = 40_000_000  # the engine's DEFAULT_MAX_PIXELS (dissect.images imports torch)
 ACCEPTED = "JPEG, PNG or WebP"
 
 
@@ -64,6 +62,8 @@ def load_upload(
 
     ``size_bytes`` (when the server already knows it) refuses oversize files before reading.
     Raises ``UploadRefused`` naming ``filename`` and the reason."""
+    from dissect.images import BadImageError, load_rgb  # imports torch: only when used
+
     name = Path(filename).name or "upload"
     if size_bytes is not None and size_bytes > max_bytes:
         raise UploadRefused(

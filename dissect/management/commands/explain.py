@@ -6,8 +6,6 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dissect.images import IMAGE_EXTENSIONS
-
 
 class Command(BaseCommand):
     help = (
@@ -32,6 +30,7 @@ class Command(BaseCommand):
         from tqdm import tqdm
 
         from dissect.explain.services import ExplainError, explain_files
+        from dissect.images import IMAGE_EXTENSIONS
         from dissect.models import Network
 
         target = Path(o["target"]).expanduser()

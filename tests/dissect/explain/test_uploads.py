@@ -87,3 +87,18 @@ def test_decompression_bomb_refused_from_its_header():
 def test_empty_file_refused():
     with pytest.raises(UploadRefused, match="empty"):
         load_upload(b"", filename="zero.png")
+
+
+def test_web_modules_do_not_import_torch():
+    """The explain page, API and upload checks load in the web process without torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings');"
+        "import django; django.setup();"
+        "import dissect.explain.urls, dissect.explain.uploads, dissect.explain.tasks;"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
