@@ -18,6 +18,14 @@ def _isolated_storage(settings, tmp_path):
     settings.CROWDDISSECT = {**settings.CROWDDISSECT, "RUNS_DIR": tmp_path / "runs"}
 
 
+@pytest.fixture(autouse=True)
+def _eager_celery_unless_real_worker(settings, request):
+    """Tasks run in the test process, also when CI configures a broker; only tests that start a
+    real worker (celery_worker_process) send tasks through the broker."""
+    if "celery_worker_process" not in request.fixturenames:
+        settings.CELERY_TASK_ALWAYS_EAGER = True
+
+
 @pytest.fixture
 def make_user(db):
     """make_user('researcher') -> a saved user with that role (password 'pw-<username>')."""

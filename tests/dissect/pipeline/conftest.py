@@ -13,12 +13,10 @@ SMALL = "features.3.squeeze_activation"
 
 
 @pytest.fixture(autouse=True)
-def _pipeline_inline(monkeypatch, settings, request):
-    """Runs execute eagerly and inline (not in a web thread) so tests can assert on the outcome,
-    also when CI configures a broker; only the real-worker test sends tasks to a worker."""
+def _pipeline_inline(monkeypatch):
+    """Runs execute inline (not in a web thread) so tests can assert on the outcome; eager
+    Celery comes from tests/conftest.py."""
     monkeypatch.setattr("dissect.services.EAGER_WEB_THREADS", False)
-    if "celery_worker_process" not in request.fixturenames:
-        settings.CELERY_TASK_ALWAYS_EAGER = True
 
 
 def write_images(folder: Path, n: int, *, seed: int = 0, size: int = 48) -> list[Path]:
