@@ -2,7 +2,6 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import views
@@ -17,21 +16,14 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
 
-# Each part adds its routes here as it lands (dissect, crowd tasks, reports).
-_OPTIONAL = [
-    ("", "dissect.urls"),
-    ("explain/", "dissect.explain.urls"),
-    ("", "annotate.crowd.urls"),
-    ("reports/", "annotate.labels.urls"),
+urlpatterns += [
+    path("", include("dissect.urls")),
+    path("explain/", include("dissect.explain.urls")),
+    path("", include("annotate.crowd.urls")),
+    path("reports/", include("annotate.labels.urls")),
 ]
-for prefix, module in _OPTIONAL:
-    try:
-        urlpatterns.append(path(prefix, include(module)))
-    except ModuleNotFoundError as exc:
-        if not (exc.name and module.startswith(exc.name)):
-            raise
 
 # Media (tiles, montages) are served by Django on the embedded default; production serves them
 # from shared storage behind the web server.
 if settings.DEBUG or settings.CELERY_TASK_ALWAYS_EAGER:
-    urlpatterns.append(path("media/<path:path>", serve, {"document_root": settings.MEDIA_ROOT}))
+    urlpatterns.append(path("media/<path:path>", views.media, name="media"))
