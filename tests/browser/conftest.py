@@ -7,19 +7,19 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test are safe here.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = os.environ.get("CROWDDISSECT_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
+    # Playwright's sync API runs an event loop in this thread while the browser lives; Django's ORM
+    # calls from these tests are safe. Allowed only for that time, so it never leaks elsewhere.
+    with pytest.MonkeyPatch.context() as mp, sync_api.sync_playwright() as playwright:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
