@@ -339,8 +339,12 @@ class ImageFileDataset:
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.items = list(items)
-        self.transform = preprocess_transform(preprocessing)
+        self.preprocessing = preprocessing
         self.max_pixels = max_pixels
+        self._transform = None  # built in the process that decodes (closures do not pickle)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_transform": None}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -348,7 +352,9 @@ class ImageFileDataset:
     def __getitem__(self, index: int):
         image_id, path = self.items[index]
         try:
-            tensor = self.transform(load_rgb(path, max_pixels=self.max_pixels))
+            if self._transform is None:
+                self._transform = preprocess_transform(self.preprocessing)
+            tensor = self._transform(load_rgb(path, max_pixels=self.max_pixels))
         except BadImageError as exc:
             return int(image_id), None, str(exc)
         except Exception as exc:  # noqa: BLE001 - any decoder failure is skipped, not fatal
@@ -385,6 +391,9 @@ def iter_image_batches(
         shuffle=False,
         num_workers=workers,
         collate_fn=_collate,
+        # Forked decode workers deadlock when the parent holds threads (a Celery worker's broker
+        # connection, torch's pools); forkserver starts them from a clean process instead.
+        multiprocessing_context="forkserver" if workers > 0 else None,
         pin_memory=pin_memory,
         persistent_workers=False,
     )

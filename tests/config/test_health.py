@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from celery.result import allow_join_result
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,7 +76,10 @@ def test_real_worker_round_trip_and_health(celery_worker_process, client, settin
     from config.tasks import roundtrip_write
 
     token = uuid.uuid4().hex
-    pk = roundtrip_write.delay(token).get(timeout=60)
+    # This test is a client, not a task. Celery's "no join inside a task" flag is process-global
+    # and can be left set by eager tasks that other tests ran from several threads at once.
+    with allow_join_result():
+        pk = roundtrip_write.delay(token).get(timeout=60)
     event = AuditEvent.objects.get(pk=int(pk))
     assert event.target_id == token and event.data == {"via": "celery"}
 

@@ -12,13 +12,6 @@ TINY_PREPROCESSING = {"input_size": 64, "resize": 64}
 SMALL = "features.3.squeeze_activation"
 
 
-@pytest.fixture(autouse=True)
-def _pipeline_inline(monkeypatch):
-    """Runs execute inline (not in a web thread) so tests can assert on the outcome; eager
-    Celery comes from tests/conftest.py."""
-    monkeypatch.setattr("dissect.services.EAGER_WEB_THREADS", False)
-
-
 def write_images(folder: Path, n: int, *, seed: int = 0, size: int = 48) -> list[Path]:
     """``n`` random-blob RGB images (JPEG and PNG, two subfolders) under ``folder``."""
     rng = np.random.default_rng(seed)
