@@ -1,6 +1,5 @@
 """Import the ICLR'15 authors' released crowd answers as a network, a run, a campaign and answers."""
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from annotate.labels.aggregation import (
 )
 from annotate.labels.iclr15 import SCORED_IMAGES, network_name_from_path, read_iclr15
 from annotate.labels.normalize import normalize_concept
+from dissect.hashing import sha256_file
 
 TRAINING_DATA = {"places205": "Places205", "places365": "Places365", "imagenet": "ImageNet"}
 
@@ -28,14 +28,6 @@ class ImportResult:
     units: int
     answers: int
     labels: int
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def network_delete_imported(*, name: str) -> None:
@@ -105,7 +97,7 @@ def iclr15_import(
             parameters={
                 "source": "iclr15",
                 "file": path.name,
-                "file_sha256": _sha256(path),
+                "file_sha256": sha256_file(path),
                 "top_k": 60,
                 "scored_images": SCORED_IMAGES,
             },

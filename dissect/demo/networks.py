@@ -65,14 +65,15 @@ def load_demo_network(name: str):
     import torch
 
     from dissect.demo.architecture import DemoAlexNet
-    from dissect.demo.training import CHECKPOINT_FORMAT, file_sha256
+    from dissect.demo.training import CHECKPOINT_FORMAT
+    from dissect.hashing import sha256_file
 
     entry = manifest_entry(name)
     path = CHECKPOINT_DIR / entry["file"]
     retrain = retrain_command(name)
     if not path.is_file():
         raise DemoNetworkError(f"checkpoint {path} is missing: retrain it with `{retrain}`")
-    sha256 = file_sha256(path)
+    sha256 = sha256_file(path)
     if sha256 != entry["sha256"]:
         raise DemoNetworkError(
             f"checkpoint {path} has sha256 {sha256} but {MANIFEST_PATH} records "

@@ -5,7 +5,6 @@ Train images are indices ``0 .. n_train-1`` of the seed, validation images the n
 indices, so validation never sees a training image.
 """
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from torch import nn
 
 from dissect.demo.architecture import DEFAULT_WIDTHS, LAYER_ALIASES, DemoAlexNet
 from dissect.demo.world import GENERATOR_VERSION, class_names, render_arrays
+from dissect.hashing import sha256_file
 
 INPUT_SIZE = 128
 MEAN = (0.5, 0.5, 0.5)
@@ -196,15 +196,7 @@ def save_checkpoint(model: DemoAlexNet, *, path: str | Path, name: str, variant:
         },
         path,
     )
-    return file_sha256(path)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def record_in_manifest(

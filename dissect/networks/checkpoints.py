@@ -4,7 +4,6 @@ error when it does not fit."""
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import warnings
 import zipfile
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from dissect.hashing import sha256_file
 
 from .base import CheckpointMismatchError, NetworkLoadError
 
@@ -25,14 +26,6 @@ __all__ = [
 ]
 
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net")
-
-
-def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -15,8 +15,9 @@ from dissect.demo.networks import (
     load_demo_network,
     read_manifest,
 )
-from dissect.demo.training import accuracy, file_sha256
+from dissect.demo.training import accuracy
 from dissect.demo.world import class_names, render_arrays
+from dissect.hashing import sha256_file
 
 FRESH_SEED = 424242  # never used for training or validation
 
@@ -26,7 +27,7 @@ def test_committed_checkpoint_matches_manifest_and_loads(name):
     entry = read_manifest()["networks"][name]
     path = networks.CHECKPOINT_DIR / entry["file"]
     assert path.stat().st_size <= 10 * 1024 * 1024
-    assert file_sha256(path) == entry["sha256"]
+    assert sha256_file(path) == entry["sha256"]
     assert entry["command"].startswith(f"python manage.py train_demo_network {name}")
     model, names, prep, aliases, sha = load_demo_network(name)
     assert sha == entry["sha256"]
@@ -86,7 +87,7 @@ def test_corrupt_checkpoint_says_how_to_retrain(checkpoint_copy):
     path.write_bytes(bytes(data[: len(data) - 100]))
     # Make the manifest agree with the damaged file, so that loading itself must fail.
     manifest = json.loads((checkpoint_copy / "manifest.json").read_text())
-    manifest["networks"]["demo-objects"]["sha256"] = file_sha256(path)
+    manifest["networks"]["demo-objects"]["sha256"] = sha256_file(path)
     (checkpoint_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DemoNetworkError, match="cannot be loaded.*train_demo_network demo-objects"):
         load_demo_network("demo-objects")
