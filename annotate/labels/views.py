@@ -104,13 +104,18 @@ def index(request):
     )
 
 
+def _layer_rows(request, run) -> list[dict]:
+    """The run's per-layer report rows for the layers asked for, or 404 naming the problem."""
+    try:
+        return [r.as_dict() for r in reports.layer_report(run=run, layers=_layers(request))]
+    except reports.ReportError as exc:
+        raise Http404(str(exc)) from None
+
+
 @requires("report.view")
 def categories(request, network: str):
     run = _run_or_404(request, network)
-    try:
-        rows = [r.as_dict() for r in reports.layer_report(run=run, layers=_layers(request))]
-    except reports.ReportError as exc:
-        raise Http404(str(exc)) from None
+    rows = _layer_rows(request, run)
     title = f"{network}: share of answers per category and layer"
     return _page(
         request,
@@ -132,10 +137,7 @@ def categories(request, network: str):
 @requires("report.view")
 def detectors(request, network: str):
     run = _run_or_404(request, network)
-    try:
-        rows = [r.as_dict() for r in reports.layer_report(run=run, layers=_layers(request))]
-    except reports.ReportError as exc:
-        raise Http404(str(exc)) from None
+    rows = _layer_rows(request, run)
     from annotate.labels.aggregation import detector_min_agreeing, detector_precision
 
     title = f"{network}: detector units per layer, by category"
