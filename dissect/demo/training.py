@@ -23,6 +23,12 @@ INPUT_SIZE = 128
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
 CHECKPOINT_FORMAT = "crowddissect-demo-network/1"
+PRECISIONS = ("bf16", "fp32")
+
+
+def default_precision() -> str:
+    """bf16 where the CPU has native bfloat16 kernels (oneDNN says so), else fp32."""
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
 
 
 def preprocessing() -> dict:
@@ -84,6 +90,7 @@ class TrainResult:
     cpu_seconds: float  # CPU time of all threads: what it costs on a machine shared with others
     threads: int
     widths: list[int]
+    precision: str
 
 
 def train_network(
@@ -94,18 +101,23 @@ def train_network(
     n_train: int,
     n_val: int,
     epochs: int,
-    batch_size: int = 64,
-    lr: float = 0.003,
+    batch_size: int = 128,
+    lr: float = 0.004,
     threads: int = 2,
     widths: tuple[int, ...] = DEFAULT_WIDTHS,
+    precision: str = "bf16",
     log: Callable[[str], None] = print,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[DemoAlexNet, TrainResult]:
     """Train a ``DemoAlexNet`` on ``variant`` images ("scenes" or "objects").
 
     AdamW with a one-cycle learning rate; returns the trained model (eval mode) and the
-    numbers to record. Deterministic for a given seed and thread count.
+    numbers to record. Deterministic for a given seed, thread count and CPU. ``precision="bf16"``
+    runs the forward pass under bfloat16 autocast (weights stay fp32), which trains ~1.7x faster
+    on CPUs with AVX512-BF16 or AMX; ``"fp32"`` is the plain path for any CPU.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     names = class_names(variant)
@@ -138,8 +150,9 @@ def train_network(
                 memory_format=torch.channels_last
             )
             y = train_y[idx]
-            logits = model(x)
-            loss = loss_fn(logits, y)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -173,6 +186,7 @@ def train_network(
         cpu_seconds=round(time.process_time() - cpu_started, 1),
         threads=threads,
         widths=list(widths),
+        precision=precision,
     )
     return model, result
 

@@ -5,8 +5,8 @@ import shlex
 from django.core.management.base import BaseCommand, CommandError
 
 DEFAULTS = {
-    "demo-places": {"n_train": 8000, "epochs": 5},
-    "demo-objects": {"n_train": 6000, "epochs": 6},
+    "demo-places": {"n_train": 20000, "epochs": 12},
+    "demo-objects": {"n_train": 12000, "epochs": 8},
 }
 
 
@@ -22,9 +22,15 @@ class Command(BaseCommand):
         parser.add_argument("--n-train", type=int, default=None, help="training images")
         parser.add_argument("--n-val", type=int, default=2000, help="held-out validation images")
         parser.add_argument("--epochs", type=int, default=None)
-        parser.add_argument("--batch-size", type=int, default=64)
-        parser.add_argument("--lr", type=float, default=0.003)
+        parser.add_argument("--batch-size", type=int, default=128)
+        parser.add_argument("--lr", type=float, default=0.004)
         parser.add_argument("--threads", type=int, default=2)
+        parser.add_argument(
+            "--precision",
+            choices=["bf16", "fp32"],
+            default=None,
+            help="bf16 autocast (default where the CPU supports it) or plain fp32",
+        )
         parser.add_argument(
             "--out-dir",
             default=None,
@@ -39,7 +45,12 @@ class Command(BaseCommand):
             DEMO_NETWORK_NAMES,
             NETWORK_VARIANT,
         )
-        from dissect.demo.training import record_in_manifest, save_checkpoint, train_network
+        from dissect.demo.training import (
+            default_precision,
+            record_in_manifest,
+            save_checkpoint,
+            train_network,
+        )
 
         name = opts["name"]
         if name not in DEMO_NETWORK_NAMES:
@@ -48,6 +59,7 @@ class Command(BaseCommand):
             )
         n_train = opts["n_train"] or DEFAULTS[name]["n_train"]
         epochs = opts["epochs"] or DEFAULTS[name]["epochs"]
+        precision = opts["precision"] or default_precision()
         out_dir = Path(opts["out_dir"]) if opts["out_dir"] else CHECKPOINT_DIR
         model, result = train_network(
             name=name,
@@ -59,6 +71,7 @@ class Command(BaseCommand):
             batch_size=opts["batch_size"],
             lr=opts["lr"],
             threads=opts["threads"],
+            precision=precision,
             log=self.stdout.write,
         )
         file_name = f"{name}.pt"
@@ -85,6 +98,8 @@ class Command(BaseCommand):
                 str(opts["lr"]),
                 "--threads",
                 str(opts["threads"]),
+                "--precision",
+                precision,
             ]
         )
         record_in_manifest(

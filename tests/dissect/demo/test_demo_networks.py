@@ -50,10 +50,11 @@ def test_recorded_accuracy_holds_on_fresh_images(name):
     assert abs(measured - entry["val_accuracy"]) <= 0.03, (measured, entry["val_accuracy"])
 
 
-def test_networks_learned_far_above_chance():
-    """Chance is 10% for scenes and 3.6% for objects (docs/demo-world.md has the numbers)."""
+def test_networks_meet_the_accuracy_targets():
+    """The issue's target for scenes is 85% (chance: 10% for scenes, 3.6% for objects;
+    docs/demo-world.md has the numbers)."""
     networks_ = read_manifest()["networks"]
-    assert networks_["demo-places"]["val_accuracy"] >= 0.6
+    assert networks_["demo-places"]["val_accuracy"] >= 0.85
     assert networks_["demo-objects"]["val_accuracy"] >= 0.9
 
 
