@@ -8,11 +8,18 @@ def _one_line(exc: BaseException) -> str | None:
     """The clear message for a configuration or connection problem, or None for other errors."""
     from django.core.exceptions import ImproperlyConfigured
     from django.db import OperationalError as DatabaseError
+    from django.db import ProgrammingError
 
     from config.env import SettingError
 
     if isinstance(exc, SettingError | ImproperlyConfigured):
         return str(exc)
+    if isinstance(exc, DatabaseError | ProgrammingError) and _missing_table(str(exc)):
+        first = str(exc).strip().splitlines()[0]
+        return (
+            f"the database has no tables for this command yet ({first}); "
+            "create them with `python manage.py migrate`."
+        )
     if isinstance(exc, DatabaseError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"DATABASE_URL: cannot use the database ({first}); check the URL and that the server runs."
@@ -25,6 +32,11 @@ def _one_line(exc: BaseException) -> str | None:
             f"CELERY_BROKER_URL: cannot reach the broker ({exc}); check the URL and that it runs."
         )
     return None
+
+
+def _missing_table(message: str) -> bool:
+    """True for SQLite's and PostgreSQL's "this table does not exist" errors."""
+    return "no such table" in message or ("relation" in message and "does not exist" in message)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,6 +96,26 @@ def test_unreachable_database_gives_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_unmigrated_database_says_to_migrate(tmp_path):
+    """A command that needs tables, on a fresh embedded database, names `migrate` as the fix."""
+    result = run(
+        [
+            sys.executable,
+            "manage.py",
+            "create_user",
+            "ann",
+            "--role",
+            "annotator",
+            "--password",
+            "pw",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: the database has no tables for this command yet")
+    assert "python manage.py migrate" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_check_deploy_is_clean_with_production_variables(tmp_path):
     result = run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
