@@ -17,6 +17,7 @@ label number (scenes variant); ``class`` holds the name a demo network is traine
 """
 
 import csv
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,7 +75,6 @@ def write_demo_world(
     for index in range(n_images):
         sample = render(seed, index, size=size, variant=variant)
         stem = f"{index:06d}"
-        Image.fromarray(sample.image).save(images_dir / f"{stem}.jpg", quality=95, subsampling=0)
         row = {
             "image": f"{stem}.jpg",
             "split": split_of(index),
@@ -85,11 +85,11 @@ def write_demo_world(
             "class": _class_name(sample, variant),
             "scene": label_number("scene", sample.scene) if variant == "scenes" else "",
         }
+        row.update({map_name: f"{stem}_{map_name}.png" for map_name in MAP_NAMES})
+        for suffix, data in encode_sample(sample).items():
+            (images_dir / f"{stem}{suffix}").write_bytes(data)
         for map_name in MAP_NAMES:
-            label_map = getattr(sample, map_name)
-            Image.fromarray(label_map).save(images_dir / f"{stem}_{map_name}.png", compress_level=1)
-            row[map_name] = f"{stem}_{map_name}.png"
-            counts = np.bincount(label_map.ravel(), minlength=len(LABELS))
+            counts = np.bincount(getattr(sample, map_name).ravel(), minlength=len(LABELS))
             frequency += counts > 0
             pixels += counts
         if variant == "scenes":
@@ -118,6 +118,20 @@ def write_demo_world(
     }
     (out / "world.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+def encode_sample(sample) -> dict[str, bytes]:
+    """The files of one rendered sample, by file-name suffix: ".jpg" (JPEG, quality 95, no chroma
+    subsampling) and "_object.png", "_part.png", "_material.png", "_color.png" (8-bit label maps)."""
+    files = {}
+    buffer = io.BytesIO()
+    Image.fromarray(sample.image).save(buffer, format="JPEG", quality=95, subsampling=0)
+    files[".jpg"] = buffer.getvalue()
+    for map_name in MAP_NAMES:
+        buffer = io.BytesIO()
+        Image.fromarray(getattr(sample, map_name)).save(buffer, format="PNG", compress_level=1)
+        files[f"_{map_name}.png"] = buffer.getvalue()
+    return files
 
 
 def _class_name(sample, variant: str) -> str:
