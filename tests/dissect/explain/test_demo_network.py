@@ -66,6 +66,6 @@ def test_scene_and_object_masks_on_held_out_scenes(demo_places, demo_units):
             if truth.any():  # the object is there: how well does its concept mask cover it?
                 ious.append(mask_iou(concept.mask, truth))
     print(f"scene top-1 {scene_hits / n:.2f}, object mask IoU {np.mean(ious):.3f} over {len(ious)}")
-    assert scene_hits / n >= 0.6  # measured 0.73
+    assert scene_hits / n >= 0.8  # measured 0.97 (the network's held-out accuracy is 89%)
     assert len(ious) >= 10
-    assert np.mean(ious) >= 0.15  # measured 0.23 over 30 pairs
+    assert np.mean(ious) >= 0.2  # measured 0.27 over 36 pairs
