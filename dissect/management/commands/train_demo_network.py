@@ -40,6 +40,8 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         from pathlib import Path
 
+        from tqdm import tqdm
+
         from dissect.demo.networks import (
             CHECKPOINT_DIR,
             DEMO_NETWORK_NAMES,
@@ -61,6 +63,17 @@ class Command(BaseCommand):
         epochs = opts["epochs"] or DEFAULTS[name]["epochs"]
         precision = opts["precision"] or default_precision()
         out_dir = Path(opts["out_dir"]) if opts["out_dir"] else CHECKPOINT_DIR
+        bar = tqdm(unit="step", desc=f"train {name}", disable=opts["verbosity"] == 0)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        def log(message: str) -> None:
+            bar.clear()  # keep the epoch lines readable above the bar
+            self.stdout.write(message)
+            bar.refresh()
+
         model, result = train_network(
             name=name,
             variant=NETWORK_VARIANT[name],
@@ -72,8 +85,10 @@ class Command(BaseCommand):
             lr=opts["lr"],
             threads=opts["threads"],
             precision=precision,
-            log=self.stdout.write,
+            log=log,
+            progress=progress,
         )
+        bar.close()
         file_name = f"{name}.pt"
         sha256 = save_checkpoint(
             model, path=out_dir / file_name, name=name, variant=NETWORK_VARIANT[name]
