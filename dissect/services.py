@@ -38,6 +38,13 @@ from dissect.models import (
     Unit,
     UnitImage,
 )
+from dissect.run_progress import (
+    StageProgress,
+    progress_set,
+    show_bars,
+    stage_set,
+    timing_add,
+)
 from dissect.selectors import run_ordered_images
 from dissect.storage import save_content_addressed
 
@@ -74,15 +81,10 @@ _OPTION_KEYS = (
     "auto_labels",
 )
 SCAN_CHUNK = 2000
-_PROGRESS_EVERY_S = 1.0
 
 
 class PipelineError(ValueError):
     """A request the pipeline cannot carry out; the message says what to change."""
-
-
-class RunCancelled(Exception):
-    """Raised between batches when the run's status row says it was cancelled."""
 
 
 # -- small helpers ------------------------------------------------------------------------------
@@ -116,91 +118,6 @@ def run_dir(run_id: int) -> Path:
     path = Path(settings.CROWDDISSECT["RUNS_DIR"]) / str(run_id)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _show_bars() -> bool:
-    # Terminal bars only when tasks run in this process (the embedded default); on a worker
-    # they would only clutter the log.
-    return bool(settings.CELERY_TASK_ALWAYS_EAGER)
-
-
-class _StageProgress:
-    """Reports one stage's progress to the run's status row (throttled), an optional tqdm bar;
-    raises RunCancelled when the run was cancelled meanwhile (checked between batches).
-
-    ``additive=True`` adds this worker's count to the stage's shared counter (many shard tasks
-    feed one ``extract`` counter); otherwise ``done`` is the stage's absolute count.
-    """
-
-    def __init__(self, run_id: int, stage: str, total: int, *, additive: bool = False,
-                 label: str = "", bar_total: int | None = None, unit: str = "img"):  # fmt: skip
-        self.run_id, self.stage, self.total, self.additive = run_id, stage, total, additive
-        self._last = time.monotonic()
-        self._reported = 0
-        self._bar = None
-        if _show_bars():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=bar_total or total, desc=label or stage, unit=unit, leave=False)
-        if not additive:
-            _progress_set(run_id, stage, done=0, total=total)
-
-    def __call__(self, done: int, total: int | None = None) -> None:
-        if self._bar is not None:
-            self._bar.update(done - self._bar.n)
-        now = time.monotonic()
-        if now - self._last >= _PROGRESS_EVERY_S:
-            self._last = now
-            self._flush(done)
-            if _run_cancelled(self.run_id):
-                raise RunCancelled
-
-    def _flush(self, done: int) -> None:
-        if self.additive:
-            _progress_set(self.run_id, self.stage, add=done - self._reported)
-        else:
-            _progress_set(self.run_id, self.stage, done=done, total=self.total)
-        self._reported = done
-
-    def close(self, done: int | None = None) -> None:
-        if done is not None:
-            self._flush(done)
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _run_cancelled(run_id: int) -> bool:
-    status = DissectionRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
-    return status == DissectionRun.Status.CANCELLED
-
-
-def _progress_set(
-    run_id: int, stage: str, *, done: int | None = None, total: int | None = None, add: int = 0
-) -> None:
-    """Update ``progress[stage]`` under a row lock: shard tasks on many workers write it."""
-    with transaction.atomic():
-        run = DissectionRun.objects.select_for_update().only("progress").get(pk=run_id)
-        entry = dict(run.progress.get(stage) or {"done": 0, "total": 0})
-        if total is not None:
-            entry["total"] = int(total)
-        if done is not None:
-            entry["done"] = int(done)
-        entry["done"] = min(entry["done"] + add, entry["total"] or entry["done"] + add)
-        run.progress = {**run.progress, stage: entry}
-        DissectionRun.objects.filter(pk=run_id).update(progress=run.progress)
-
-
-def _timing_add(run_id: int, stage: str, seconds: float) -> None:
-    with transaction.atomic():
-        run = DissectionRun.objects.select_for_update().only("timings").get(pk=run_id)
-        timings = {**run.timings, stage: round(float(run.timings.get(stage, 0)) + seconds, 3)}
-        DissectionRun.objects.filter(pk=run_id).update(timings=timings)
-
-
-def _set_stage(run_id: int, stage: str) -> None:
-    DissectionRun.objects.filter(pk=run_id).exclude(
-        status__in=[DissectionRun.Status.CANCELLED, DissectionRun.Status.FAILED]
-    ).update(stage=stage, status=DissectionRun.Status.RUNNING)
 
 
 # -- networks -----------------------------------------------------------------------------------
@@ -407,7 +324,7 @@ def image_set_scan(
     }
     seen: set[str] = set()
     bar = None
-    if progress is None and _show_bars():
+    if progress is None and show_bars():
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc=f"scan {name}", unit="file", leave=False)
@@ -640,7 +557,7 @@ def run_start(*, run: DissectionRun, background: bool = False) -> DissectionRun:
     )  # fmt: skip
     pending = _shards_to_do(run)
     done_images = sum(s.image_count for s in run.shards.all() if s.index not in pending)
-    _progress_set(run.pk, "extract", done=done_images, total=run.parameters.get("n_images", 0))
+    progress_set(run.pk, "extract", done=done_images, total=run.parameters.get("n_images", 0))
 
     run_id = run.pk
     if background and settings.CELERY_TASK_ALWAYS_EAGER and EAGER_WEB_THREADS:
@@ -759,7 +676,7 @@ def shard_extract(*, run_id: int, shard_index: int, attempt: int | None = None) 
     started = time.monotonic()
     net = network_load(network=run.network)
     items = _image_items(run, shard)
-    reporter = _StageProgress(
+    reporter = StageProgress(
         run_id, "extract", params.get("n_images", 0), additive=True,
         label=f"extract shard {shard_index}", bar_total=len(items),
     )  # fmt: skip
@@ -807,7 +724,7 @@ def shard_extract(*, run_id: int, shard_index: int, attempt: int | None = None) 
         finished_at=timezone.now(),
     )
     reporter.close(done=len(items))
-    _timing_add(run_id, "extract", seconds)
+    timing_add(run_id, "extract", seconds)
 
 
 def load_shard_stats(path: str | Path) -> dict:
@@ -845,7 +762,7 @@ def run_merge(*, run_id: int, attempt: int | None = None) -> None:
     run = _active_run(run_id, attempt)
     if run is None:
         return
-    _set_stage(run_id, "merge")
+    stage_set(run_id, "merge")
     started = time.monotonic()
     shards = list(run.shards.order_by("index"))
     missing = [s.index for s in shards if s.status != Shard.Status.DONE or not s.state_path]
@@ -854,10 +771,10 @@ def run_merge(*, run_id: int, attempt: int | None = None) -> None:
             f"run {run_id}: shards {missing[:10]} have no stored state; "
             f"resume the run with `python manage.py dissect --resume {run_id}`"
         )
-    _progress_set(run_id, "merge", done=0, total=len(shards) + len(run.layers))
+    progress_set(run_id, "merge", done=0, total=len(shards) + len(run.layers))
     merged = merge_stats(load_shard_stats(s.state_path) for s in shards)
     torch.save({a: s.state_dict() for a, s in merged.items()}, run_dir(run_id) / "merged.pt")
-    _progress_set(run_id, "merge", done=len(shards))
+    progress_set(run_id, "merge", done=len(shards))
 
     net = network_load(network=run.network)
     rfs = theoretical_receptive_fields(net, run.layers)
@@ -869,8 +786,8 @@ def run_merge(*, run_id: int, attempt: int | None = None) -> None:
             continue  # no image made it through (all bad): nothing to record
         with transaction.atomic():
             _layer_write(run, order, alias, stats, rfs.get(alias, (None, None))[0], q, controls)
-        _progress_set(run_id, "merge", add=1)
-    _timing_add(run_id, "merge", time.monotonic() - started)
+        progress_set(run_id, "merge", add=1)
+    timing_add(run_id, "merge", time.monotonic() - started)
 
 
 def _layer_write(run, order, alias, stats, rf_px, q, controls) -> None:
@@ -957,7 +874,7 @@ def run_receptive_field(*, run_id: int, layer_name: str, attempt: int | None = N
     run = _active_run(run_id, attempt)
     if run is None:
         return
-    _set_stage(run_id, "receptive_field")
+    stage_set(run_id, "receptive_field")
     started = time.monotonic()
     params = run.parameters
     layer = run.layer_set.get(name=layer_name)
@@ -972,7 +889,7 @@ def run_receptive_field(*, run_id: int, layer_name: str, attempt: int | None = N
     root = Path(run.image_set.root)
     paths = dict(Image.objects.filter(id__in=ids).values_list("id", "path"))
     transform = preprocess_transform(net.preprocessing)
-    reporter = _StageProgress(
+    reporter = StageProgress(
         run_id, f"receptive_field {layer_name}", len(ids), label=f"rf {layer_name}"
     )
     result = estimate_receptive_fields(
@@ -999,7 +916,7 @@ def run_receptive_field(*, run_id: int, layer_name: str, attempt: int | None = N
     layer.empirical_rf_mean_px = _finite(result.mean_px)
     layer.empirical_rf_std_px = _finite(result.std_px)
     layer.save(update_fields=["empirical_rf_mean_px", "empirical_rf_std_px"])
-    _timing_add(run_id, f"receptive_field {layer_name}", time.monotonic() - started)
+    timing_add(run_id, f"receptive_field {layer_name}", time.monotonic() - started)
 
 
 # -- render ----------------------------------------------------------------------------------
@@ -1054,7 +971,7 @@ def run_render(*, run_id: int, attempt: int | None = None, progress: Progress | 
     run = _active_run(run_id, attempt)
     if run is None:
         return 0
-    _set_stage(run_id, "render")
+    stage_set(run_id, "render")
     started = time.monotonic()
     params = run.parameters
     recipe = params.get("segmentation", DEFAULTS["segmentation"])
@@ -1067,7 +984,7 @@ def run_render(*, run_id: int, attempt: int | None = None, progress: Progress | 
     for ui in UnitImage.objects.filter(unit__layer__run=run).order_by("id"):
         wanted[ui.image_id].append(ui)
     total = sum(len(v) for v in wanted.values())
-    reporter = _StageProgress(run_id, "render", total, label="render tiles", unit="tile")
+    reporter = StageProgress(run_id, "render", total, label="render tiles", unit="tile")
     root = Path(run.image_set.root)
     items = [
         (image_id, str(root / path))
@@ -1121,7 +1038,7 @@ def run_render(*, run_id: int, attempt: int | None = None, progress: Progress | 
     reporter.close(done=done)
     _montages_write(run, tile_px=int(params.get("montage_tile_px", DEFAULTS["montage_tile_px"])))
     seconds = time.monotonic() - started
-    _timing_add(run_id, "render", seconds)
+    timing_add(run_id, "render", seconds)
     if progress is not None:
         progress(done, total)
     return done

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from celery import chain, chord, group, shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from dissect import services
+from dissect import run_progress, services
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _guarded(run_id: int, work: Callable[[], object]):
     message a user can act on) and is re-raised so the chord stops."""
     try:
         return work()
-    except services.RunCancelled:
+    except run_progress.RunCancelled:
         logger.info("run %s was cancelled; stopping", run_id)
         return None
     except (OperationalError, InterfaceError, ConnectionError):

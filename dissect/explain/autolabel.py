@@ -300,7 +300,7 @@ def run_auto_labels(
     import torch
     from django.db import transaction
 
-    from dissect import services
+    from dissect import run_progress, services
     from dissect.models import AutoLabel, DissectionRun, Unit
 
     run = DissectionRun.objects.select_related("network", "image_set").get(pk=run_id)
@@ -340,9 +340,11 @@ def run_auto_labels(
         if values and all(v is not None for v in values):
             thresholds[name] = torch.tensor(values, dtype=torch.float32)
     if run.status == DissectionRun.Status.RUNNING:
-        services._set_stage(run_id, "auto_label")
+        run_progress.stage_set(run_id, "auto_label")
     total = len(rows) * (1 if len(thresholds) == len(names) else 2)
-    reporter = progress or services._StageProgress(run_id, "auto_label", total, label="auto labels")
+    reporter = progress or run_progress.StageProgress(
+        run_id, "auto_label", total, label="auto labels"
+    )
     started = time.monotonic()
     net = services.network_load(network=run.network)
     results = compute_auto_labels(
@@ -374,5 +376,5 @@ def run_auto_labels(
             written += len(objs)
     if progress is None:
         reporter.close(total)
-    services._timing_add(run_id, "auto_label", time.monotonic() - started)
+    run_progress.timing_add(run_id, "auto_label", time.monotonic() - started)
     return written
