@@ -46,6 +46,21 @@ class RunSerializer(serializers.ModelSerializer):
                   "started_at", "finished_at"]  # fmt: skip
 
 
+class RunOptionsSerializer(serializers.Serializer):
+    """Advanced parameters; any left out take the pipeline's defaults."""
+
+    quantile = serializers.FloatField(
+        required=False, help_text="Activation quantile of a unit's threshold, e.g. 0.995."
+    )
+    montage_tile_px = serializers.IntegerField(required=False)
+    rf_images = serializers.IntegerField(required=False)
+    rf_patch_px = serializers.IntegerField(required=False)
+    rf_stride_px = serializers.IntegerField(required=False)
+    auto_labels = serializers.BooleanField(
+        required=False, help_text="Label units automatically from the image set's pixel labels."
+    )
+
+
 class RunCreateSerializer(serializers.Serializer):
     network = serializers.SlugRelatedField(slug_field="name", queryset=Network.objects.all())
     image_set = serializers.SlugRelatedField(slug_field="name", queryset=ImageSet.objects.all())
@@ -59,7 +74,10 @@ class RunCreateSerializer(serializers.Serializer):
     receptive_field = serializers.BooleanField(default=False)
     device = serializers.ChoiceField(choices=services.DEVICES, default="auto")
     tile_px = serializers.IntegerField(min_value=16, default=services.DEFAULTS["tile_px"])
+    batch_size = serializers.IntegerField(min_value=1, default=services.DEFAULTS["batch_size"])
+    workers = serializers.IntegerField(min_value=0, default=services.DEFAULTS["workers"])
     seed = serializers.IntegerField(default=0)
+    options = RunOptionsSerializer(required=False)
     start = serializers.BooleanField(default=True, help_text="Start right away (else: pending).")
 
 

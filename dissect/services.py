@@ -71,15 +71,16 @@ DEFAULTS = {
     "rf_patch_px": 11,
     "rf_stride_px": 3,
 }
+# Advanced parameters (``run_create(options=...)``), each with its type and allowed range.
 # auto_labels: the optional automatic-label stage (dissect.explain.tasks.auto_label_run).
-_OPTION_KEYS = (
-    "quantile",
-    "montage_tile_px",
-    "rf_images",
-    "rf_patch_px",
-    "rf_stride_px",
-    "auto_labels",
-)
+OPTION_RANGES: dict[str, tuple[type, float | None, float | None]] = {
+    "quantile": (float, 0.0, 1.0),  # strictly between: the unit threshold's activation quantile
+    "montage_tile_px": (int, 16, 512),
+    "rf_images": (int, 1, 100),
+    "rf_patch_px": (int, 1, None),
+    "rf_stride_px": (int, 1, None),
+    "auto_labels": (bool, None, None),
+}
 SCAN_CHUNK = 2000
 
 
@@ -408,6 +409,37 @@ def _image_mark_bad(*, image_id: int, reason: str) -> None:
 # -- runs: create, start, cancel, resume ---------------------------------------------------------
 
 
+def options_clean(options: dict) -> dict:
+    """``options`` checked against OPTION_RANGES and converted to their types; raises
+    PipelineError naming the first unknown or out-of-range option."""
+    unknown = sorted(set(options) - set(OPTION_RANGES))
+    if unknown:
+        raise PipelineError(
+            f"unknown option(s) {', '.join(unknown)}: use {', '.join(OPTION_RANGES)}"
+        )
+    cleaned = {}
+    for name, value in options.items():
+        kind, low, high = OPTION_RANGES[name]
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise PipelineError(f"{name} must be true or false (got {value!r})")
+            cleaned[name] = value
+            continue
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not is_number or not math.isfinite(value) or (kind is int and value != int(value)):
+            what = "a whole number" if kind is int else "a number"
+            raise PipelineError(f"{name} must be {what} (got {value!r})")
+        number = kind(value)
+        if name == "quantile":
+            if not low < number < high:
+                raise PipelineError(f"quantile must be between 0 and 1, exclusive (got {value})")
+        elif number < low or (high is not None and number > high):
+            limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise PipelineError(f"{name} must be {limit} (got {value})")
+        cleaned[name] = number
+    return cleaned
+
+
 def _check_layers(network: Network, layers: Sequence[str]) -> list[str]:
     """Validate layer names: aliases are checked from the row; anything else loads the network
     (module paths). Raises PipelineError listing the valid names."""
@@ -454,15 +486,7 @@ def run_create(
     usable images each, in image id order). ``options`` sets advanced parameters (quantile,
     montage_tile_px, rf_images, rf_patch_px, rf_stride_px). Raises PipelineError naming the
     bad parameter."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(_OPTION_KEYS))
-    if unknown:
-        raise PipelineError(
-            f"unknown option(s) {', '.join(unknown)}: use {', '.join(_OPTION_KEYS)}"
-        )
-    quantile = float(options.get("quantile", DEFAULTS["quantile"]))
-    if not 0.0 < quantile < 1.0:
-        raise PipelineError(f"quantile must be between 0 and 1 (got {quantile})")
+    options = options_clean(options or {})
     if segmentation not in SEGMENTATIONS:
         raise PipelineError(
             f"unknown segmentation {segmentation!r}: use one of {', '.join(SEGMENTATIONS)}"

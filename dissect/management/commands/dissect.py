@@ -14,6 +14,9 @@ from dissect import services
 from dissect.management.commands._pipeline_cli import follow, get_run, status_lines
 from dissect.models import DissectionRun, ImageSet, Network
 
+# services.OPTION_RANGES the command line sets (auto labels need pixel labels: `auto_label`).
+ADVANCED_OPTIONS = ("quantile", "montage_tile_px", "rf_images", "rf_patch_px", "rf_stride_px")
+
 
 class Command(BaseCommand):
     help = (
@@ -48,6 +51,14 @@ class Command(BaseCommand):
         what.add_argument("--seed", type=int, default=0)
         what.add_argument("--no-wait", action="store_true",
                           help="With a broker: enqueue and return instead of following.")  # fmt: skip
+        advanced = parser.add_argument_group("advanced (defaults: the pipeline's)")
+        advanced.add_argument("--quantile", type=float,
+                              help="Activation quantile of each unit's threshold (0.995).")  # fmt: skip
+        advanced.add_argument("--montage-tile-px", type=int)
+        advanced.add_argument("--rf-images", type=int,
+                              help="Top images per unit for the empirical receptive field.")  # fmt: skip
+        advanced.add_argument("--rf-patch-px", type=int, help="Occluder side in pixels.")
+        advanced.add_argument("--rf-stride-px", type=int, help="Occluder grid stride in pixels.")
         other = parser.add_argument_group("an existing run").add_mutually_exclusive_group()
         other.add_argument("--status", type=int, metavar="RUN")
         other.add_argument("--resume", type=int, metavar="RUN")
@@ -104,6 +115,7 @@ class Command(BaseCommand):
             batch_size=o["batch_size"],
             workers=o["workers"],
             seed=o["seed"],
+            options={name: o[name] for name in ADVANCED_OPTIONS if o[name] is not None},
         )
 
     def _network(self, o) -> Network:

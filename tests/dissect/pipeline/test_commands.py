@@ -90,3 +90,23 @@ def _classes(folder):
     path = folder.parent / "classes.txt"
     path.write_text("a\nb\nc\nd\n")
     return path
+
+
+@pytest.mark.django_db(transaction=True)
+def test_advanced_options_reach_the_run_and_a_bad_one_is_named(tiny_network, image_folder):
+    args = ["dissect", "--network", "tiny", "--images", str(image_folder), "--layers", SMALL]
+    args += ["--top-k", "2", "--controls", "0", "--shard-size", "12", "--tile-px", "20"]
+    with pytest.raises(CommandError, match=r"rf_patch_px must be at least 1 \(got 0\)"):
+        _call(*args, "--rf-patch-px", "0")
+    assert not DissectionRun.objects.exists()  # nothing half-made
+
+    _call(*args, "--quantile", "0.9", "--montage-tile-px", "24")
+    run = DissectionRun.objects.get()
+    assert run.status == DissectionRun.Status.DONE, run.error
+    assert run.parameters["quantile"] == 0.9 and run.parameters["montage_tile_px"] == 24
+    from django.core.files.storage import default_storage
+    from PIL import Image
+
+    unit = run.layer_set.get().units.first()
+    with default_storage.open(unit.montage_path) as fh, Image.open(fh) as montage:
+        assert montage.height == 24  # the two top tiles in one row, at --montage-tile-px

@@ -86,3 +86,32 @@ def test_a_failing_stage_marks_the_run_failed_with_the_reason(
     run.refresh_from_db()
     assert run.status == DissectionRun.Status.FAILED
     assert "moved-away.pt" in run.error
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"bogus": 1}, "unknown option(s) bogus: use quantile, montage_tile_px"),
+        ({"quantile": 0.0}, "quantile must be between 0 and 1, exclusive (got 0.0)"),
+        ({"quantile": "high"}, "quantile must be a number (got 'high')"),
+        ({"quantile": float("nan")}, "quantile must be a number (got nan)"),
+        ({"rf_stride_px": 2.5}, "rf_stride_px must be a whole number (got 2.5)"),
+        ({"rf_images": True}, "rf_images must be a whole number (got True)"),
+        ({"montage_tile_px": 8}, "montage_tile_px must be between 16 and 512 (got 8)"),
+        ({"auto_labels": "yes"}, "auto_labels must be true or false (got 'yes')"),
+    ],
+)
+def test_bad_advanced_options_are_named(options, message):
+    from dissect.services import PipelineError, options_clean
+
+    with pytest.raises(PipelineError) as error:
+        options_clean(options)
+    assert message in str(error.value)
+
+
+def test_advanced_options_are_converted_to_their_types():
+    from dissect.services import options_clean
+
+    cleaned = options_clean({"rf_patch_px": 5.0, "quantile": 1 - 1e-3, "auto_labels": True})
+    assert cleaned == {"rf_patch_px": 5, "quantile": 0.999, "auto_labels": True}
+    assert type(cleaned["rf_patch_px"]) is int

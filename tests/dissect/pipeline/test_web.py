@@ -131,3 +131,30 @@ def test_api_creates_starts_and_reads_a_run(
     bad = api.post("/api/dissect/runs/", {"network": "tiny", "image_set": image_set.name,
                                            "layers": ["layer9"]}, format="json")  # fmt: skip
     assert bad.status_code == 400 and "layer9" in bad.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_api_sets_advanced_options_and_names_a_bad_one(researcher, tiny_network, image_set):
+    api = APIClient()
+    api.force_authenticate(researcher)
+    request = {"network": "tiny", "image_set": image_set.name, "layers": [SMALL], "start": False}
+    created = api.post("/api/dissect/runs/", {
+        **request, "batch_size": 4, "workers": 0,
+        "options": {"quantile": 0.99, "rf_images": 3, "auto_labels": False},
+    }, format="json")  # fmt: skip
+    assert created.status_code == 201, created.json()
+    parameters = DissectionRun.objects.get(pk=created.json()["id"]).parameters
+    assert parameters["quantile"] == 0.99 and parameters["rf_images"] == 3
+    assert parameters["batch_size"] == 4 and parameters["auto_labels"] is False
+    assert parameters["rf_patch_px"] == 11  # left out: the pipeline's default
+
+    for options, message in [
+        ({"quantile": 1.5}, "quantile must be between 0 and 1"),
+        ({"rf_images": 0}, "rf_images must be between 1 and 100 (got 0)"),
+        ({"montage_tile_px": 4096}, "montage_tile_px must be between 16 and 512"),
+    ]:
+        bad = api.post("/api/dissect/runs/", {**request, "options": options}, format="json")
+        assert bad.status_code == 400 and message in bad.json()["detail"], bad.json()
+    typo = api.post("/api/dissect/runs/", {**request, "batch_size": 0}, format="json")
+    assert typo.status_code == 400 and "batch_size" in typo.json()
+    assert DissectionRun.objects.count() == 1  # refused requests left nothing behind
