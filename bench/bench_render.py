@@ -2,7 +2,7 @@
 
 Target (issue 4): >= 50 tiles/s on 2 CPU cores. The script builds a throwaway data folder
 (SQLite, media, runs), dissects a small image set through the real services (extract + merge),
-then times ``dissect.services.run_render`` alone: re-running the listed images, building each
+then times ``dissect.services.run_render`` and ``run_montages`` alone: re-running the listed images, building each
 unit's mask, writing every tile (content-addressed JPEG) and one montage per unit.
 
     .venv/bin/python bench/bench_render.py [--images 200] [--layers features.3] [--top-k 20]
@@ -86,6 +86,7 @@ def main() -> int:
 
     started = time.perf_counter()
     tiles = services.run_render(run_id=run.pk)
+    services.run_montages(run_id=run.pk)
     render_s = time.perf_counter() - started
     rate = tiles / render_s
     units = sum(layer.unit_count for layer in run.layer_set.all())

@@ -82,6 +82,7 @@ OPTION_RANGES: dict[str, tuple[type, float | None, float | None]] = {
     "auto_labels": (bool, None, None),
 }
 SCAN_CHUNK = 2000
+RENDER_MAX_PARTS = 8
 
 
 class PipelineError(ValueError):
@@ -812,6 +813,8 @@ def run_merge(*, run_id: int, attempt: int | None = None) -> None:
             _layer_write(run, order, alias, stats, rfs.get(alias, (None, None))[0], q, controls)
         progress_set(run_id, "merge", add=1)
     timing_add(run_id, "merge", time.monotonic() - started)
+    tiles = UnitImage.objects.filter(unit__layer__run=run).count()
+    progress_set(run_id, "render", done=0, total=tiles)  # the render parts add to it
 
 
 def _layer_write(run, order, alias, stats, rf_px, q, controls) -> None:
@@ -980,10 +983,23 @@ def _view_images(x, preprocessing: dict) -> list:
     return [PILImage.fromarray(p.numpy(), "RGB") for p in pixels]
 
 
-def run_render(*, run_id: int, attempt: int | None = None, progress: Progress | None = None) -> int:
+def render_parts(run: DissectionRun) -> int:
+    """How many tasks render a run's tiles side by side: one per shard, at most RENDER_MAX_PARTS."""
+    return max(1, min(RENDER_MAX_PARTS, run.shards.count()))
+
+
+def run_render(
+    *,
+    run_id: int,
+    attempt: int | None = None,
+    part: int = 0,
+    parts: int = 1,
+    progress: Progress | None = None,
+) -> int:
     """Re-run only the images in some unit's lists (each once, all layers in one forward pass),
-    build each unit's mask with the run's recipe, write its tiles and one montage per unit to
-    media storage (content-addressed). Returns the number of tiles written."""
+    build each unit's mask with the run's recipe and write its tiles to media storage
+    (content-addressed). ``part`` of ``parts`` takes the images whose id modulo ``parts`` is
+    ``part``, so several workers can render one run. Returns the number of tiles written."""
     import torch
 
     from dissect.engine.extract import resolve_device
@@ -1006,9 +1022,12 @@ def run_render(*, run_id: int, attempt: int | None = None, progress: Progress | 
     units = {u.pk: u for u in Unit.objects.filter(layer__run=run).select_related("layer")}
     wanted: dict[int, list[UnitImage]] = defaultdict(list)
     for ui in UnitImage.objects.filter(unit__layer__run=run).order_by("id"):
-        wanted[ui.image_id].append(ui)
+        if ui.image_id % parts == part:
+            wanted[ui.image_id].append(ui)
     total = sum(len(v) for v in wanted.values())
-    reporter = StageProgress(run_id, "render", total, label="render tiles", unit="tile")
+    # The merge set the stage's total (every part's tiles); each part adds what it renders.
+    label = "render tiles" if parts == 1 else f"render tiles {part + 1}/{parts}"
+    reporter = StageProgress(run_id, "render", total, additive=True, label=label, unit="tile")
     root = Path(run.image_set.root)
     items = [
         (image_id, str(root / path))
@@ -1060,12 +1079,21 @@ def run_render(*, run_id: int, attempt: int | None = None, progress: Progress | 
         pool.shutdown(wait=True, cancel_futures=True)
         net.model.to("cpu")
     reporter.close(done=done)
-    _montages_write(run, tile_px=int(params.get("montage_tile_px", DEFAULTS["montage_tile_px"])))
-    seconds = time.monotonic() - started
-    timing_add(run_id, "render", seconds)
+    timing_add(run_id, "render", time.monotonic() - started)
     if progress is not None:
         progress(done, total)
     return done
+
+
+def run_montages(*, run_id: int, attempt: int | None = None) -> None:
+    """One montage per unit from its stored tiles (after every render part)."""
+    run = _active_run(run_id, attempt)
+    if run is None:
+        return
+    started = time.monotonic()
+    tile_px = int(run.parameters.get("montage_tile_px", DEFAULTS["montage_tile_px"]))
+    _montages_write(run, tile_px=tile_px)
+    timing_add(run_id, "render", time.monotonic() - started)
 
 
 def _tile_write(view, mask, tile_px: int) -> str:

@@ -1,8 +1,9 @@
 """Celery tasks of a dissection run: thin wrappers over ``dissect.services`` taking ids.
 
 Routing (config/celery.py): extract_shard and receptive_field_layer go to queue ``gpu``,
-merge_run and render_units to queue ``cpu``. A run is a chord: every shard -> merge ->
-(receptive field per layer ->) render -> finish. Each task is idempotent (a redelivered shard
+merge_run, render_units and render_montages to queue ``cpu``. A run is a chain of chords: every
+shard -> merge, (receptive field per layer,) (automatic labels,) every render part -> montages
+and finish. Each task is idempotent (a redelivered shard
 overwrites its own file; merge and render rewrite the same rows and content-addressed files),
 so a killed worker's task is simply redone. Transient database or broker errors are retried
 with exponential backoff; any other error marks the run failed with the error text.
@@ -76,22 +77,34 @@ def receptive_field_layer(self, run_id: int, layer_name: str, attempt: int | Non
 
 
 @shared_task(name="dissect.tasks.render_units", **_RETRY)
-def render_units(self, run_id: int, attempt: int | None = None) -> None:
-    """Tiles and montages of every unit, then the run is done (queue cpu)."""
+def render_units(
+    self, run_id: int, attempt: int | None = None, part: int = 0, parts: int = 1
+) -> None:
+    """Tiles of one part of the run's top images (queue cpu)."""
+    _guarded(
+        run_id,
+        lambda: services.run_render(run_id=run_id, attempt=attempt, part=part, parts=parts),
+    )
+
+
+@shared_task(name="dissect.tasks.render_montages", **_RETRY)
+def render_montages(self, run_id: int, attempt: int | None = None) -> None:
+    """Every unit's montage from its tiles, then the run is done (queue cpu)."""
 
     def work():
-        services.run_render(run_id=run_id, attempt=attempt)
+        services.run_montages(run_id=run_id, attempt=attempt)
         services.run_finish(run_id=run_id, attempt=attempt)
 
     _guarded(run_id, work)
 
 
 def run_signature(*, run_id: int, shard_indexes: Sequence[int], layers: Sequence[str],
-                  receptive_field: bool, auto_labels: bool = False,
+                  receptive_field: bool, auto_labels: bool = False, render_parts: int = 1,
                   attempt: int | None = None):  # fmt: skip
     """The run's Celery canvas: chord(shards -> merge), optional RF per layer, optional
-    automatic labels, then render. ``attempt`` (the run's start counter) lets tasks left in
-    the queue from an earlier start recognize themselves as stale and do nothing."""
+    automatic labels, then chord(render parts -> montages). ``attempt`` (the run's start
+    counter) lets tasks left in the queue from an earlier start recognize themselves as stale
+    and do nothing."""
     merge = merge_run.si(run_id, attempt)
     steps = []
     if shard_indexes:
@@ -104,7 +117,8 @@ def run_signature(*, run_id: int, shard_indexes: Sequence[int], layers: Sequence
         from dissect.explain.tasks import auto_label_run
 
         steps.append(auto_label_run.si(run_id))
-    steps.append(render_units.si(run_id, attempt))
+    parts = [render_units.si(run_id, attempt, part, render_parts) for part in range(render_parts)]
+    steps.append(chord(parts, render_montages.si(run_id, attempt)))
     return chain(*steps)
 
 
@@ -119,6 +133,7 @@ def enqueue_run(*, run_id: int, shard_indexes: Sequence[int]) -> None:
         layers=list(run.layers),
         receptive_field=bool(run.parameters.get("receptive_field")),
         auto_labels=bool(run.parameters.get("auto_labels")),
+        render_parts=services.render_parts(run),
         attempt=run.parameters.get("attempt"),
     )
     signature.apply_async()

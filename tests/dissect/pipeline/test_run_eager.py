@@ -115,3 +115,39 @@ def test_advanced_options_are_converted_to_their_types():
     cleaned = options_clean({"rf_patch_px": 5.0, "quantile": 1 - 1e-3, "auto_labels": True})
     assert cleaned == {"rf_patch_px": 5, "quantile": 0.999, "auto_labels": True}
     assert type(cleaned["rf_patch_px"]) is int
+
+
+@pytest.mark.django_db
+def test_render_parts_split_the_tiles_and_match_one_part(tiny_network, image_set):
+    """Two render parts write disjoint tile sets whose union is exactly what one part writes
+    (content-addressed, so the same paths), and the stage's counter reaches its total once."""
+    from dissect import services
+
+    run = run_create(network=tiny_network, image_set=image_set, layers=[SMALL], top_k=3,
+                     controls=1, shard_size=6, tile_px=20)  # fmt: skip
+    assert services.render_parts(run) == 2
+    run_start(run=run)  # marks it running; the on-commit enqueue never fires in this test
+    for shard in range(2):
+        services.shard_extract(run_id=run.pk, shard_index=shard)
+    services.run_merge(run_id=run.pk)
+    rows = UnitImage.objects.filter(unit__layer__run=run)
+
+    def tiles() -> dict:  # by a key that survives the merge rewriting the rows
+        keys = rows.values_list("unit__index", "kind", "rank", "tile_path")
+        return {(unit, kind, rank): path for unit, kind, rank, path in keys if path}
+
+    whole = services.run_render(run_id=run.pk)
+    single = tiles()
+    services.run_merge(run_id=run.pk)  # fresh rows and counter, as a resumed run would get
+    assert tiles() == {}
+    first = services.run_render(run_id=run.pk, part=0, parts=2)
+    after_first = tiles()
+    second = services.run_render(run_id=run.pk, part=1, parts=2)
+
+    assert 0 < first < whole and first + second == whole == len(single)
+    assert 0 < len(after_first) < len(single)
+    assert tiles() == single
+    run.refresh_from_db()
+    assert run.progress["render"] == {"done": whole, "total": whole}
+    services.run_montages(run_id=run.pk)
+    assert all(default_storage.exists(u.montage_path) for u in Unit.objects.filter(layer__run=run))
