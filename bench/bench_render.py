@@ -35,9 +35,15 @@ def main() -> int:
     parser.add_argument("--segmentation", default="quantile",
                         choices=("quantile", "activation", "rf-disk"))  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parts", type=int, default=1,
+                        help="Also render in this many processes at once, as that many cpu "
+                             "workers would run a run's render parts, and compare.")  # fmt: skip
+    parser.add_argument("--render-part", type=int, help=argparse.SUPPRESS)  # child process
+    parser.add_argument("--run", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-render-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-render-"))
     os.environ["CROWDDISSECT_DATA_DIR"] = str(work)
     os.environ.pop("CELERY_BROKER_URL", None)
     os.environ.pop("DATABASE_URL", None)
@@ -50,9 +56,14 @@ def main() -> int:
     from django.core.management import call_command
 
     torch.set_num_threads(args.threads)
-    call_command("migrate", verbosity=0)
-
     from dissect import services
+
+    if args.render_part is not None:  # one render part, in its own process
+        started = time.perf_counter()
+        services.run_render(run_id=args.run, part=args.render_part, parts=args.parts)
+        print(f"part-seconds {time.perf_counter() - started:.3f}")
+        return 0
+    call_command("migrate", verbosity=0)
 
     sys.path.insert(0, str(REPO / "tests" / "dissect" / "pipeline"))
     from conftest import write_images  # the test suite's tiny-image writer
@@ -95,7 +106,44 @@ def main() -> int:
     print(f"extract + merge: {prep_s:.1f} s")
     print(f"render: {tiles} tiles + {units} montages in {render_s:.1f} s = {rate:.0f} tiles/s")
     print(f"ratio to the {TARGET_TILES_PER_S:.0f} tiles/s target: {rate / TARGET_TILES_PER_S:.1f}x")
+    if args.parts > 1:
+        parallel_s = _render_in_processes(args, work, run.pk)
+        print(f"render in {args.parts} processes ({max(1, args.threads // args.parts)} torch "
+              f"threads each; slowest part + montages): {parallel_s:.1f} s = {tiles / parallel_s:.0f} tiles/s, "
+              f"{render_s / parallel_s:.2f}x one process")  # fmt: skip
     return 0
+
+
+def _render_in_processes(args, work: Path, run_id: int) -> float:
+    """Seconds to render the run again as ``args.parts`` parts in as many processes (the
+    slowest part, timed inside its process: a worker is started once, not per task), then the
+    montages. The merge first clears the tiles, as a resumed run's would be."""
+    import subprocess
+
+    from dissect import services
+
+    services.run_merge(run_id=run_id)
+    command = [sys.executable, __file__, "--parts", str(args.parts), "--run", str(run_id),
+               "--work", str(work), "--network", args.network,
+               "--threads", str(max(1, args.threads // args.parts))]  # fmt: skip
+    children = [
+        subprocess.Popen(
+            [*command, "--render-part", str(part)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for part in range(args.parts)
+    ]
+    part_seconds = []
+    for child in children:
+        out, _ = child.communicate()
+        if child.returncode:
+            raise SystemExit("a render part failed")
+        part_seconds.append(float(out.split("part-seconds")[-1]))
+    started = time.perf_counter()
+    services.run_montages(run_id=run_id)
+    return max(part_seconds) + time.perf_counter() - started
 
 
 if __name__ == "__main__":
