@@ -23,7 +23,7 @@ def _eager_celery_unless_real_worker(settings, request, monkeypatch):
     """Tasks run in the test process, also when CI configures a broker; only tests that start a
     real worker (celery_worker_process) send tasks through the broker. Runs started from a page
     execute inline rather than in a background thread, so nothing outlives its test."""
-    monkeypatch.setattr("dissect.services.EAGER_WEB_THREADS", False)
+    monkeypatch.setattr("dissect.services.runs.EAGER_WEB_THREADS", False)
     if "celery_worker_process" not in request.fixturenames:
         settings.CELERY_TASK_ALWAYS_EAGER = True
 

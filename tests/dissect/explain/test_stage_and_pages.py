@@ -22,7 +22,9 @@ def labeled_run(db, tmp_path, monkeypatch, django_capture_on_commit_callbacks, s
 
     settings.DATA_DIR = tmp_path / "data"
     net = color_network()
-    monkeypatch.setattr(services, "network_load", lambda *, network: net)
+    # Every stage loads the network through dissect.networks.load_network: hand it the color net.
+    monkeypatch.setattr("dissect.networks.load_network", lambda arch, **options: net)
+    monkeypatch.setattr("dissect.services.networks._NET_CACHE", {})
     world = write_color_world(tmp_path / "world", 40, seed=3)
     image_set = import_broden(root=world, name="color-world")
     network = Network.objects.create(

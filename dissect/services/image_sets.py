@@ -1,0 +1,207 @@
+"""Scanning a folder (or a manifest) of images into an image set, with bad files recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db import transaction
+
+from dissect.models import Image, ImageSet
+from dissect.run_progress import show_bars
+from dissect.services.common import PipelineError, Progress
+
+logger = logging.getLogger(__name__)
+
+SCAN_CHUNK = 2000  # image rows written per bulk insert
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    path: str
+    ok: bool
+    reason: str
+    width: int
+    height: int
+    sha1: str
+    size_bytes: int
+    scene_label: str = ""
+    split: str = ""
+
+
+def _count_image_files(root: Path) -> int:
+    from dissect.images import IMAGE_EXTENSIONS
+
+    return sum(
+        1
+        for _dir, _subdirs, files in os.walk(root)
+        for name in files
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+
+
+def _scan_records(root: Path, manifest: Path | None) -> tuple[int, Iterable[_Scanned]]:
+    """(total, records) for a folder walk or a CSV manifest (paths relative to root)."""
+    from dissect.images import ManifestError, inspect_image, read_manifest_csv, scan_folder
+
+    def relative(reason: str) -> str:
+        # The engine names the absolute file; the run page lists paths relative to the root.
+        return reason.replace(f"{root}/", "", 1)
+
+    if manifest is None:
+        total = _count_image_files(root)
+
+        def folder():
+            for record in scan_folder(root):
+                c = record.check
+                yield _Scanned(
+                    record.relpath, c.ok, relative(c.reason), c.width, c.height, c.sha1,
+                    c.size_bytes,
+                )  # fmt: skip
+
+        return total, folder()
+    try:
+        rows = list(read_manifest_csv(manifest))
+    except ManifestError as exc:
+        raise PipelineError(str(exc)) from exc
+
+    def listed():
+        for row in rows:
+            file = root / row.path
+            if not file.is_file():
+                yield _Scanned(
+                    row.path, False, f"{row.path}: listed in {manifest.name} line {row.line} "
+                    "but no such file", 0, 0, "", 0,
+                )  # fmt: skip
+                continue
+            c = inspect_image(file)
+            label = row.extra.get("label") or row.extra.get("class") or row.extra.get("scene", "")
+            yield _Scanned(
+                row.path, c.ok, relative(c.reason), c.width, c.height, c.sha1, c.size_bytes,
+                label[:100], row.extra.get("split", "")[:20],
+            )  # fmt: skip
+
+    return len(rows), listed()
+
+
+def image_set_scan(
+    *,
+    name: str,
+    root: str | Path,
+    manifest: str | Path | None = None,
+    labels_dir: str | Path = "",
+    description: str = "",
+    progress: Progress | None = None,
+    chunk_size: int = SCAN_CHUNK,
+) -> ImageSet:
+    """Scan ``root`` recursively (jpg, png, webp, bmp) or the files a CSV ``manifest`` lists
+    (column ``path`` relative to ``root``; optional ``label``/``split``) into Image rows.
+
+    Bad files (empty, truncated, not an image, too many pixels, missing) are kept with
+    status 'bad' and the reason, and skipped by runs. Rescanning an existing set updates rows
+    in place (paths that vanished are removed), so runs keep their images. Rows are written in
+    chunks of ``chunk_size``; ``progress(done, total)`` after each chunk.
+    """
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise PipelineError(f"image folder {root}: no such folder")
+    manifest_path = Path(manifest).expanduser().resolve() if manifest else None
+    if manifest_path is not None and not manifest_path.is_file():
+        raise PipelineError(f"manifest {manifest_path}: no such file")
+    total, records = _scan_records(root, manifest_path)
+
+    image_set, _ = ImageSet.objects.update_or_create(
+        name=name,
+        defaults={"root": str(root), "labels_dir": str(labels_dir), "description": description},
+    )
+    fields = ["sha1", "size_bytes", "width", "height", "status", "reason", "scene_label", "split"]
+    # path -> (id, stored values): a rescan rewrites only the rows whose file changed.
+    existing = {
+        row[0]: (row[1], row[2:])
+        for row in image_set.images.values_list("path", "id", *fields).iterator(chunk_size=5000)
+    }
+    seen: set[str] = set()
+    bar = None
+    if progress is None and show_bars():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"scan {name}", unit="file", leave=False)
+
+    def flush(chunk: list[_Scanned]) -> None:
+        rows = [
+            Image(
+                id=existing[r.path][0] if r.path in existing else None,
+                image_set=image_set,
+                path=r.path[:500],
+                sha1=r.sha1,
+                size_bytes=r.size_bytes,
+                width=r.width,
+                height=r.height,
+                status=Image.Status.OK if r.ok else Image.Status.BAD,
+                reason="" if r.ok else (r.reason or "unreadable")[:300],
+                scene_label=r.scene_label,
+                split=r.split,
+            )
+            for r in chunk
+        ]
+        # Split before writing: bulk_create fills in ids, and new rows need no update.
+        new = [r for r in rows if r.id is None]
+        known = [
+            r
+            for r in rows
+            if r.id is not None and tuple(getattr(r, f) for f in fields) != existing[r.path][1]
+        ]
+        with transaction.atomic():
+            Image.objects.bulk_create(new, batch_size=chunk_size)
+            if known:
+                Image.objects.bulk_update(known, fields, batch_size=500)
+
+    done, chunk = 0, []
+    for record in records:
+        if record.path in seen:
+            continue
+        seen.add(record.path)
+        chunk.append(record)
+        if len(chunk) >= chunk_size:
+            flush(chunk)
+            done += len(chunk)
+            chunk = []
+            if progress is not None:
+                progress(done, total)
+            if bar is not None:
+                bar.update(done - bar.n)
+    if chunk:
+        flush(chunk)
+        done += len(chunk)
+    if bar is not None:
+        bar.close()
+    if progress is not None:
+        progress(done, max(total, done))
+
+    gone = [image_id for path, (image_id, _values) in existing.items() if path not in seen]
+    for start in range(0, len(gone), chunk_size):
+        Image.objects.filter(id__in=gone[start : start + chunk_size]).delete()
+    return image_set_refresh_summary(image_set=image_set)
+
+
+def image_set_refresh_summary(*, image_set: ImageSet) -> ImageSet:
+    """Recount ok/bad images and recompute ``manifest_sha256`` = sha256 of the sorted
+    ``path<TAB>sha1`` lines of the usable images (the set's identity)."""
+    digest = hashlib.sha256()
+    ok = image_set.images.filter(status=Image.Status.OK).order_by("path")
+    for path, sha1 in ok.values_list("path", "sha1").iterator(chunk_size=SCAN_CHUNK):
+        digest.update(f"{path}\t{sha1}\n".encode())
+    image_set.image_count = ok.count()
+    image_set.bad_count = image_set.images.filter(status=Image.Status.BAD).count()
+    image_set.manifest_sha256 = digest.hexdigest()
+    image_set.save(update_fields=["image_count", "bad_count", "manifest_sha256"])
+    return image_set
+
+
+def image_mark_bad(*, image_id: int, reason: str) -> None:
+    """A file that scanned fine but failed to decode during a run: skip it from now on."""
+    Image.objects.filter(pk=image_id).update(status=Image.Status.BAD, reason=reason[:300] or "bad")

@@ -1,0 +1,104 @@
+"""Registering networks and loading them (cached per process) for the pipeline's stages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from dissect.models import Network
+from dissect.services.common import PipelineError
+
+logger = logging.getLogger(__name__)
+
+
+def network_register(
+    *,
+    name: str,
+    arch: str,
+    checkpoint: str | Path | None = None,
+    class_names: str | Path | Sequence[str] | None = None,
+    trust_pickle: bool = False,
+    preprocessing: dict | None = None,
+    training_data: str = "",
+    description: str = "",
+) -> Network:
+    """Load the network once (to check that the checkpoint fits the architecture) and store it
+    as a Network row (created, or updated when ``name`` exists). ``preprocessing`` overrides
+    the architecture's defaults (e.g. ``{"input_size": 64}``). Raises PipelineError."""
+    from dissect.networks import DEMO_NETWORKS, NetworkLoadError, load_network
+
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise PipelineError(f"checkpoint {checkpoint}: no such file")
+    try:
+        net = load_network(
+            arch,
+            checkpoint=checkpoint,
+            class_names=class_names,
+            trust_pickle=trust_pickle,
+            preprocessing=preprocessing,
+        )
+    except NetworkLoadError as exc:
+        raise PipelineError(str(exc)) from exc
+    if arch in DEMO_NETWORKS:
+        source = Network.Source.BUILTIN
+    elif checkpoint is None:
+        source = Network.Source.TORCHVISION
+    elif trust_pickle:
+        source = Network.Source.PICKLE
+    else:
+        source = Network.Source.TORCHVISION
+    network, _ = Network.objects.update_or_create(
+        name=name,
+        defaults={
+            "arch": arch,
+            "source": source,
+            "checkpoint_path": str(Path(checkpoint).resolve()) if checkpoint else "",
+            # Without a checkpoint a torchvision net is randomly initialized on every load:
+            # there is no fixed weights file to identify.
+            "weights_sha256": net.weights_sha256
+            if checkpoint or source == Network.Source.BUILTIN
+            else "",
+            "class_names": list(net.class_names),
+            "preprocessing": dict(net.preprocessing),
+            "layer_aliases": dict(net.layer_aliases),
+            "trust_pickle": trust_pickle,
+            "training_data": training_data,
+            "description": description,
+        },
+    )
+    return network
+
+
+_NET_CACHE: dict[tuple, object] = {}
+
+
+def network_load(*, network: Network):
+    """The network's ``LoadedNetwork`` (cached per process: a worker runs many shards).
+
+    Raises PipelineError when the checkpoint changed since registration.
+    """
+    from dissect.networks import NetworkLoadError, load_network
+
+    key = (network.pk, network.arch, network.checkpoint_path, network.weights_sha256)
+    if key in _NET_CACHE:
+        return _NET_CACHE[key]
+    try:
+        net = load_network(
+            network.arch,
+            checkpoint=network.checkpoint_path or None,
+            class_names=network.class_names or None,
+            trust_pickle=network.trust_pickle,
+            preprocessing=network.preprocessing or None,
+        )
+    except NetworkLoadError as exc:
+        raise PipelineError(f"network {network.name}: {exc}") from exc
+    if network.weights_sha256 and net.weights_sha256 != network.weights_sha256:
+        raise PipelineError(
+            f"network {network.name}: the weights changed since it was registered "
+            f"({network.checkpoint_path or network.arch}); register it again with "
+            "`python manage.py register_network`"
+        )
+    _NET_CACHE.clear()  # one network at a time: models can be large
+    _NET_CACHE[key] = net
+    return net

@@ -1,0 +1,204 @@
+"""Rendering: each top image's tile segmented by the unit's mask (in parts), and one montage
+per unit."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from django.db import transaction
+
+from dissect.models import DissectionRun, Image, Layer, Unit, UnitImage
+from dissect.run_progress import StageProgress, stage_set, timing_add
+from dissect.services.common import DEFAULTS, Progress, active_run, jpeg_bytes
+from dissect.services.image_sets import image_mark_bad
+from dissect.services.networks import network_load
+from dissect.storage import save_content_addressed
+
+logger = logging.getLogger(__name__)
+
+RENDER_MAX_PARTS = 8
+
+
+def _mask_params(recipe: str, layer: Layer, unit: Unit, input_size: int) -> dict:
+    """The recipe's parameters for one unit: the quantile level, or the RF diameter (empirical
+    when measured, else the theoretical RF: an over-estimate, see docs/pipeline.md)."""
+    if recipe == "quantile":
+        return {"level": unit.threshold if unit.threshold is not None else 0.0}
+    if recipe == "activation":
+        return {"threshold": 0.2}
+    diameter = unit.rf_size_px or layer.empirical_rf_mean_px or layer.theoretical_rf_px
+    return {"rf_diameter_px": float(diameter or input_size), "input_size": input_size}
+
+
+def _view_images(x, preprocessing: dict) -> list:
+    """Undo normalization: the RGB network views (PIL) of a preprocessed batch."""
+    import torch
+    from PIL import Image as PILImage
+
+    mean = torch.tensor(preprocessing["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(preprocessing["std"]).view(1, 3, 1, 1)
+    pixels = ((x * std + mean).clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
+    return [PILImage.fromarray(p.numpy(), "RGB") for p in pixels]
+
+
+def render_parts(run: DissectionRun) -> int:
+    """How many tasks render a run's tiles side by side: one per shard, at most RENDER_MAX_PARTS."""
+    return max(1, min(RENDER_MAX_PARTS, run.shards.count()))
+
+
+def run_render(
+    *,
+    run_id: int,
+    attempt: int | None = None,
+    part: int = 0,
+    parts: int = 1,
+    progress: Progress | None = None,
+) -> int:
+    """Re-run only the images in some unit's lists (each once, all layers in one forward pass),
+    build each unit's mask with the run's recipe and write its tiles to media storage
+    (content-addressed). ``part`` of ``parts`` takes the images whose id modulo ``parts`` is
+    ``part``, so several workers can render one run. Returns the number of tiles written."""
+    import torch
+
+    from dissect.engine.extract import resolve_device
+    from dissect.engine.segment import make_mask
+    from dissect.images import iter_image_batches
+    from dissect.networks import resolve_layers
+    from dissect.networks.layers import capture_outputs, run_until_captured
+
+    run = active_run(run_id, attempt)
+    if run is None:
+        return 0
+    stage_set(run_id, "render")
+    started = time.monotonic()
+    params = run.parameters
+    recipe = params.get("segmentation", DEFAULTS["segmentation"])
+    tile_px = int(params.get("tile_px", DEFAULTS["tile_px"]))
+    net = network_load(network=run.network)
+    input_size = net.input_size
+    layers = {layer.name: layer for layer in run.layer_set.all()}
+    units = {u.pk: u for u in Unit.objects.filter(layer__run=run).select_related("layer")}
+    wanted: dict[int, list[UnitImage]] = defaultdict(list)
+    for ui in UnitImage.objects.filter(unit__layer__run=run).order_by("id"):
+        if ui.image_id % parts == part:
+            wanted[ui.image_id].append(ui)
+    total = sum(len(v) for v in wanted.values())
+    # The merge set the stage's total (every part's tiles); each part adds what it renders.
+    label = "render tiles" if parts == 1 else f"render tiles {part + 1}/{parts}"
+    reporter = StageProgress(run_id, "render", total, additive=True, label=label, unit="tile")
+    root = Path(run.image_set.root)
+    items = [
+        (image_id, str(root / path))
+        for image_id, path in Image.objects.filter(id__in=list(wanted))
+        .order_by("id")
+        .values_list("id", "path")
+    ]
+    resolved = resolve_layers(net, list(layers))
+    dev = resolve_device(params.get("device", "auto"))
+    model = net.model.to(dev)
+    done, writes = 0, []
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tiles")
+
+    def on_failure(failed) -> None:
+        image_mark_bad(image_id=failed.image_id, reason=failed.reason)
+
+    try:
+        with torch.inference_mode(), capture_outputs(resolved, stop_early=True) as captured:
+            for image_ids, x in iter_image_batches(
+                items,
+                net.preprocessing,
+                batch_size=params.get("batch_size", 32),
+                workers=params.get("workers", 0),
+                on_failure=on_failure,
+            ):
+                run_until_captured(model, x.to(dev), captured)
+                maps = {alias: out.float().cpu() for alias, out in captured.items()}
+                for row, (image_id, view) in enumerate(
+                    zip(image_ids.tolist(), _view_images(x, net.preprocessing), strict=True)
+                ):
+                    for ui in wanted[image_id]:
+                        unit = units[ui.unit_id]
+                        amap = maps[unit.layer.name][row, unit.index]
+                        if amap.dim() == 0:
+                            amap = amap.view(1, 1)
+                        mask = make_mask(
+                            recipe, amap, view.size,
+                            **_mask_params(recipe, unit.layer, unit, input_size),
+                        )  # fmt: skip
+                        # Encoding and writing release the GIL: overlap them with the masks.
+                        writes.append((ui.pk, pool.submit(_tile_write, view, mask, tile_px)))
+                    done += len(wanted[image_id])
+                if len(writes) >= 2000:
+                    _tile_paths_store(writes)
+                    writes = []
+                reporter(done)
+            _tile_paths_store(writes)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        net.model.to("cpu")
+    reporter.close(done=done)
+    timing_add(run_id, "render", time.monotonic() - started)
+    if progress is not None:
+        progress(done, total)
+    return done
+
+
+def run_montages(*, run_id: int, attempt: int | None = None) -> None:
+    """One montage per unit from its stored tiles (after every render part)."""
+    run = active_run(run_id, attempt)
+    if run is None:
+        return
+    started = time.monotonic()
+    tile_px = int(run.parameters.get("montage_tile_px", DEFAULTS["montage_tile_px"]))
+    _montages_write(run, tile_px=tile_px)
+    timing_add(run_id, "render", time.monotonic() - started)
+
+
+def _tile_write(view, mask, tile_px: int) -> str:
+    from dissect.engine.segment import make_tile
+
+    return save_content_addressed(
+        jpeg_bytes(make_tile(view, mask, tile_px=tile_px)), kind="tiles", ext="jpg"
+    )
+
+
+def _tile_paths_store(writes: list) -> None:
+    """Store (UnitImage id, future of its tile name) pairs: one executemany, as bulk_update's
+    CASE expression costs more than the tiles themselves for tens of thousands of rows."""
+    from django.db import connection
+
+    params = [(future.result(), unit_image_id) for unit_image_id, future in writes]
+    table = connection.ops.quote_name(UnitImage._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {table} SET tile_path = %s WHERE id = %s", params)
+
+
+def _montages_write(run: DissectionRun, *, tile_px: int) -> None:
+    """One montage per unit: its top tiles in rank order, read back from storage."""
+    from django.core.files.storage import default_storage
+    from PIL import Image as PILImage
+
+    from dissect.engine.segment import make_montage
+
+    tiles_of: dict[int, list[str]] = defaultdict(list)
+    for unit_id, path in (
+        UnitImage.objects.filter(unit__layer__run=run, kind=UnitImage.Kind.TOP)
+        .exclude(tile_path="")
+        .order_by("unit_id", "rank")
+        .values_list("unit_id", "tile_path")
+    ):
+        tiles_of[unit_id].append(path)
+    units = list(Unit.objects.filter(pk__in=list(tiles_of)))
+    for unit in units:
+        tiles = []
+        for name in tiles_of[unit.pk]:
+            with default_storage.open(name, "rb") as fh:
+                tiles.append(PILImage.open(fh).convert("RGB").resize((tile_px, tile_px)))
+        unit.montage_path = save_content_addressed(
+            jpeg_bytes(make_montage(tiles)), kind="montages", ext="jpg"
+        )
+    Unit.objects.bulk_update(units, ["montage_path"], 1000)

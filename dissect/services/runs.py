@@ -1,0 +1,305 @@
+"""A run's life: create (parameters checked), start and resume (enqueue the canvas), cancel,
+fail, finish, wait."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from dissect.models import DissectionRun, Image, ImageSet, Network, Shard
+from dissect.run_progress import progress_set
+from dissect.services.common import (
+    DEFAULTS,
+    DEVICES,
+    OPTION_RANGES,
+    SEGMENTATIONS,
+    PipelineError,
+    active_run,
+    code_version,
+)
+from dissect.services.networks import network_load
+
+logger = logging.getLogger(__name__)
+
+
+def options_clean(options: dict) -> dict:
+    """``options`` checked against OPTION_RANGES and converted to their types; raises
+    PipelineError naming the first unknown or out-of-range option."""
+    unknown = sorted(set(options) - set(OPTION_RANGES))
+    if unknown:
+        raise PipelineError(
+            f"unknown option(s) {', '.join(unknown)}: use {', '.join(OPTION_RANGES)}"
+        )
+    cleaned = {}
+    for name, value in options.items():
+        kind, low, high = OPTION_RANGES[name]
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise PipelineError(f"{name} must be true or false (got {value!r})")
+            cleaned[name] = value
+            continue
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not is_number or not math.isfinite(value) or (kind is int and value != int(value)):
+            what = "a whole number" if kind is int else "a number"
+            raise PipelineError(f"{name} must be {what} (got {value!r})")
+        number = kind(value)
+        if name == "quantile":
+            if not low < number < high:
+                raise PipelineError(f"quantile must be between 0 and 1, exclusive (got {value})")
+        elif number < low or (high is not None and number > high):
+            limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise PipelineError(f"{name} must be {limit} (got {value})")
+        cleaned[name] = number
+    return cleaned
+
+
+def _check_layers(network: Network, layers: Sequence[str]) -> list[str]:
+    """Validate layer names: aliases are checked from the row; anything else loads the network
+    (module paths). Raises PipelineError listing the valid names."""
+    names = [name.strip() for name in layers if name.strip()]
+    if not names:
+        raise PipelineError("choose at least one layer (e.g. --layers conv5,pool5)")
+    if len(set(names)) != len(names):
+        raise PipelineError(f"a layer was chosen twice: {', '.join(names)}")
+    if all(name in network.layer_aliases for name in names):
+        return names
+    from dissect.networks import NetworkLoadError, resolve_layers
+
+    net = network_load(network=network)
+    try:
+        resolve_layers(net, names)
+    except NetworkLoadError as exc:
+        valid = ", ".join(network.layer_aliases) or "see `python manage.py layers NETWORK`"
+        raise PipelineError(
+            f"{exc}. Valid layer names for network {network.name}: {valid} "
+            f"(all module paths: `python manage.py layers {network.name}`)"
+        ) from exc
+    return names
+
+
+def run_create(
+    *,
+    network: Network,
+    image_set: ImageSet,
+    layers: Sequence[str],
+    top_k: int = DEFAULTS["top_k"],
+    controls: int = DEFAULTS["controls"],
+    shard_size: int = DEFAULTS["shard_size"],
+    segmentation: str = DEFAULTS["segmentation"],
+    receptive_field: bool = False,
+    device: str = "auto",
+    tile_px: int = DEFAULTS["tile_px"],
+    batch_size: int = DEFAULTS["batch_size"],
+    workers: int = DEFAULTS["workers"],
+    seed: int = 0,
+    options: dict | None = None,
+    created_by=None,
+) -> DissectionRun:
+    """Validate the parameters and create a pending run with its shards (``shard_size``
+    usable images each, in image id order). ``options`` sets advanced parameters (quantile,
+    montage_tile_px, rf_images, rf_patch_px, rf_stride_px). Raises PipelineError naming the
+    bad parameter."""
+    options = options_clean(options or {})
+    if segmentation not in SEGMENTATIONS:
+        raise PipelineError(
+            f"unknown segmentation {segmentation!r}: use one of {', '.join(SEGMENTATIONS)}"
+        )
+    if device not in DEVICES:
+        raise PipelineError(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
+    for field_name, value, low in (
+        ("top_k", top_k, 1),
+        ("controls", controls, 0),
+        ("shard_size", shard_size, 1),
+        ("tile_px", tile_px, 16),
+        ("batch_size", batch_size, 1),
+        ("workers", workers, 0),
+    ):
+        if int(value) < low:
+            raise PipelineError(f"{field_name} must be at least {low} (got {value})")
+    names = _check_layers(network, layers)
+    ids = list(
+        image_set.images.filter(status=Image.Status.OK).order_by("id").values_list("id", flat=True)
+    )
+    n_images = len(ids)
+    if n_images == 0:
+        raise PipelineError(
+            f"image set {image_set.name} has no usable images ({image_set.bad_count} bad files); "
+            "scan a folder with images first (`python manage.py scan_images`)"
+        )
+    parameters = {
+        **DEFAULTS,
+        **options,
+        "top_k": int(top_k),
+        "controls": int(controls),
+        "shard_size": int(shard_size),
+        "segmentation": segmentation,
+        "receptive_field": bool(receptive_field),
+        "device": device,
+        "tile_px": int(tile_px),
+        "batch_size": int(batch_size),
+        "workers": int(workers),
+        "n_images": n_images,
+        # Shard i covers image ids [bounds[i], bounds[i+1]): fixed at creation, so an image
+        # found broken by one shard (and marked bad) never shifts another shard's slice.
+        "shard_bounds": [ids[i] for i in range(0, n_images, shard_size)] + [ids[-1] + 1],
+        "image_set_sha256": image_set.manifest_sha256,
+        "weights_sha256": network.weights_sha256,
+    }
+    with transaction.atomic():
+        run = DissectionRun.objects.create(
+            network=network,
+            image_set=image_set,
+            layers=names,
+            parameters=parameters,
+            seed=seed,
+            created_by=created_by if getattr(created_by, "pk", None) else None,
+            progress={"extract": {"done": 0, "total": n_images}},
+        )
+        Shard.objects.bulk_create(
+            Shard(
+                run=run,
+                index=i,
+                first_image=i * shard_size,
+                image_count=min(shard_size, n_images - i * shard_size),
+            )
+            for i in range(math.ceil(n_images / shard_size))
+        )
+    return run
+
+
+# Web requests in the embedded default run the eager pipeline in a thread, so the page returns
+# and shows progress; tests switch it off to run the pipeline inline.
+EAGER_WEB_THREADS = True
+
+
+def run_start(*, run: DissectionRun, background: bool = False) -> DissectionRun:
+    """Mark the run running and enqueue its pipeline after the transaction commits. Eager mode
+    (the embedded default) runs it right there, in this process; with ``background=True`` (web
+    requests) in a thread instead. Shards already stored are not redone."""
+    if run.status in (DissectionRun.Status.DONE, DissectionRun.Status.IMPORTED):
+        raise PipelineError(f"run {run.pk} is {run.status}: nothing to start")
+    device = run.parameters.get("device", "auto")
+    run.device = "" if device == "auto" else device  # the worker records what it resolved
+    run.status = DissectionRun.Status.RUNNING
+    run.stage = "extract"
+    run.error = ""
+    run.code_version = code_version()
+    run.started_at = run.started_at or timezone.now()
+    run.finished_at = None
+    # Each start is a new attempt: tasks still queued from an earlier one then do nothing.
+    run.parameters = {**run.parameters, "attempt": int(run.parameters.get("attempt", 0)) + 1}
+    run.save(
+        update_fields=["device", "status", "stage", "error", "code_version", "started_at",
+                       "finished_at", "parameters"]
+    )  # fmt: skip
+    pending = _shards_to_do(run)
+    done_images = sum(s.image_count for s in run.shards.all() if s.index not in pending)
+    progress_set(run.pk, "extract", done=done_images, total=run.parameters.get("n_images", 0))
+
+    run_id = run.pk
+    if background and settings.CELERY_TASK_ALWAYS_EAGER and EAGER_WEB_THREADS:
+        thread = threading.Thread(
+            target=_enqueue_in_thread, args=(run_id, pending), name=f"dissect-run-{run_id}",
+            daemon=True,
+        )  # fmt: skip
+        transaction.on_commit(thread.start)
+    else:
+        transaction.on_commit(lambda: _enqueue(run_id, pending))
+    return run
+
+
+def _enqueue(run_id: int, pending: list[int]) -> None:
+    from dissect import tasks
+
+    tasks.enqueue_run(run_id=run_id, shard_indexes=pending)
+
+
+def _enqueue_in_thread(run_id: int, pending: list[int]) -> None:
+    from django.db import connection
+
+    try:
+        _enqueue(run_id, pending)
+    except Exception:  # the task already stored the error on the run row
+        logger.exception("run %s failed", run_id)
+    finally:
+        connection.close()
+
+
+def _shards_to_do(run: DissectionRun) -> list[int]:
+    """Shards without a stored state file: a done shard whose file went missing is redone."""
+    todo = []
+    for shard in run.shards.all().order_by("index"):
+        if (
+            shard.status == Shard.Status.DONE
+            and shard.state_path
+            and Path(shard.state_path).is_file()
+        ):
+            continue
+        todo.append(shard.index)
+    return todo
+
+
+def run_resume(*, run: DissectionRun, background: bool = False) -> DissectionRun:
+    """Continue a failed, cancelled or interrupted run from the shards already stored."""
+    if run.status == DissectionRun.Status.DONE:
+        raise PipelineError(f"run {run.pk} is already done: nothing to resume")
+    if run.status == DissectionRun.Status.IMPORTED:
+        raise PipelineError(f"run {run.pk} was imported (labels only): it cannot be resumed")
+    return run_start(run=run, background=background)
+
+
+def run_cancel(*, run: DissectionRun) -> DissectionRun:
+    """Cancel a pending or running run: workers stop at their next batch; stored shards stay,
+    so ``--resume`` can continue it later."""
+    if run.status not in (DissectionRun.Status.PENDING, DissectionRun.Status.RUNNING):
+        raise PipelineError(f"run {run.pk} is {run.status}: only pending or running runs cancel")
+    DissectionRun.objects.filter(pk=run.pk).update(
+        status=DissectionRun.Status.CANCELLED, finished_at=timezone.now()
+    )
+    run.refresh_from_db()
+    return run
+
+
+def run_fail(*, run_id: int, error: str) -> None:
+    """Record a failure (the stage it happened in stays on the row)."""
+    DissectionRun.objects.filter(pk=run_id).exclude(status=DissectionRun.Status.CANCELLED).update(
+        status=DissectionRun.Status.FAILED, error=error[:10_000], finished_at=timezone.now()
+    )
+
+
+def run_finish(*, run_id: int, attempt: int | None = None) -> None:
+    """Mark a run done (the last step of the pipeline)."""
+    if active_run(run_id, attempt) is None:
+        return
+    DissectionRun.objects.filter(pk=run_id, status=DissectionRun.Status.RUNNING).update(
+        status=DissectionRun.Status.DONE, stage="done", finished_at=timezone.now()
+    )
+
+
+def run_wait(*, run: DissectionRun, timeout_s: float = 3600, poll_s: float = 1.0) -> DissectionRun:
+    """Block until the run is done (with workers; eager runs are already finished). Raises
+    PipelineError when it fails, is cancelled or takes longer than ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run.refresh_from_db()
+        if run.status == DissectionRun.Status.DONE:
+            return run
+        if run.status in (DissectionRun.Status.FAILED, DissectionRun.Status.CANCELLED):
+            raise PipelineError(
+                f"run {run.pk} {run.status}: {run.error or 'no error text'}; fix the cause and "
+                f"resume it with `python manage.py dissect --resume {run.pk}`"
+            )
+        if time.monotonic() > deadline:
+            raise PipelineError(
+                f"run {run.pk} is still {run.status} after {timeout_s:.0f} s; are the Celery "
+                "workers running (`celery -A config worker -Q gpu,cpu`)?"
+            )
+        time.sleep(poll_s)
