@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dissect.api import IsResearcher
-from dissect.explain.selectors import LABEL_SOURCES
+from dissect.explain.selectors import DEFAULT_MIN_IOU, LABEL_SOURCES
 from dissect.explain.services import ExplainError, explain_image
 from dissect.explain.uploads import UploadRefused, load_upload
 from dissect.models import Network
@@ -18,6 +18,12 @@ class ExplainRequestSerializer(serializers.Serializer):
     image = serializers.FileField(help_text="JPEG, PNG or WebP, at most 20 MB and 40 megapixels.")
     network = serializers.SlugRelatedField(slug_field="name", queryset=Network.objects.all())
     labels = serializers.ChoiceField(choices=LABEL_SOURCES, default="both")
+    min_iou = serializers.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        default=DEFAULT_MIN_IOU,
+        help_text="Automatic labels are used from this IoU up (0.04: Network Dissection's level).",
+    )
 
 
 class ExplainAPIView(APIView):
@@ -40,6 +46,7 @@ class ExplainAPIView(APIView):
                 network=serializer.validated_data["network"],
                 image=image,
                 source=serializer.validated_data["labels"],
+                min_iou=serializer.validated_data["min_iou"],
             )
         except (UploadRefused, ExplainError) as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)

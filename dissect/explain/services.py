@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from dissect.explain.selectors import labeled_units
+from dissect.explain.selectors import DEFAULT_MIN_IOU, labeled_units
 from dissect.models import ImageSet, Network
 from dissect.storage import media_url, save_content_addressed
 
@@ -37,16 +37,22 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _explain(*, network: Network, source: str, image: Image.Image, mask_px: int | None):
+def _explain(
+    *, network: Network, source: str, image: Image.Image, mask_px: int | None, min_iou: float
+):
     from dissect.explain.core import explain
     from dissect.services import PipelineError, network_load
 
-    run, units = labeled_units(network=network, source=source)
+    if not 0.0 <= min_iou <= 1.0:
+        raise ExplainError(f"min_iou must be between 0 and 1 (got {min_iou})")
+    run, units = labeled_units(network=network, source=source, min_iou=min_iou)
     if not units:
         which = {"crowd": "crowd", "auto": "automatic", "both": "crowd or automatic"}[source]
+        stricter = f" at IoU >= {min_iou:g}" if source != "crowd" else ""
         raise ExplainError(
-            f"network {network.name} has no {which} unit labels yet: finish a labeling campaign, "
-            "or compute automatic labels (`python manage.py auto_label RUN_ID`), then try again"
+            f"network {network.name} has no {which} unit labels{stricter} yet: finish a labeling "
+            "campaign, compute automatic labels (`python manage.py auto_label RUN_ID`) or lower "
+            "the automatic labels' IoU level, then try again"
         )
     try:
         net = network_load(network=network)
@@ -57,16 +63,25 @@ def _explain(*, network: Network, source: str, image: Image.Image, mask_px: int 
 
 
 def explain_image(
-    *, network: Network, image: Image.Image, source: str = "both", mask_px: int | None = None
+    *,
+    network: Network,
+    image: Image.Image,
+    source: str = "both",
+    mask_px: int | None = None,
+    min_iou: float = DEFAULT_MIN_IOU,
 ) -> dict:
-    """Explain ``image`` with ``network``'s labeled units (``source`` crowd, auto or both) and
-    store its overlay files. Returns the JSON-friendly payload the page and the API show:
+    """Explain ``image`` with ``network``'s labeled units (``source`` crowd, auto or both;
+    automatic labels from IoU ``min_iou`` up) and store its overlay files. Returns the JSON-friendly payload the page and the API show:
     scenes, concepts (with color, mask RLE and a transparent layer URL), the overlay URL."""
     from dissect.explain.overlay import base_image, concept_color, concept_layer, render_overlay
 
-    run, result = _explain(network=network, source=source, image=image, mask_px=mask_px)
+    run, result = _explain(
+        network=network, source=source, image=image, mask_px=mask_px, min_iou=min_iou
+    )
     payload = result.as_dict()
-    payload.update(network=network.name, labels=source, run_id=run.pk if run else None)
+    payload.update(
+        network=network.name, labels=source, min_iou=min_iou, run_id=run.pk if run else None
+    )
     base = save_content_addressed(
         _png(base_image(result, size_px=DISPLAY_PX)), kind="explain", ext="png"
     )
@@ -91,6 +106,7 @@ def explain_files(
     out_dir: Path,
     source: str = "both",
     mask_px: int | None = None,
+    min_iou: float = DEFAULT_MIN_IOU,
     progress=None,
 ) -> list[dict]:
     """The command's batch: for each image file write ``<stem>.overlay.png`` and ``<stem>.json``
@@ -108,10 +124,16 @@ def explain_files(
         except BadImageError as exc:
             summaries.append({"path": str(path), "ok": False, "error": str(exc)})
         else:
-            run, result = _explain(network=network, source=source, image=image, mask_px=mask_px)
+            run, result = _explain(
+                network=network, source=source, image=image, mask_px=mask_px, min_iou=min_iou
+            )
             payload = result.as_dict()
             payload.update(
-                image=str(path), network=network.name, labels=source, run_id=run.pk if run else None
+                image=str(path),
+                network=network.name,
+                labels=source,
+                min_iou=min_iou,
+                run_id=run.pk if run else None,
             )
             json_path = out_dir / f"{stem}.json"
             overlay_path = out_dir / f"{stem}.overlay.png"

@@ -27,6 +27,7 @@ DEMO_IMAGES = 12
 class ExplainForm(forms.Form):
     network = forms.ModelChoiceField(queryset=Network.objects.none(), to_field_name="name")
     labels = forms.ChoiceField(choices=LABEL_CHOICES, initial="both", widget=forms.RadioSelect)
+    min_iou = forms.FloatField(min_value=0.0, max_value=1.0, required=False)
     image = forms.FileField(required=False)
     demo_image = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
@@ -36,6 +37,8 @@ class ExplainForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        if data.get("min_iou") is None and "min_iou" not in self.errors:
+            data["min_iou"] = selectors.DEFAULT_MIN_IOU  # left empty: Network Dissection's level
         if not data.get("image") and not data.get("demo_image"):
             raise forms.ValidationError(
                 "Choose an image to upload, or pick one of the demo images."
@@ -86,6 +89,7 @@ def page(request):
                     network=form.cleaned_data["network"],
                     image=image,
                     source=form.cleaned_data["labels"],
+                    min_iou=form.cleaned_data["min_iou"],
                 )
                 result["name"] = Path(name).name
             except (UploadRefused, ExplainError) as exc:
@@ -99,6 +103,7 @@ def page(request):
             initial={
                 "network": initial_network.name if initial_network else None,
                 "labels": "both",
+                "min_iou": selectors.DEFAULT_MIN_IOU,
             },
             networks=networks,
         )

@@ -20,6 +20,12 @@ class Command(BaseCommand):
         parser.add_argument("--network", required=True, help="Registered network name.")
         parser.add_argument("--labels", choices=("crowd", "auto", "both"), default="both")
         parser.add_argument(
+            "--min-iou",
+            type=float,
+            default=0.04,
+            help="Use automatic labels from this IoU up (default 0.04, Network Dissection's level).",
+        )
+        parser.add_argument(
             "--out", help="Output folder (default: explain-out next to the target)."
         )
         parser.add_argument(
@@ -56,6 +62,7 @@ class Command(BaseCommand):
                 paths=paths,
                 out_dir=out,
                 source=o["labels"],
+                min_iou=o["min_iou"],
                 mask_px=o["mask_px"],
                 progress=lambda done, total: bar.update(done - bar.n),
             )

@@ -190,3 +190,35 @@ def test_explain_command_writes_overlays_and_json(labeled_run, tmp_path):
     assert len(list(out.glob("*.overlay.png"))) == 3
     data = json.loads((out / "p0.json").read_text())
     assert data["network"] == "color-net" and len(data["scenes"]) == 3
+
+
+def test_a_higher_iou_level_keeps_only_strong_automatic_labels(labeled_run, client, make_user):
+    from dissect.explain.services import ExplainError, explain_image
+
+    network = labeled_run.network
+    pixels, _, _ = color_sample(np.random.default_rng(7))
+    image = Image.fromarray(pixels)
+
+    def used(payload) -> list[float]:
+        return sorted(u["label_score"] for c in payload["concepts"] for u in c["units"])
+
+    every = used(explain_image(network=network, image=image, source="auto", min_iou=0.0))
+    assert len(set(every)) >= 2  # units of different IoU fire on this image
+    level = (every[0] + every[-1]) / 2
+    strong = used(explain_image(network=network, image=image, source="auto", min_iou=level))
+    assert strong == [iou for iou in every if iou >= level] and 0 < len(strong) < len(every)
+    with pytest.raises(ExplainError, match=r"no automatic unit labels at IoU >= 1 .* lower"):
+        explain_image(network=network, image=image, source="auto", min_iou=1.0)
+
+    client.force_login(make_user("researcher"))
+    upload = io.BytesIO(png_bytes(pixels))
+    upload.name = "strong.png"
+    form = {"network": "color-net", "labels": "auto", "image": upload, "min_iou": f"{level}"}
+    answer = client.post("/explain/api/", form)
+    assert answer.status_code == 200 and used(answer.json()) == strong
+    upload.seek(0)
+    refused = client.post("/explain/api/", {**form, "min_iou": "1.5"})
+    assert refused.status_code == 400 and "min_iou" in refused.json()
+    upload.seek(0)
+    page = client.post("/explain/", {**form, "min_iou": "1"})
+    assert page.status_code == 400 and b"at IoU &gt;= 1" in page.content
