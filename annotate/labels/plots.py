@@ -285,16 +285,8 @@ def horizontal_stacked_bars(
 def category_distribution_chart(*, rows: list[dict], title: str) -> str:
     """Fig. 9: per layer, percent of answers per category, stacked to 100%."""
     bars = [Bar(label=r["layer"], segments=r["category_percent"]) for r in rows]
-    return stacked_bars(
-        bars=bars,
-        series=list(CATEGORY_KEYS),
-        series_labels=CATEGORY_LABELS,
-        colors=CATEGORY_COLORS,
-        title=title,
-        y_label="share of answers (%)",
-        y_max=100,
-        value_suffix="%",
-    )
+    return _category_bars(bars, title=title, y_label="share of answers (%)", y_max=100,
+                          value_suffix="%")  # fmt: skip
 
 
 def comparison_chart(*, comparison: dict, title: str) -> str:
@@ -311,29 +303,24 @@ def comparison_chart(*, comparison: dict, title: str) -> str:
                     gap_before=layer_index > 0 and net_index == 0,
                 )
             )
-    return stacked_bars(
-        bars=bars,
-        series=list(CATEGORY_KEYS),
-        series_labels=CATEGORY_LABELS,
-        colors=CATEGORY_COLORS,
-        title=title,
-        y_label="share of answers (%)",
-        y_max=100,
-        value_suffix="%",
-        width=1000,
-    )
+    return _category_bars(bars, title=title, y_label="share of answers (%)", y_max=100,
+                          value_suffix="%", width=1000)  # fmt: skip
 
 
 def detector_chart(*, rows: list[dict], title: str) -> str:
     """Detector units per layer, stacked by their consensus category."""
     bars = [Bar(label=r["layer"], segments=r["detectors_by_category"]) for r in rows]
+    return _category_bars(bars, title=title, y_label="detector units")
+
+
+def _category_bars(bars: list[Bar], **options) -> str:
+    """Stacked bars whose segments are the six concept categories, in their usual colors."""
     return stacked_bars(
         bars=bars,
         series=list(CATEGORY_KEYS),
         series_labels=CATEGORY_LABELS,
         colors=CATEGORY_COLORS,
-        title=title,
-        y_label="detector units",
+        **options,
     )
 
 
