@@ -71,8 +71,9 @@ def explain_image(
     min_iou: float = DEFAULT_MIN_IOU,
 ) -> dict:
     """Explain ``image`` with ``network``'s labeled units (``source`` crowd, auto or both;
-    automatic labels from IoU ``min_iou`` up) and store its overlay files. Returns the JSON-friendly payload the page and the API show:
-    scenes, concepts (with color, mask RLE and a transparent layer URL), the overlay URL."""
+    automatic labels from IoU ``min_iou`` up) and store its overlay files. Returns the
+    JSON-friendly payload the page and the API show: scenes, concepts (with color, mask RLE and
+    a transparent layer URL), the overlay URL."""
     from dissect.explain.overlay import base_image, concept_color, concept_layer, render_overlay
 
     run, result = _explain(

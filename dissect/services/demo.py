@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 
@@ -14,9 +13,6 @@ from dissect.services.common import Progress
 from dissect.services.image_sets import image_set_scan
 from dissect.services.networks import network_register
 from dissect.services.runs import run_create, run_resume, run_start, run_wait
-
-logger = logging.getLogger(__name__)
-
 
 DEMO_NETWORKS = (("demo-places", "scenes"), ("demo-objects", "objects"))
 DEMO_LAYERS = ("conv5", "pool5")

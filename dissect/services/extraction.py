@@ -3,7 +3,6 @@ empirical receptive field."""
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import socket
@@ -22,8 +21,6 @@ from dissect.services.common import DEFAULTS, PipelineError, active_run, png_byt
 from dissect.services.image_sets import image_mark_bad
 from dissect.services.networks import network_load
 from dissect.storage import save_content_addressed
-
-logger = logging.getLogger(__name__)
 
 
 def shard_state_path(run_id: int, index: int) -> Path:

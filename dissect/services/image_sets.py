@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,8 +13,6 @@ from django.db import transaction
 from dissect.models import Image, ImageSet
 from dissect.run_progress import show_bars
 from dissect.services.common import PipelineError, Progress
-
-logger = logging.getLogger(__name__)
 
 SCAN_CHUNK = 2000  # image rows written per bulk insert
 

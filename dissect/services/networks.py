@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from dissect.models import Network
 from dissect.services.common import PipelineError
-
-logger = logging.getLogger(__name__)
 
 
 def network_register(

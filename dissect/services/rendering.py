@@ -3,13 +3,13 @@ per unit."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from django.db import transaction
+from django.db.models import F
 
 from dissect.models import DissectionRun, Image, Layer, Unit, UnitImage
 from dissect.run_progress import StageProgress, stage_set, timing_add
@@ -17,8 +17,6 @@ from dissect.services.common import DEFAULTS, Progress, active_run, jpeg_bytes
 from dissect.services.image_sets import image_mark_bad
 from dissect.services.networks import network_load
 from dissect.storage import save_content_addressed
-
-logger = logging.getLogger(__name__)
 
 RENDER_MAX_PARTS = 8
 
@@ -83,9 +81,9 @@ def run_render(
     layers = {layer.name: layer for layer in run.layer_set.all()}
     units = {u.pk: u for u in Unit.objects.filter(layer__run=run).select_related("layer")}
     wanted: dict[int, list[UnitImage]] = defaultdict(list)
-    for ui in UnitImage.objects.filter(unit__layer__run=run).order_by("id"):
-        if ui.image_id % parts == part:
-            wanted[ui.image_id].append(ui)
+    mine = UnitImage.objects.alias(part=F("image_id") % parts).filter(part=part)
+    for ui in mine.filter(unit__layer__run=run).order_by("id"):
+        wanted[ui.image_id].append(ui)
     total = sum(len(v) for v in wanted.values())
     # The merge set the stage's total (every part's tiles); each part adds what it renders.
     label = "render tiles" if parts == 1 else f"render tiles {part + 1}/{parts}"

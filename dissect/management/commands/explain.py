@@ -6,6 +6,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from dissect.explain.selectors import DEFAULT_MIN_IOU
+
 
 class Command(BaseCommand):
     help = (
@@ -22,8 +24,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--min-iou",
             type=float,
-            default=0.04,
-            help="Use automatic labels from this IoU up (default 0.04, Network Dissection's level).",
+            default=DEFAULT_MIN_IOU,
+            help=f"Use automatic labels from this IoU up (default {DEFAULT_MIN_IOU}, "
+            "Network Dissection's level).",
         )
         parser.add_argument(
             "--out", help="Output folder (default: explain-out next to the target)."
