@@ -104,7 +104,10 @@ def test_activation_maps_for_chosen_units(net):
         with torch.inference_mode():
             net.model(images)
     assert maps.shape == (5, 2, 16, 16)
-    assert torch.allclose(maps, captured["conv2"][:, [3, 1]])
+    # Batches of 2 vs 5 take different BLAS kernels, which sum in another order: fp32 results differ
+    # by a few ulps (3.6e-7 seen on one CPU), so compare with a tolerance well above that and far
+    # below any real error (activations here are of order 1).
+    torch.testing.assert_close(maps, captured["conv2"][:, [3, 1]], rtol=1e-5, atol=1e-5)
 
 
 def test_hooks_are_removed_after_extraction(net):
