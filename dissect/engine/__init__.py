@@ -1,7 +1,19 @@
 """The numeric engine: streaming top-K and quantile sketches, single-pass extraction of unit
-statistics, segmentation masks and tiles, and empirical receptive fields. Pure torch, no Django."""
+statistics (optionally with the kept images' maps and threshold-deferred IoU counts against label
+maps), segmentation masks and tiles, and empirical receptive fields. Pure torch, no Django."""
 
-from .extract import UnitStats, activation_maps, extract_unit_stats, resolve_device, spatial_max
+from .batches import LabeledImageDataset, iter_labeled_batches
+from .extract import (
+    LabelSpec,
+    UnitStats,
+    activation_maps,
+    autocast_dtype,
+    extract_unit_stats,
+    place_model,
+    resolve_device,
+    spatial_max,
+)
+from .iou import BinnedIoU, IoUCounts
 from .quantile import RunningQuantile
 from .receptive_field import (
     LayerReceptiveField,
@@ -23,6 +35,10 @@ from .segment import (
 from .topk import RunningTopK
 
 __all__ = [
+    "BinnedIoU",
+    "IoUCounts",
+    "LabelSpec",
+    "LabeledImageDataset",
     "MASK_RECIPES",
     "LayerReceptiveField",
     "RunningQuantile",
@@ -31,15 +47,18 @@ __all__ = [
     "UnitStats",
     "activation_maps",
     "apply_mask",
+    "autocast_dtype",
     "estimate_receptive_fields",
     "extract_unit_stats",
     "heatmap_image",
+    "iter_labeled_batches",
     "make_mask",
     "make_montage",
     "make_tile",
     "mask_activation",
     "mask_quantile",
     "mask_rf_disk",
+    "place_model",
     "resolve_device",
     "rf_size_from_heatmap",
     "spatial_max",
