@@ -40,6 +40,7 @@ appearing *under the unit's mask* in the image instead; that variant is not impl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -236,8 +237,10 @@ class BinnedIoU:
             raise ValueError("set the window (set_window / set_window_around) before add")
         device = self.unit_area.device
         acts = activations.detach()
-        if acts.dim() == 2:
+        if acts.dim() == 2:  # vector layers: one cell per unit
             acts = acts[:, :, None, None]
+        elif acts.dim() == 3:  # [N, U, L] sequences: one row of L cells
+            acts = acts[:, :, None, :]
         maps = torch.as_tensor(label_maps)
         if maps.dim() == 3:
             maps = maps[:, None]
@@ -475,6 +478,15 @@ class BinnedIoU:
             t = t.cpu()
             return t.to(torch.int32) if t.numel() == 0 or int(t.max()) < 2**31 else t
 
+        def packed(t: torch.Tensor) -> dict:
+            # Most (unit, label, bin) cells are zero: a label rarely meets a unit's top values.
+            # Nonzero flat indices + values when that is smaller than the dense tensor.
+            flat = t.cpu().reshape(-1)
+            index = flat.nonzero()[:, 0]
+            if index.numel() * 3 < flat.numel():  # int64 index + int32 value vs int32 dense
+                return {"shape": list(t.shape), "index": index, "values": small(flat[index])}
+            return {"shape": list(t.shape), "dense": small(t)}
+
         return {
             "format": "crowddissect.binnediou",
             "version": IOU_FORMAT_VERSION,
@@ -489,7 +501,7 @@ class BinnedIoU:
             "n_images": self.n_images,
             "lo": None if self.lo is None else self.lo.cpu(),
             "hi": None if self.hi is None else self.hi.cpu(),
-            "intersection": small(self.intersection),
+            "intersection": packed(self.intersection),
             "unit_area": small(self.unit_area),
             "unit_area_cat": small(self.unit_area_cat),
             "label_area": self.label_area.cpu(),
@@ -515,8 +527,19 @@ class BinnedIoU:
         acc.n_images = int(state["n_images"])
         if state["lo"] is not None:
             acc.lo, acc.hi = state["lo"].long().to(device), state["hi"].long().to(device)
-        acc.intersection = state["intersection"].long().to(device)
+        acc.intersection = _unpack_counts(state["intersection"]).to(device)
         acc.unit_area = state["unit_area"].long().to(device)
         acc.unit_area_cat = state["unit_area_cat"].long().to(device)
         acc.label_area = state["label_area"].long().to(device)
         return acc
+
+
+def _unpack_counts(packed: dict | torch.Tensor) -> torch.Tensor:
+    """int64 counts from ``state_dict``'s packed form (dense or nonzero index + values)."""
+    if isinstance(packed, torch.Tensor):
+        return packed.long()
+    if "dense" in packed:
+        return packed["dense"].long()
+    flat = torch.zeros(math.prod(packed["shape"]), dtype=torch.int64)
+    flat[packed["index"].long()] = packed["values"].long()
+    return flat.view(*packed["shape"])

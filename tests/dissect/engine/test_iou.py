@@ -213,3 +213,27 @@ def test_rows_keep_the_numbers_behind_each_score():
 def test_merge_refuses_other_settings():
     with pytest.raises(ValueError, match="different settings"):
         BinnedIoU(3, 4).merge(BinnedIoU(3, 5))
+
+
+def test_vector_layers_count_as_one_cell_maps():
+    acts, maps = synthetic(8)
+    vec = acts.amax((2, 3))  # [N, U]: e.g. a fully connected layer
+    acc, sketch = one_pass(vec, maps)
+    thresholds = sketch.quantile(0.995)
+    ref = two_pass(vec[:, :, None, None], maps, thresholds)
+    assert torch.equal(acc.counts_at(thresholds).intersection_low, ref.intersection)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_saved_counts_round_trip_dense_or_sparse(dense):
+    acts, maps = synthetic(9)
+    acc, sketch = one_pass(acts, maps)
+    if dense:  # every cell nonzero: stored dense
+        acc.intersection += 1
+    state = acc.state_dict()
+    assert ("dense" in state["intersection"]) == dense
+    back = _round_trip(acc)
+    assert torch.equal(back.intersection, acc.intersection)
+    assert torch.equal(
+        back.counts_at(sketch.quantile(0.995)).iou, acc.counts_at(sketch.quantile(0.995)).iou
+    )
