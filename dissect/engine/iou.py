@@ -483,8 +483,10 @@ class BinnedIoU:
             # Nonzero flat indices + values when that is smaller than the dense tensor.
             flat = t.cpu().reshape(-1)
             index = flat.nonzero()[:, 0]
-            if index.numel() * 3 < flat.numel():  # int64 index + int32 value vs int32 dense
-                return {"shape": list(t.shape), "index": index, "values": small(flat[index])}
+            if flat.numel() < 2**31 and index.numel() * 2 < flat.numel():
+                # int32 index + int32 value per nonzero vs int32 per cell
+                values = small(flat[index])
+                return {"shape": list(t.shape), "index": index.to(torch.int32), "values": values}
             return {"shape": list(t.shape), "dense": small(t)}
 
         return {
