@@ -11,6 +11,10 @@ Two small pieces, each with ``add(batch)`` and ``merge(other)`` so shards can be
   when k is derived from the dataset size (``top_k_for_quantile``).
 - ``IoUAccumulator`` keeps, per unit x label, the intersection count, plus per-unit and per-label
   areas: memory is O(units x labels) whatever the number of images.
+
+Both need the threshold before counting (two passes). For one pass, where the threshold is known
+only at the end, see ``dissect.engine.iou.BinnedIoU`` (exact at the engine's sketch thresholds)
+and ``dissect.engine.extract_unit_stats(..., labels=LabelSpec(...))``.
 """
 
 import math
