@@ -6,7 +6,6 @@ from PIL import Image
 from annotate.explain.core import explain, mask_rle
 from annotate.explain.evaluation import mask_iou
 from annotate.explain.labeled import LabeledUnit
-
 from tests.color_world import COLORS, THRESHOLD, color_sample
 
 

@@ -6,7 +6,6 @@ import torch
 
 from annotate.explain.evaluation import average_precision, evaluate_localization, mask_iou
 from annotate.explain.labeled import LabeledUnit
-
 from tests.color_world import COLORS, THRESHOLD, color_sample
 
 

@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from dissect.models import AutoLabel, Network
-
 from tests.color_world import color_network, color_sample, write_color_world
 
 

@@ -7,7 +7,6 @@ from PIL import Image
 
 from dissect.autolabel import best_labels_by_category, compute_auto_labels, label_view
 from dissect.broden import read_broden, read_label_map
-
 from tests.color_world import THRESHOLD
 
 
