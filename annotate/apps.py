@@ -1,13 +1,9 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 
 
 class AnnotateConfig(AppConfig):
+    """Holds the history of the models that moved to core, crowd and labels (its migrations), and
+    the end-to-end demo that composes every layer."""
+
     name = "annotate"
-    verbose_name = "Crowd labeling"
-
-    def ready(self) -> None:
-        from annotate.roles import ensure_roles
-
-        # Roles are data the app needs to work; keep them in step with the code after every migrate.
-        post_migrate.connect(lambda **kwargs: ensure_roles(), sender=self, weak=False)
+    verbose_name = "Annotate (history and demo)"

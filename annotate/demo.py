@@ -2,8 +2,8 @@
 
 from collections.abc import Callable
 
-from annotate.models import Campaign
-from annotate.roles import ADMIN, ANNOTATOR, RESEARCHER, user_create
+from annotate.crowd.models import Campaign
+from core.roles import ADMIN, ANNOTATOR, RESEARCHER, user_create
 
 # Demo accounts: the password is the user name (printed by the command; never use them in production).
 DEMO_USERS = {"demo-annotator": ANNOTATOR, "demo-researcher": RESEARCHER, "demo-admin": ADMIN}

@@ -21,8 +21,8 @@ import torch
 from dissect.demo.architecture import DemoAlexNet, LAYER_ALIASES
 from dissect.demo.training import preprocessing
 from dissect.demo.world import class_names, write_demo_world
-from dissect.explain.autolabel import compute_auto_labels
-from dissect.explain.broden import read_broden
+from dissect.autolabel import compute_auto_labels
+from dissect.broden import read_broden
 from dissect.networks import LoadedNetwork
 
 n, root = int(sys.argv[1]), sys.argv[2]

@@ -93,7 +93,7 @@ def _seed(*, units: int, annotators: int, redundancy: int):
     from PIL import Image as PILImage
 
     from annotate.crowd import services
-    from annotate.roles import ensure_roles
+    from core.roles import ensure_roles
     from dissect import models as dm
 
     call_command("migrate", interactive=False, verbosity=0)
@@ -279,10 +279,10 @@ class Annotator(threading.Thread):
 
 
 def _control_positions(assignment_id: int) -> list[int]:
-    from annotate.models import Assignment
+    from annotate.crowd.models import Assignment
     from dissect.models import UnitImage
 
-    order = Assignment.objects.select_related("hit").get(pk=assignment_id).hit.tile_order
+    order = Assignment.objects.select_related("task").get(pk=assignment_id).task.tile_order
     controls = set(
         UnitImage.objects.filter(pk__in=order, kind="control").values_list("pk", flat=True)
     )
@@ -340,15 +340,15 @@ def _pct(values, q):
 def _check(*, redundancy: int):
     from django.db.models import Count
 
-    from annotate.models import Assignment, Response
+    from annotate.crowd.models import Answer, Assignment
 
     A = Assignment.Status
     return {
-        "responses": Response.objects.count(),
+        "answers": Answer.objects.count(),
         "submitted_ids": set(Assignment.objects.filter(status=A.SUBMITTED).values_list("pk", flat=True)),
         "over_assigned": Assignment.objects.filter(status__in=[A.SUBMITTED, A.APPROVED, A.LEASED])
-        .values("hit").annotate(n=Count("pk")).filter(n__gt=redundancy).count(),
-        "duplicate_pairs": Assignment.objects.values("worker", "hit__unit").annotate(n=Count("pk"))
+        .values("task").annotate(n=Count("pk")).filter(n__gt=redundancy).count(),
+        "duplicate_pairs": Assignment.objects.values("worker", "task__unit").annotate(n=Count("pk"))
         .filter(n__gt=1).count(),
     }  # fmt: skip
 
@@ -407,7 +407,7 @@ def main() -> int:
             f"({len(results['saved']) / wall:.1f}/s), gunicorn {args.gunicorn_workers}x{args.gunicorn_threads} gthread"
         )
         print(
-            f"  lost answers:          {lost} (client saw {len(saved)} saved, database has {check['responses']})"
+            f"  lost answers:          {lost} (client saw {len(saved)} saved, database has {check['answers']})"
         )
         print(f"  over-assigned tasks:   {check['over_assigned']}")
         print(f"  duplicate worker/unit: {check['duplicate_pairs']}")

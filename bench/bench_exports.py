@@ -30,7 +30,7 @@ def setup_django(data_dir: str) -> None:
 
 def make_run(name: str, units: int):
     """A network with one layer of `units` units and three answers each."""
-    from annotate.models import Assignment, Campaign, Hit, Response, Worker
+    from annotate.crowd.models import Answer, Assignment, Campaign, Task, Worker
     from dissect.models import DissectionRun, Layer, Network, Unit
 
     network = Network.objects.create(name=name, arch="alexnet")
@@ -38,17 +38,17 @@ def make_run(name: str, units: int):
     layer = Layer.objects.create(run=run, name="conv5", unit_count=units)
     Unit.objects.bulk_create([Unit(layer=layer, index=i) for i in range(units)], batch_size=5000)
     campaign = Campaign.objects.create(name=name, run=run)
-    Hit.objects.bulk_create(
-        [Hit(campaign=campaign, unit=u) for u in Unit.objects.filter(layer=layer)], batch_size=5000
+    Task.objects.bulk_create(
+        [Task(campaign=campaign, unit=u) for u in Unit.objects.filter(layer=layer)], batch_size=5000
     )
     workers = [Worker.objects.create(pseudonym=f"{name}-w{k}") for k in range(3)]
-    hits = list(Hit.objects.filter(campaign=campaign).order_by("id"))
-    assignments = [Assignment(hit=h, worker=w, status="approved") for h in hits for w in workers]
+    tasks = list(Task.objects.filter(campaign=campaign).order_by("id"))
+    assignments = [Assignment(task=h, worker=w, status="approved") for h in tasks for w in workers]
     Assignment.objects.bulk_create(assignments, batch_size=5000)
     words = ["dog", "Dogs", "striped", "sky", "blue sky", "tree", "window"]
-    Response.objects.bulk_create(
+    Answer.objects.bulk_create(
         [
-            Response(
+            Answer(
                 assignment=a,
                 concept_text=words[(i * 7 + i // 3) % len(words)],
                 category="object",

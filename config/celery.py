@@ -18,7 +18,6 @@ app.conf.task_routes = [
         "dissect.tasks.render_*": {"queue": "cpu"},
         "dissect.tasks.merge_*": {"queue": "cpu"},
         "dissect.tasks.*": {"queue": "gpu"},
-        "dissect.explain.tasks.*": {"queue": "gpu"},
     }
 ]
 # A killed worker's task is redelivered, and a worker holds only the task it runs (model work is long).
@@ -33,9 +32,7 @@ app.conf.beat_schedule = {
     "auto-approve": {"task": "annotate.crowd.tasks.auto_approve", "schedule": 600.0},
 }
 
-app.autodiscover_tasks(
-    ["config", "dissect", "dissect.explain", "annotate.crowd", "annotate.labels"]
-)
+app.autodiscover_tasks(["config", "dissect", "annotate.crowd", "annotate.labels"])
 
 
 def torch_device_name() -> str:

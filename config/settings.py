@@ -29,7 +29,11 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "core",
     "dissect",
+    "annotate.crowd",
+    "annotate.labels",
+    "annotate.explain",
     "annotate",
 ]
 
@@ -128,11 +132,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     # Choice sets shared by several serializers get one stable name each in the schema.
     "ENUM_NAME_OVERRIDES": {
-        "ConceptCategoryEnum": "dissect.concepts.CATEGORIES",
+        "ConceptCategoryEnum": "core.concepts.CATEGORIES",
         "RunStatusEnum": "dissect.models.DissectionRun.Status",
-        "CampaignStatusEnum": "annotate.models.Campaign.Status",
-        "AssignmentStatusEnum": "annotate.models.Assignment.Status",
-        "ExportStatusEnum": "annotate.models.Export.Status",
+        "CampaignStatusEnum": "annotate.crowd.models.Campaign.Status",
+        "AssignmentStatusEnum": "annotate.crowd.models.Assignment.Status",
+        "ExportStatusEnum": "annotate.labels.models.Export.Status",
         "ImageStatusEnum": "dissect.models.Image.Status",
     },
 }

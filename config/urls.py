@@ -17,7 +17,7 @@ urlpatterns = [
 
 urlpatterns += [
     path("", include("dissect.urls")),
-    path("explain/", include("dissect.explain.urls")),
+    path("explain/", include("annotate.explain.urls")),
     path("", include("annotate.crowd.urls")),
     path("reports/", include("annotate.labels.urls")),
 ]

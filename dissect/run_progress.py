@@ -1,7 +1,7 @@
 """A run's status row while its stages work: progress counters, stage, timings, cancellation.
 
 Every stage of the pipeline (``dissect.services``) and the automatic-label stage
-(``dissect.explain.autolabel``) report through these functions, so the run page shows one
+(``dissect.autolabel``) report through these functions, so the run page shows one
 progress bar per stage whichever module does the work.
 """
 

@@ -5,13 +5,23 @@ Nothing here imports torch: the web process calls these for ordinary requests.
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from dissect.models import DissectionRun, Image, ImageSet, Layer, Network, Shard, Unit, UnitImage
+from dissect.models import (
+    AutoLabel,
+    DissectionRun,
+    Image,
+    ImageSet,
+    Layer,
+    Network,
+    Shard,
+    Unit,
+    UnitImage,
+)
 from dissect.storage import media_url
-
-STAGES: tuple[str, ...] = ("extract", "merge", "render")
 
 
 def network_list() -> QuerySet[Network]:
@@ -129,12 +139,13 @@ def unit_images(*, unit: Unit, kind: str) -> list[UnitImage]:
 
 
 def unit_labels(*, unit: Unit) -> list:
-    """The unit's aggregate labels (crowd or automatic) through the reverse relation the
-    annotate app defines; dissect never imports annotate, so an absent app gives []."""
-    manager = getattr(unit, "labels", None)
-    if manager is None:
-        return []
-    return list(manager.all())
+    """The unit's aggregate labels from the layers above (they answer ``unit_labels_requested``;
+    dissect never imports them), [] when none is installed."""
+    from dissect.signals import unit_labels_requested
+
+    return [
+        row for _, rows in unit_labels_requested.send(sender=Unit, unit=unit) for row in rows or []
+    ]
 
 
 def unit_neighbors(*, unit: Unit) -> tuple[int | None, int | None]:
@@ -142,3 +153,73 @@ def unit_neighbors(*, unit: Unit) -> tuple[int | None, int | None]:
     index = unit.index
     count = unit.layer.unit_count or unit.layer.units.count()
     return (index - 1 if index > 0 else None, index + 1 if index + 1 < count else None)
+
+
+# --- automatic labels (the pipeline's auto-label stage writes AutoLabel rows) -------------------
+
+# Network Dissection counts a unit as a detector of its best label when IoU > 0.04.
+DEFAULT_MIN_IOU = 0.04
+
+
+def _category_of_best(run_id: int) -> dict[tuple[int, str], str]:
+    """{(unit id, label): category} from the per-category rows: the overall row ('' category)
+    repeats one of them, which names its category."""
+    rows = AutoLabel.objects.filter(unit__layer__run_id=run_id).exclude(category="")
+    return {
+        (uid, label): cat for uid, label, cat in rows.values_list("unit_id", "label", "category")
+    }
+
+
+def gold_unit_candidates(*, run: DissectionRun, min_iou: float = 0.2) -> list[dict]:
+    """Units whose best automatic label has IoU >= ``min_iou``: candidates for a campaign's gold
+    units (known answer = the label and its category), best IoU first."""
+    categories = _category_of_best(run.pk)
+    rows = (
+        AutoLabel.objects.filter(unit__layer__run=run, category="", iou__gte=min_iou)
+        .order_by("-iou", "unit_id")
+        .values_list("unit_id", "unit__layer__name", "unit__index", "label", "iou")
+    )
+    return [
+        {
+            "unit_id": uid,
+            "layer": layer,
+            "unit": index,
+            "concept": label,
+            "category": categories.get((uid, label), ""),
+            "iou": iou,
+        }
+        for uid, layer, index, label, iou in rows
+    ]
+
+
+def auto_labels_by_layer(*, run: DissectionRun) -> dict[str, dict]:
+    """{layer: {"units": n, "labeled": n with IoU >= 0.04, "by_category": {category: n}}} from
+    each unit's best overall label (for the run's reports)."""
+    categories = _category_of_best(run.pk)
+    summary: dict[str, dict] = {}
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for layer in Layer.objects.filter(run=run).order_by("order"):
+        summary[layer.name] = {"units": layer.unit_count, "labeled": 0, "by_category": {}}
+    rows = AutoLabel.objects.filter(
+        unit__layer__run=run, category="", iou__gte=DEFAULT_MIN_IOU
+    ).values_list("unit_id", "unit__layer__name", "label")
+    for uid, layer, label in rows:
+        summary[layer]["labeled"] += 1
+        counts[layer][categories.get((uid, label), "")] += 1
+    for layer, per in counts.items():
+        summary[layer]["by_category"] = dict(sorted(per.items()))
+    return summary
+
+
+def gold_from_auto_labels(
+    *, run: DissectionRun, min_iou: float = 0.2
+) -> dict[int, tuple[str, str]]:
+    """{unit id: (concept, category)} of the gold-unit candidates whose category is one of the
+    paper's six: the ``gold`` argument of ``annotate.crowd.services.campaign_create``."""
+    from core.concepts import CATEGORY_SLUGS
+
+    return {
+        g["unit_id"]: (g["concept"].replace("_", " "), g["category"])
+        for g in gold_unit_candidates(run=run, min_iou=min_iou)
+        if g["category"] in CATEGORY_SLUGS
+    }

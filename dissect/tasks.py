@@ -2,7 +2,7 @@
 
 Routing (config/celery.py): extract_shard and receptive_field_layer go to queue ``gpu``,
 merge_run, render_units and render_montages to queue ``cpu``. A run is a chain of chords: every
-shard -> merge, (receptive field per layer,) (automatic labels,) every render part -> montages
+shard -> merge, (receptive field per layer,) (automatic labels, ``auto_label_run``, queue gpu,) every render part -> montages
 and finish. Each task is idempotent (a redelivered shard
 overwrites its own file; merge and render rewrite the same rows and content-addressed files),
 so a killed worker's task is simply redone. Transient database or broker errors are retried
@@ -98,6 +98,21 @@ def render_montages(self, run_id: int, attempt: int | None = None) -> None:
     _guarded(run_id, work)
 
 
+@shared_task(name="dissect.tasks.auto_label_run", **_RETRY)
+def auto_label_run(self, run_id: int, layers: list[str] | None = None) -> int | None:
+    """Best-IoU labels per unit from the image set's pixel labels (queue gpu). Idempotent (it
+    replaces the layers' AutoLabel rows). Inside a running run's chain a failure fails the run
+    with its message, like the other stages; on a finished run it only fails this task."""
+    from dissect.autolabel import run_auto_labels
+    from dissect.models import DissectionRun
+
+    work = lambda: run_auto_labels(run_id=run_id, layers=layers)  # noqa: E731
+    status = DissectionRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    if status == DissectionRun.Status.RUNNING:
+        return _guarded(run_id, work)
+    return work()
+
+
 def run_signature(*, run_id: int, shard_indexes: Sequence[int], layers: Sequence[str],
                   receptive_field: bool, auto_labels: bool = False, render_parts: int = 1,
                   attempt: int | None = None):  # fmt: skip
@@ -114,8 +129,6 @@ def run_signature(*, run_id: int, shard_indexes: Sequence[int], layers: Sequence
     if receptive_field:
         steps.append(group([receptive_field_layer.si(run_id, name, attempt) for name in layers]))
     if auto_labels:
-        from dissect.explain.tasks import auto_label_run
-
         steps.append(auto_label_run.si(run_id))
     parts = [render_units.si(run_id, attempt, part, render_parts) for part in range(render_parts)]
     steps.append(chord(parts, render_montages.si(run_id, attempt)))

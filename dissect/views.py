@@ -20,7 +20,7 @@ from dissect import selectors, services
 from dissect.forms import RunForm
 from dissect.models import DissectionRun, Layer, Unit
 
-# The role names of annotate.roles, repeated because dissect never imports annotate.
+# The role names of core.roles, repeated because dissect never imports annotate.
 RESEARCHER_GROUPS = ("researcher", "admin")
 
 

@@ -31,7 +31,7 @@ def _eager_celery_unless_real_worker(settings, request, monkeypatch):
 @pytest.fixture
 def make_user(db):
     """make_user('researcher') -> a saved user with that role (password 'pw-<username>')."""
-    from annotate.roles import user_create
+    from core.roles import user_create
 
     counter = iter(range(1, 10_000))
 

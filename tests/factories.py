@@ -2,7 +2,7 @@
 
 import factory
 
-from annotate import models as am
+from annotate.crowd import models as am
 from dissect import models as dm
 
 
@@ -84,9 +84,9 @@ class CampaignFactory(factory.django.DjangoModelFactory):
     run = factory.SubFactory(RunFactory)
 
 
-class HitFactory(factory.django.DjangoModelFactory):
+class TaskFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = am.Hit
+        model = am.Task
 
     campaign = factory.SubFactory(CampaignFactory)
     unit = factory.SubFactory(UnitFactory)
@@ -96,5 +96,5 @@ class AssignmentFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = am.Assignment
 
-    hit = factory.SubFactory(HitFactory)
+    task = factory.SubFactory(TaskFactory)
     worker = factory.SubFactory(WorkerFactory)

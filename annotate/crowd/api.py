@@ -1,7 +1,7 @@
 """REST API of the crowd workflow (DRF; schema at /api/schema/). Session or token auth.
 
 Annotators: lease tasks, read and answer their own assignments. Researchers and admins: campaigns,
-every assignment and response, review. Permissions come from the one table in permissions.py.
+every assignment and answer, review. Permissions come from the one table in permissions.py.
 """
 
 from django.db.models import Count, Q
@@ -15,11 +15,11 @@ from rest_framework.routers import DefaultRouter
 
 from annotate.crowd import selectors, services
 from annotate.crowd.instructions import CATEGORY_HELP
+from annotate.crowd.models import Answer, Assignment, Campaign, Task
 from annotate.crowd.permissions import HasAction, can
 from annotate.crowd.services import AnswerInvalid, CrowdError, NoTask
 from annotate.crowd.throttling import submit_wait_seconds
-from annotate.models import Assignment, Campaign, Hit, Response
-from dissect.concepts import CATEGORY_SLUGS
+from core.concepts import CATEGORY_SLUGS
 from dissect.models import DissectionRun
 
 A = Assignment.Status
@@ -143,15 +143,15 @@ class TaskSerializer(serializers.ModelSerializer):
     answers = serializers.IntegerField(read_only=True)
 
     class Meta:
-        model = Hit
+        model = Task
         fields = [
             "id", "campaign", "unit", "layer", "unit_index", "tile_count", "is_gold",
             "gold_concept", "gold_category", "answers", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 
-    def get_tile_count(self, hit) -> int:
-        return len(hit.tile_order)
+    def get_tile_count(self, task) -> int:
+        return len(task.tile_order)
 
 
 @extend_schema(parameters=[OpenApiParameter("campaign", int, description="Only this campaign.")])
@@ -164,7 +164,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def get_queryset(self):
         qs = (
-            Hit.objects.select_related("unit__layer")
+            Task.objects.select_related("unit__layer")
             .annotate(
                 answers=Count(
                     "assignments", filter=Q(assignments__status__in=[A.SUBMITTED, A.APPROVED])
@@ -186,7 +186,7 @@ class TileSerializer(serializers.Serializer):
     url = serializers.CharField()
 
 
-class AnswerSerializer(serializers.Serializer):
+class SubmitSerializer(serializers.Serializer):
     concept = serializers.CharField(allow_blank=True, max_length=200)
     category = serializers.CharField(allow_blank=True, max_length=20)
     flagged = serializers.ListField(
@@ -200,8 +200,8 @@ class AnswerSerializer(serializers.Serializer):
 class AssignmentSerializer(serializers.ModelSerializer):
     """An assignment as its worker sees it: tiles by position only, their own answer, no controls."""
 
-    campaign = serializers.IntegerField(source="hit.campaign_id", read_only=True)
-    instructions = serializers.CharField(source="hit.campaign.instructions", read_only=True)
+    campaign = serializers.IntegerField(source="task.campaign_id", read_only=True)
+    instructions = serializers.CharField(source="task.campaign.instructions", read_only=True)
     tiles = serializers.SerializerMethodField()
     answer = serializers.SerializerMethodField()
 
@@ -214,17 +214,17 @@ class AssignmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_tiles(self, assignment) -> list[dict]:
-        return TileSerializer(selectors.task_tiles(hit=assignment.hit), many=True).data
+        return TileSerializer(selectors.task_tiles(task=assignment.task), many=True).data
 
     def get_answer(self, assignment) -> dict | None:
-        response = getattr(assignment, "response", None)
-        if response is None:
+        answer = getattr(assignment, "answer", None)
+        if answer is None:
             return None
-        order = assignment.hit.tile_order
+        order = assignment.task.tile_order
         return {
-            "concept": response.concept_text,
-            "category": response.category,
-            "flagged": sorted(order.index(i) for i in response.flagged_tiles if i in order),
+            "concept": answer.concept_text,
+            "category": answer.category,
+            "flagged": sorted(order.index(i) for i in answer.flagged_tiles if i in order),
         }
 
 
@@ -232,12 +232,12 @@ class ReviewAssignmentSerializer(AssignmentSerializer):
     """What researchers see: everything, including the worker and the control result."""
 
     worker = serializers.CharField(source="worker.pseudonym", read_only=True)
-    unit = serializers.IntegerField(source="hit.unit_id", read_only=True)
-    is_gold = serializers.BooleanField(source="hit.is_gold", read_only=True)
+    unit = serializers.IntegerField(source="task.unit_id", read_only=True)
+    is_gold = serializers.BooleanField(source="task.is_gold", read_only=True)
     control_failed = serializers.BooleanField(
-        source="response.control_failed", read_only=True, default=None
+        source="answer.control_failed", read_only=True, default=None
     )
-    precision = serializers.FloatField(source="response.precision", read_only=True, default=None)
+    precision = serializers.FloatField(source="answer.precision", read_only=True, default=None)
 
     class Meta(AssignmentSerializer.Meta):
         fields = AssignmentSerializer.Meta.fields + [
@@ -275,27 +275,25 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     }
 
     def get_queryset(self):
-        qs = Assignment.objects.select_related("hit__campaign", "worker", "response").order_by(
-            "-pk"
-        )
+        qs = Assignment.objects.select_related("task__campaign", "worker", "answer").order_by("-pk")
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user to filter by
             return qs.none()
-        if not can(self.request.user, "response.view_all"):
+        if not can(self.request.user, "answer.view_all"):
             qs = qs.filter(worker=services.worker_for_user(user=self.request.user))
         campaign = self.request.query_params.get("campaign")
         if campaign and campaign.isdigit():
-            qs = qs.filter(hit__campaign_id=int(campaign))
+            qs = qs.filter(task__campaign_id=int(campaign))
         return qs
 
     def get_serializer_class(self):
-        if can(self.request.user, "response.view_all"):
+        if can(self.request.user, "answer.view_all"):
             return ReviewAssignmentSerializer
         return AssignmentSerializer
 
     def _own(self, pk) -> Assignment:
         worker = services.worker_for_user(user=self.request.user)
         return get_object_or_404(
-            Assignment.objects.select_related("hit__campaign"), pk=pk, worker=worker
+            Assignment.objects.select_related("task__campaign"), pk=pk, worker=worker
         )
 
     def _mine(self, assignment) -> ApiResponse:
@@ -320,7 +318,7 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return self._mine(assignment)
 
     @extend_schema(
-        request=AnswerSerializer,
+        request=SubmitSerializer,
         responses=AssignmentSerializer,
         description="Answer a leased task. 200 with status 'leased' and a 'revise' message means: look "
         "again once (a tile that clearly does not fit was left unmarked); submit again to save.",
@@ -331,7 +329,7 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         wait = submit_wait_seconds(request=request, worker=assignment.worker)
         if wait is not None:
             raise Throttled(wait=wait)
-        data = AnswerSerializer(data=request.data)
+        data = SubmitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         try:
@@ -389,17 +387,17 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return ApiResponse(ReviewAssignmentSerializer(changed, many=True).data)
 
 
-# --- responses (researchers) --------------------------------------------------------------------
+# --- answers (researchers) --------------------------------------------------------------------
 
 
-class ResponseSerializer(serializers.ModelSerializer):
+class AnswerSerializer(serializers.ModelSerializer):
     worker = serializers.CharField(source="assignment.worker.pseudonym", read_only=True)
-    unit = serializers.IntegerField(source="assignment.hit.unit_id", read_only=True)
-    campaign = serializers.IntegerField(source="assignment.hit.campaign_id", read_only=True)
+    unit = serializers.IntegerField(source="assignment.task.unit_id", read_only=True)
+    campaign = serializers.IntegerField(source="assignment.task.campaign_id", read_only=True)
     concept_name = serializers.CharField(source="concept.name", read_only=True, default=None)
 
     class Meta:
-        model = Response
+        model = Answer
         fields = [
             "id", "assignment", "worker", "unit", "campaign", "concept_text", "concept_name",
             "category", "flagged_tiles", "precision", "control_failed", "revisions", "created_at",
@@ -408,20 +406,20 @@ class ResponseSerializer(serializers.ModelSerializer):
 
 
 @extend_schema(parameters=[OpenApiParameter("campaign", int, description="Only this campaign.")])
-class ResponseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class AnswerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Every answer, for researchers and admins."""
 
-    serializer_class = ResponseSerializer
+    serializer_class = AnswerSerializer
     permission_classes = [HasAction]
-    required_action = "response.view_all"
+    required_action = "answer.view_all"
 
     def get_queryset(self):
-        qs = Response.objects.select_related(
-            "assignment__worker", "assignment__hit", "concept"
+        qs = Answer.objects.select_related(
+            "assignment__worker", "assignment__task", "concept"
         ).order_by("pk")
         campaign = self.request.query_params.get("campaign")
         if campaign and campaign.isdigit():
-            qs = qs.filter(assignment__hit__campaign_id=int(campaign))
+            qs = qs.filter(assignment__task__campaign_id=int(campaign))
         return qs
 
 
@@ -447,5 +445,5 @@ router = DefaultRouter()
 router.register("campaigns", CampaignViewSet, basename="api-campaign")
 router.register("tasks", TaskViewSet, basename="api-task")
 router.register("assignments", AssignmentViewSet, basename="api-assignment")
-router.register("responses", ResponseViewSet, basename="api-response")
+router.register("answers", AnswerViewSet, basename="api-answer")
 router.register("categories", CategoryViewSet, basename="api-category")

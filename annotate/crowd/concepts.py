@@ -1,4 +1,4 @@
-"""The crowd side's one door to concept normalization (owned by annotate.labels).
+"""The crowd side's one door to concept normalization (owned by core.concepts).
 
 Everything in annotate.crowd that compares or stores concept names goes through these functions,
 so a change in how the reports part normalizes or merges concepts is picked up everywhere at once.
@@ -9,9 +9,9 @@ from functools import lru_cache
 
 from django.utils.html import format_html_join
 
-from annotate.labels import aggregation
-from annotate.labels.normalize import normalize_concept
-from annotate.models import Concept
+from core.concepts import store
+from core.concepts.normalize import normalize_concept
+from core.models import Concept
 
 
 def concept_key(text: str, *, merges: Mapping[str, str] | None = None) -> str:
@@ -21,18 +21,18 @@ def concept_key(text: str, *, merges: Mapping[str, str] | None = None) -> str:
 
 def concept_merges() -> dict[str, str]:
     """Researcher merges (concept name -> the name it was merged into), read once per caller."""
-    return aggregation.merge_table()
+    return store.merge_table()
 
 
 def concept_for_text(text: str) -> Concept | None:
     """The Concept row an answer is stored with (created for new free text), or None for empty text."""
-    return aggregation.concept_for_text(text=text)
+    return store.concept_for_text(text=text)
 
 
 @lru_cache(maxsize=1)
 def vocabulary_datalist() -> str:
     """The task page's autocomplete options as ready, escaped HTML (built once per process)."""
-    from annotate.labels.vocabulary import default_vocabulary
+    from core.concepts.vocabulary import default_vocabulary
 
     names = sorted({entry.name for entry in default_vocabulary().entries})
     return format_html_join("", '<option value="{}">', ((name,) for name in names))

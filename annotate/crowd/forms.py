@@ -5,8 +5,8 @@ import re
 from django import forms
 from django.core.exceptions import ValidationError
 
-from annotate.crowd.services import CONCEPT_MAX_CHARS
-from dissect.concepts import CATEGORIES, CATEGORY_SLUGS
+from core.concepts import CATEGORIES, CATEGORY_SLUGS
+from core.concepts.store import CONCEPT_MAX_CHARS
 from dissect.models import DissectionRun, Unit
 
 
@@ -79,7 +79,9 @@ class CampaignForm(forms.Form):
                 )
             if len(match["concept"]) > CONCEPT_MAX_CHARS:
                 raise ValidationError(
-                    {"gold": f"line {number}: the concept is longer than 40 characters."}
+                    {
+                        "gold": f"line {number}: the concept is longer than {CONCEPT_MAX_CHARS} characters."
+                    }
                 )
             unit = (
                 run

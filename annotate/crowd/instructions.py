@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from dissect.concepts import CATEGORIES
+from core.concepts import CATEGORIES
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ the assignment's worker; this table only says which roles may attempt an action 
 from django.contrib.auth.models import AbstractBaseUser
 from rest_framework.permissions import BasePermission
 
-from annotate.roles import ADMIN, ANNOTATOR, RESEARCHER, user_role
+from core.roles import ADMIN, ANNOTATOR, RESEARCHER, user_role
 
 # action -> roles allowed. Keep it the single source of truth; tests walk every cell.
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -17,7 +17,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "campaign.create": frozenset({RESEARCHER, ADMIN}),
     "campaign.status": frozenset({RESEARCHER, ADMIN}),  # draft -> live -> paused -> finished
     "assignment.review": frozenset({RESEARCHER, ADMIN}),  # approve / reject, bulk
-    "response.view_all": frozenset({RESEARCHER, ADMIN}),
+    "answer.view_all": frozenset({RESEARCHER, ADMIN}),
     "worker.block": frozenset({RESEARCHER, ADMIN}),
 }
 ACTIONS: tuple[str, ...] = tuple(PERMISSIONS)

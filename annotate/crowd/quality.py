@@ -2,7 +2,8 @@
 
 Gold score of one answer: half for the concept (normalized names equal), half for the category.
 Agreement: share of a worker's answers whose normalized concept equals the unit's crowd label
-(UnitLabel, written by the aggregation of annotate.labels) among units that have one.
+(the crowd label the layer above computes, asked for through ``signals.consensus_requested``)
+among units that have one.
 """
 
 from collections import defaultdict
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 from statistics import median
 
 from annotate.crowd.concepts import concept_key, concept_merges
-from annotate.models import Assignment, Campaign, Response, UnitLabel, Worker
+from annotate.crowd.models import Answer, Assignment, Campaign, Worker
+from annotate.crowd.signals import consensus_requested
 
 A = Assignment.Status
 ANSWERED = (A.SUBMITTED, A.APPROVED, A.REJECTED)
@@ -33,16 +35,16 @@ def gold_score(
 
 def gold_accuracy(*, worker: Worker, campaign: Campaign) -> tuple[float | None, int]:
     """(mean gold score, gold answers) of the worker in `campaign`; (None, 0) without gold answers."""
-    rows = Response.objects.filter(
+    rows = Answer.objects.filter(
         assignment__worker=worker,
-        assignment__hit__campaign=campaign,
-        assignment__hit__is_gold=True,
+        assignment__task__campaign=campaign,
+        assignment__task__is_gold=True,
         assignment__status__in=ANSWERED,
     ).values_list(
         "concept_text",
         "category",
-        "assignment__hit__gold_concept",
-        "assignment__hit__gold_category",
+        "assignment__task__gold_concept",
+        "assignment__task__gold_category",
     )
     rows = list(rows)
     merges = concept_merges() if rows else {}
@@ -74,8 +76,8 @@ class WorkerQuality:
 
 def campaign_worker_table(*, campaign: Campaign) -> list[WorkerQuality]:
     """Quality of every worker who answered in `campaign`, most answers first."""
-    rows = Response.objects.filter(
-        assignment__hit__campaign=campaign, assignment__status__in=ANSWERED
+    rows = Answer.objects.filter(
+        assignment__task__campaign=campaign, assignment__status__in=ANSWERED
     ).values_list(
         "assignment__worker_id",
         "assignment__status",
@@ -83,20 +85,17 @@ def campaign_worker_table(*, campaign: Campaign) -> list[WorkerQuality]:
         "concept_text",
         "category",
         "control_failed",
-        "assignment__hit__is_gold",
-        "assignment__hit__gold_concept",
-        "assignment__hit__gold_category",
-        "assignment__hit__unit_id",
+        "assignment__task__is_gold",
+        "assignment__task__gold_concept",
+        "assignment__task__gold_category",
+        "assignment__task__unit_id",
     )
     rows = list(rows)
-    consensus = dict(
-        UnitLabel.objects.filter(
-            source=UnitLabel.Source.CROWD,
-            unit_id__in={r[9] for r in rows},
-        )
-        .exclude(concept_text="")
-        .values_list("unit_id", "concept_text")
-    )
+    consensus: dict[int, str] = {}
+    for _receiver, answer in consensus_requested.send(
+        sender=Campaign, unit_ids={r[9] for r in rows}
+    ):
+        consensus.update(answer or {})
     merges = concept_merges()
     consensus = {unit: concept_key(text, merges=merges) for unit, text in consensus.items()}
     per_worker: dict[int, list] = defaultdict(list)

@@ -9,7 +9,7 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
-from annotate.models import Assignment, Campaign, Hit, Worker
+from annotate.crowd.models import Assignment, Campaign, Task, Worker
 
 A = Assignment.Status
 _TILE_SALT = "crowd.tile"
@@ -25,50 +25,50 @@ def active_assignment_q(*, now: datetime, prefix: str = "") -> Q:
 
 def _count_subquery(filter_q: Q) -> Coalesce:
     counts = (
-        Assignment.objects.filter(filter_q, hit=OuterRef("pk"))
+        Assignment.objects.filter(filter_q, task=OuterRef("pk"))
         .order_by()
-        .values("hit")
+        .values("task")
         .annotate(n=Count("pk"))
         .values("n")
     )
     return Coalesce(Subquery(counts, output_field=IntegerField()), Value(0))
 
 
-def candidate_hits(*, worker: Worker, campaign: Campaign, now: datetime, gold: bool) -> QuerySet:
+def candidate_tasks(*, worker: Worker, campaign: Campaign, now: datetime, gold: bool) -> QuerySet:
     """Tasks of `campaign` the worker has never held, with free slots, fewest answers first.
 
     Gold tasks have no redundancy cap: every worker may be scored on them.
     """
-    hits = (
-        Hit.objects.filter(campaign=campaign, is_gold=gold)
-        .exclude(Exists(Assignment.objects.filter(hit=OuterRef("pk"), worker=worker)))
+    tasks = (
+        Task.objects.filter(campaign=campaign, is_gold=gold)
+        .exclude(Exists(Assignment.objects.filter(task=OuterRef("pk"), worker=worker)))
         .annotate(
             answers=_count_subquery(Q(status__in=[A.SUBMITTED, A.APPROVED])),
             load=_count_subquery(active_assignment_q(now=now)),
         )
     )
     if not gold:
-        hits = hits.filter(load__lt=campaign.redundancy)
-    return hits.order_by("answers", "load", "id")
+        tasks = tasks.filter(load__lt=campaign.redundancy)
+    return tasks.order_by("answers", "load", "id")
 
 
-def hit_load(*, hit: Hit, now: datetime) -> int:
-    """Slots of `hit` taken right now (fresh read: call it after locking the hit)."""
-    return Assignment.objects.filter(active_assignment_q(now=now), hit=hit).count()
+def task_load(*, task: Task, now: datetime) -> int:
+    """Slots of `task` taken right now (fresh read: call it after locking the task)."""
+    return Assignment.objects.filter(active_assignment_q(now=now), task=task).count()
 
 
-def hit_preview(*, worker: Worker | None, campaign: Campaign) -> Hit | None:
+def task_preview(*, worker: Worker | None, campaign: Campaign) -> Task | None:
     """The task the worker would most likely get next (no lease taken), for preview pages.
 
     Without a worker (an outside crowd's anonymous preview) any task with a free slot is shown.
     """
     now = timezone.now()
     if worker is None:
-        hits = Hit.objects.filter(campaign=campaign).order_by("is_gold", "id")
-        return hits.first()
+        tasks = Task.objects.filter(campaign=campaign).order_by("is_gold", "id")
+        return tasks.first()
     return (
-        candidate_hits(worker=worker, campaign=campaign, now=now, gold=False).first()
-        or candidate_hits(worker=worker, campaign=campaign, now=now, gold=True).first()
+        candidate_tasks(worker=worker, campaign=campaign, now=now, gold=False).first()
+        or candidate_tasks(worker=worker, campaign=campaign, now=now, gold=True).first()
     )
 
 
@@ -77,11 +77,11 @@ def worker_active_lease(*, worker: Worker, campaign: Campaign) -> Assignment | N
     return (
         Assignment.objects.filter(
             worker=worker,
-            hit__campaign=campaign,
+            task__campaign=campaign,
             status=A.LEASED,
             lease_expires_at__gt=timezone.now(),
         )
-        .select_related("hit")
+        .select_related("task")
         .first()
     )
 
@@ -94,22 +94,22 @@ class Tile:
     url: str
 
 
-def tile_token(*, hit_id: int, position: int) -> str:
+def tile_token(*, task_id: int, position: int) -> str:
     """A signed, opaque reference to one tile of a task (the URL says nothing about controls)."""
-    return signing.dumps([hit_id, position], salt=_TILE_SALT)
+    return signing.dumps([task_id, position], salt=_TILE_SALT)
 
 
 def tile_from_token(*, token: str) -> tuple[int, int]:
-    """(hit id, position) from a tile token; raises signing.BadSignature when forged."""
-    hit_id, position = signing.loads(token, salt=_TILE_SALT)
-    return int(hit_id), int(position)
+    """(task id, position) from a tile token; raises signing.BadSignature when forged."""
+    task_id, position = signing.loads(token, salt=_TILE_SALT)
+    return int(task_id), int(position)
 
 
-def task_tiles(*, hit: Hit) -> list[Tile]:
+def task_tiles(*, task: Task) -> list[Tile]:
     """The task's tiles in their recorded (shuffled) order."""
     return [
-        Tile(position=p, url=reverse("crowd:tile", args=[tile_token(hit_id=hit.pk, position=p)]))
-        for p in range(len(hit.tile_order))
+        Tile(position=p, url=reverse("crowd:tile", args=[tile_token(task_id=task.pk, position=p)]))
+        for p in range(len(task.tile_order))
     ]
 
 
@@ -121,14 +121,14 @@ def assignment_token(*, assignment_id: int) -> str:
 def assignment_from_token(*, token: str) -> Assignment:
     """The assignment a token names; raises signing.BadSignature or Assignment.DoesNotExist."""
     pk = signing.loads(token, salt=_ASSIGNMENT_SALT)
-    return Assignment.objects.select_related("hit__campaign", "worker").get(pk=pk)
+    return Assignment.objects.select_related("task__campaign", "worker").get(pk=pk)
 
 
 def worker_assignments(*, worker: Worker) -> QuerySet:
     """The worker's own assignments, newest first (with their answers)."""
     return (
         Assignment.objects.filter(worker=worker)
-        .select_related("hit__campaign", "hit__unit__layer", "response")
+        .select_related("task__campaign", "task__unit__layer", "answer")
         .order_by("-accepted_at")
     )
 
@@ -165,8 +165,8 @@ class LayerProgress:
 def campaign_progress(*, campaign: Campaign) -> list[LayerProgress]:
     """Per layer: units, answers needed (units x redundancy), answered, approved, leased, complete units."""
     now = timezone.now()
-    hits = (
-        Hit.objects.filter(campaign=campaign, is_gold=False)
+    tasks = (
+        Task.objects.filter(campaign=campaign, is_gold=False)
         .values("unit__layer__name")
         .annotate(
             units=Count("pk", distinct=True),
@@ -182,7 +182,7 @@ def campaign_progress(*, campaign: Campaign) -> list[LayerProgress]:
         )
     )
     complete = dict(
-        Hit.objects.filter(campaign=campaign, is_gold=False)
+        Task.objects.filter(campaign=campaign, is_gold=False)
         .annotate(
             n=_count_subquery(Q(status__in=[A.SUBMITTED, A.APPROVED])),
         )
@@ -202,7 +202,7 @@ def campaign_progress(*, campaign: Campaign) -> list[LayerProgress]:
             leased=row["leased"],
             complete_units=complete.get(row["unit__layer__name"], 0),
         )
-        for row in hits
+        for row in tasks
     ]
     return sorted(rows, key=lambda r: order.get(r.layer, len(order)))
 
@@ -210,7 +210,7 @@ def campaign_progress(*, campaign: Campaign) -> list[LayerProgress]:
 def pending_review(*, campaign: Campaign) -> QuerySet:
     """Submitted answers of `campaign` waiting for a decision, oldest first."""
     return (
-        Assignment.objects.filter(hit__campaign=campaign, status=A.SUBMITTED)
-        .select_related("worker", "hit__unit__layer", "response")
+        Assignment.objects.filter(task__campaign=campaign, status=A.SUBMITTED)
+        .select_related("worker", "task__unit__layer", "answer")
         .order_by("submitted_at", "pk")
     )

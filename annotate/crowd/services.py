@@ -1,6 +1,6 @@
 """Writes of the crowd workflow: campaigns, leases, answers, review, workers.
 
-Every state change writes an AuditEvent in the same transaction (annotate.audit.audit_record).
+Every state change writes an AuditEvent in the same transaction (core.audit.audit_record).
 Concurrency: `assignment_next` locks the worker row (one request per worker at a time) and takes the
 task row with SKIP LOCKED, then recounts the task's slots under that lock, so concurrent workers never
 over-fill a task and never wait on each other. On SQLite (embedded default) writes are serialized anyway.
@@ -19,20 +19,22 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.audit import audit_record
 from annotate.crowd import selectors
 from annotate.crowd.concepts import concept_for_text
+from annotate.crowd.models import Answer, Assignment, Campaign, Task, Worker
 from annotate.crowd.quality import gold_accuracy
-from annotate.labels.tasks import recompute_unit_label
-from annotate.models import Assignment, Campaign, Hit, Response, Worker
-from dissect.concepts import CATEGORY_NAMES, CATEGORY_SLUGS
+from annotate.crowd.signals import answers_changed
+from core.audit import audit_record
+from core.concepts import CATEGORY_NAMES, CATEGORY_SLUGS
+from core.concepts.store import CONCEPT_MAX_CHARS
+from core.models import AuditAction
 from dissect.models import DissectionRun, Layer, Unit, UnitImage
 
 A = Assignment.Status
 S = Campaign.Status
 
 MIN_UNMARKED_UNIT_TILES = 10
-CONCEPT_MAX_CHARS = 40
+
 # Letters (any script) and digits, with single spaces, hyphens or apostrophes between them.
 CONCEPT_PATTERN = re.compile(r"^[^\W_]+(?:[ '\-]+[^\W_]+)*$")
 # A worker is judged on gold only after this many gold answers (one slip is not a verdict).
@@ -72,10 +74,10 @@ class AnswerInvalid(CrowdError):
 
 @dataclass
 class SubmitOutcome:
-    """What happened to a submission: saved (with its Response) or sent back once for revision."""
+    """What happened to a submission: saved (with its Answer) or sent back once for revision."""
 
     assignment: Assignment
-    response: Response | None = None
+    answer: Answer | None = None
     revise: bool = False
     messages: list[str] = field(default_factory=list)
 
@@ -127,7 +129,10 @@ def worker_block(*, worker: Worker, actor, reason: str) -> Worker:
     )
     Assignment.objects.filter(pk__in=ended).update(status=A.EXPIRED)
     audit_record(
-        actor=actor, action="worker.block", target=worker, data={"reason": reason, "ended": ended}
+        actor=actor,
+        action=AuditAction.WORKER_BLOCK,
+        target=worker,
+        data={"reason": reason, "ended": ended},
     )
     return worker
 
@@ -138,7 +143,7 @@ def worker_unblock(*, worker: Worker, actor) -> Worker:
     worker = Worker.objects.select_for_update().get(pk=worker.pk)
     worker.blocked, worker.blocked_reason = False, ""
     worker.save(update_fields=["blocked", "blocked_reason"])
-    audit_record(actor=actor, action="worker.unblock", target=worker)
+    audit_record(actor=actor, action=AuditAction.WORKER_UNBLOCK, target=worker)
     return worker
 
 
@@ -191,7 +196,7 @@ def campaign_create(
 
     Each task shows up to `tiles_per_task - controls_per_task` of the unit's top tiles plus
     `controls_per_task` tiles from its lowest-scoring images, shuffled (seeded, recorded in
-    Hit.tile_order). `gold` maps unit id -> (concept, category) for gold tasks with a known answer.
+    Task.tile_order). `gold` maps unit id -> (concept, category) for gold tasks with a known answer.
     Units with fewer than 10 rendered top tiles are left out (named in the audit event).
     """
     if run.status != DissectionRun.Status.DONE:
@@ -254,7 +259,7 @@ def campaign_create(
     )
     tiles = _tiles_by_unit(units)
     unit_tiles = tiles_per_task - controls_per_task
-    hits, skipped = [], []
+    tasks, skipped = [], []
     for unit in units:
         tops = tiles[unit.pk]["top"][:unit_tiles]
         controls = tiles[unit.pk]["control"][:controls_per_task]
@@ -262,8 +267,8 @@ def campaign_create(
             skipped.append(unit.pk)
             continue
         concept, category = gold.get(unit.pk, ("", ""))
-        hits.append(
-            Hit(
+        tasks.append(
+            Task(
                 campaign=campaign,
                 unit=unit,
                 tile_order=tile_order_for(
@@ -274,17 +279,17 @@ def campaign_create(
                 gold_category=category,
             )
         )
-    if not hits:
+    if not tasks:
         raise CrowdError(
             f"layers: no unit of {', '.join(layers)} has 10 rendered tiles; render the run's tiles first.",
             field="layers",
         )
-    Hit.objects.bulk_create(hits, batch_size=500)
+    Task.objects.bulk_create(tasks, batch_size=500)
     audit_record(
         actor=created_by,
-        action="campaign.create",
+        action=AuditAction.CAMPAIGN_CREATE,
         target=campaign,
-        data={"tasks": len(hits), "skipped_units": skipped, "seed": seed, "gold_units": len(gold)},
+        data={"tasks": len(tasks), "skipped_units": skipped, "seed": seed, "gold_units": len(gold)},
     )
     return campaign
 
@@ -311,7 +316,7 @@ def campaign_set_status(*, campaign: Campaign, status: str, actor) -> Campaign:
     campaign.save(update_fields=["status"])
     audit_record(
         actor=actor,
-        action="campaign.status",
+        action=AuditAction.CAMPAIGN_STATUS,
         target=campaign,
         data={"from": previous, "to": status},
     )
@@ -357,7 +362,7 @@ def _refusal(*, worker: Worker, campaign: Campaign) -> str | None:
         )
     cap = campaign.max_tasks_per_worker
     if cap is not None:
-        taken = Assignment.objects.filter(worker=worker, hit__campaign=campaign).exclude(
+        taken = Assignment.objects.filter(worker=worker, task__campaign=campaign).exclude(
             status__in=[A.RETURNED, A.EXPIRED]
         )
         if taken.count() >= cap:
@@ -380,16 +385,16 @@ def _refusal(*, worker: Worker, campaign: Campaign) -> str | None:
 def _gold_due(*, worker: Worker, campaign: Campaign) -> bool:
     if campaign.gold_rate <= 0:
         return False
-    mine = Assignment.objects.filter(worker=worker, hit__campaign=campaign).exclude(
+    mine = Assignment.objects.filter(worker=worker, task__campaign=campaign).exclude(
         status__in=[A.RETURNED, A.EXPIRED]
     )
-    gold = mine.filter(hit__is_gold=True).count()
+    gold = mine.filter(task__is_gold=True).count()
     return gold < campaign.gold_rate * (mine.count() + 1)
 
 
-def _lease(*, worker: Worker, hit: Hit, campaign: Campaign, now: datetime) -> Assignment:
+def _lease(*, worker: Worker, task: Task, campaign: Campaign, now: datetime) -> Assignment:
     assignment = Assignment.objects.create(
-        hit=hit,
+        task=task,
         worker=worker,
         status=A.LEASED,
         accepted_at=now,
@@ -397,9 +402,9 @@ def _lease(*, worker: Worker, hit: Hit, campaign: Campaign, now: datetime) -> As
     )
     audit_record(
         actor=worker.user,
-        action="assignment.lease",
+        action=AuditAction.ASSIGNMENT_LEASE,
         target=assignment,
-        data={"hit": hit.pk, "worker": worker.pseudonym},
+        data={"task": task.pk, "worker": worker.pseudonym},
     )
     return assignment
 
@@ -426,22 +431,24 @@ def assignment_next(*, worker: Worker, campaign: Campaign) -> Assignment:
         raise NoTask(reason)
     now = timezone.now()
     if _gold_due(worker=worker, campaign=campaign):
-        hit = selectors.candidate_hits(worker=worker, campaign=campaign, now=now, gold=True).first()
-        if hit is not None:
-            return _lease(worker=worker, hit=hit, campaign=campaign, now=now)
+        task = selectors.candidate_tasks(
+            worker=worker, campaign=campaign, now=now, gold=True
+        ).first()
+        if task is not None:
+            return _lease(worker=worker, task=task, campaign=campaign, now=now)
     full: list[int] = []
     for _attempt in range(50):
-        hit = (
-            selectors.candidate_hits(worker=worker, campaign=campaign, now=now, gold=False)
+        task = (
+            selectors.candidate_tasks(worker=worker, campaign=campaign, now=now, gold=False)
             .exclude(pk__in=full)
             .select_for_update(skip_locked=True)
             .first()
         )
-        if hit is None:
+        if task is None:
             # SKIP LOCKED also skips tasks another worker is leasing this very millisecond; only
             # give up when no candidate is left at all.
             if (
-                not selectors.candidate_hits(worker=worker, campaign=campaign, now=now, gold=False)
+                not selectors.candidate_tasks(worker=worker, campaign=campaign, now=now, gold=False)
                 .exclude(pk__in=full)
                 .exists()
             ):
@@ -449,31 +456,31 @@ def assignment_next(*, worker: Worker, campaign: Campaign) -> Assignment:
             time.sleep(0.005 * (_attempt + 1))
             continue
         # The candidate query's counts may predate a lease committed since; recount under the lock.
-        if selectors.hit_load(hit=hit, now=now) >= campaign.redundancy:
-            full.append(hit.pk)
+        if selectors.task_load(task=task, now=now) >= campaign.redundancy:
+            full.append(task.pk)
             continue
-        return _lease(worker=worker, hit=hit, campaign=campaign, now=now)
+        return _lease(worker=worker, task=task, campaign=campaign, now=now)
     raise NoTask("There are no tasks left for you in this campaign right now. Thank you!")
 
 
 @transaction.atomic
-def assignment_accept(*, worker: Worker, hit: Hit) -> Assignment:
+def assignment_accept(*, worker: Worker, task: Task) -> Assignment:
     """Lease the task the worker previewed (or return the lease they already hold in its campaign)."""
     worker = _lock_worker(worker)
-    campaign = hit.campaign
+    campaign = task.campaign
     current = selectors.worker_active_lease(worker=worker, campaign=campaign)
     if current is not None:
         return current
     reason = _refusal(worker=worker, campaign=campaign)
     if reason:
         raise NoTask(reason)
-    hit = Hit.objects.select_for_update().get(pk=hit.pk)
-    if Assignment.objects.filter(hit=hit, worker=worker).exists():
+    task = Task.objects.select_for_update().get(pk=task.pk)
+    if Assignment.objects.filter(task=task, worker=worker).exists():
         raise NoTask("You already worked on this unit; take the next task instead.")
     now = timezone.now()
-    if not hit.is_gold and selectors.hit_load(hit=hit, now=now) >= campaign.redundancy:
+    if not task.is_gold and selectors.task_load(task=task, now=now) >= campaign.redundancy:
         raise NoTask("This task has just been taken by enough workers; take the next task instead.")
-    return _lease(worker=worker, hit=hit, campaign=campaign, now=now)
+    return _lease(worker=worker, task=task, campaign=campaign, now=now)
 
 
 def _check_submit_url(url: str) -> str:
@@ -498,7 +505,7 @@ def assignment_for_external(
     submit_url = _check_submit_url(submit_url)
     if external_assignment_id:
         linked = Assignment.objects.filter(
-            worker=worker, hit__campaign=campaign, external_assignment_id=external_assignment_id
+            worker=worker, task__campaign=campaign, external_assignment_id=external_assignment_id
         ).first()
         if linked is not None:
             return linked
@@ -509,7 +516,7 @@ def assignment_for_external(
         a.save(update_fields=["external_assignment_id", "external_submit_url"])
         audit_record(
             actor=None,
-            action="assignment.link_external",
+            action=AuditAction.ASSIGNMENT_LINK_EXTERNAL,
             target=a,
             data={"source": worker.source, "external_assignment_id": external_assignment_id},
         )
@@ -520,7 +527,7 @@ def _own_open_assignment(*, assignment: Assignment, worker: Worker) -> Assignmen
     # of=self: lock only the assignment, never its task or campaign rows (others lease from those).
     a = (
         Assignment.objects.select_for_update(of=("self",))
-        .select_related("hit__campaign")
+        .select_related("task__campaign")
         .get(pk=assignment.pk)
     )
     if a.worker_id != worker.pk:
@@ -532,21 +539,24 @@ def _own_open_assignment(*, assignment: Assignment, worker: Worker) -> Assignmen
 
 @transaction.atomic
 def assignment_return(
-    *, assignment: Assignment, worker: Worker, action: str = "return"
+    *,
+    assignment: Assignment,
+    worker: Worker,
+    action: AuditAction = AuditAction.ASSIGNMENT_RETURN,
 ) -> Assignment:
     """Give a leased task back to the pool (the worker will not get that unit again)."""
     a = _own_open_assignment(assignment=assignment, worker=worker)
     a.status = A.RETURNED
     a.save(update_fields=["status"])
-    audit_record(actor=worker.user, action=f"assignment.{action}", target=a)
+    audit_record(actor=worker.user, action=action, target=a)
     return a
 
 
 def assignment_skip(*, assignment: Assignment, worker: Worker) -> Assignment | None:
     """Return this task and lease the next one (None when nothing is left)."""
-    a = assignment_return(assignment=assignment, worker=worker, action="skip")
+    a = assignment_return(assignment=assignment, worker=worker, action=AuditAction.ASSIGNMENT_SKIP)
     try:
-        return assignment_next(worker=worker, campaign=a.hit.campaign)
+        return assignment_next(worker=worker, campaign=a.task.campaign)
     except NoTask:
         return None
 
@@ -563,7 +573,7 @@ def leases_expire(*, now: datetime | None = None) -> int:
         for a in due:
             a.status = A.EXPIRED
             a.save(update_fields=["status"])
-            audit_record(actor=None, action="assignment.expire", target=a)
+            audit_record(actor=None, action=AuditAction.ASSIGNMENT_EXPIRE, target=a)
     return len(due)
 
 
@@ -591,11 +601,6 @@ def validate_answer(*, concept: str, category: str) -> dict[str, list[str]]:
     return errors
 
 
-def _enqueue_label_recompute(unit_id: int) -> None:
-    """Ask the reports part to re-aggregate a unit's label (called after commit)."""
-    recompute_unit_label.delay(unit_id)
-
-
 @transaction.atomic
 def assignment_submit(
     *,
@@ -619,7 +624,7 @@ def assignment_submit(
             "Your time for this task ran out, so it went back to the pool. Take a new task."
         )
     errors = validate_answer(concept=concept, category=category)
-    order = a.hit.tile_order
+    order = a.task.tile_order
     try:
         positions = sorted({int(p) for p in flagged_positions})
     except (TypeError, ValueError):
@@ -647,7 +652,7 @@ def assignment_submit(
     if missed_control and a.control_prompts == 0:
         a.control_prompts = 1
         a.save(update_fields=["control_prompts"])
-        audit_record(actor=worker.user, action="assignment.control_prompt", target=a)
+        audit_record(actor=worker.user, action=AuditAction.ASSIGNMENT_CONTROL_PROMPT, target=a)
         return SubmitOutcome(
             assignment=a,
             revise=True,
@@ -656,7 +661,7 @@ def assignment_submit(
                 "your concept. Mark it, then submit. (You can also submit as it is.)"
             ],
         )
-    response = Response.objects.create(
+    answer = Answer.objects.create(
         assignment=a,
         concept_text=" ".join(concept.split()),
         concept=concept_for_text(concept),
@@ -676,13 +681,13 @@ def assignment_submit(
     a.save(update_fields=["status", "submitted_at", "active_seconds", "completion_code"])
     audit_record(
         actor=worker.user,
-        action="assignment.submit",
+        action=AuditAction.ASSIGNMENT_SUBMIT,
         target=a,
         data={"control_failed": missed_control, "flagged": len(flagged_ids)},
     )
-    unit_id = a.hit.unit_id
-    transaction.on_commit(lambda: _enqueue_label_recompute(unit_id))
-    return SubmitOutcome(assignment=a, response=response)
+    unit_id = a.task.unit_id
+    answers_changed.send(sender=Assignment, unit_ids={unit_id})
+    return SubmitOutcome(assignment=a, answer=answer)
 
 
 # --- review ---------------------------------------------------------------------------------------
@@ -702,7 +707,7 @@ def assignment_review(
     now = timezone.now()
     changed = list(
         Assignment.objects.select_for_update(of=("self",))
-        .select_related("hit")
+        .select_related("task")
         .filter(pk__in=list(assignment_ids), status=A.SUBMITTED)
         .order_by("pk")
     )
@@ -713,12 +718,12 @@ def assignment_review(
         a.save(update_fields=["status", "reviewed_at", "reject_reason"])
         audit_record(
             actor=actor,
-            action="assignment.approve" if approve else "assignment.reject",
+            action=AuditAction.ASSIGNMENT_APPROVE if approve else AuditAction.ASSIGNMENT_REJECT,
             target=a,
             data={} if approve else {"reason": reason[:500]},
         )
-    units = {a.hit.unit_id for a in changed}
-    transaction.on_commit(lambda: [_enqueue_label_recompute(u) for u in sorted(units)])
+    units = {a.task.unit_id for a in changed}
+    answers_changed.send(sender=Assignment, unit_ids=units)
     return changed
 
 
@@ -726,20 +731,20 @@ def auto_approve_due(*, now: datetime | None = None) -> int:
     """Approve answers left unreviewed for longer than their campaign's auto-approve delay. Idempotent."""
     now = now or timezone.now()
     done = 0
-    campaigns = Campaign.objects.filter(hits__assignments__status=A.SUBMITTED).distinct()
+    campaigns = Campaign.objects.filter(tasks__assignments__status=A.SUBMITTED).distinct()
     for campaign in campaigns:
         cutoff = now - timedelta(hours=campaign.auto_approve_hours)
         with transaction.atomic():
             due = list(
                 Assignment.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("hit")
-                .filter(hit__campaign=campaign, status=A.SUBMITTED, submitted_at__lte=cutoff)
+                .select_related("task")
+                .filter(task__campaign=campaign, status=A.SUBMITTED, submitted_at__lte=cutoff)
             )
             for a in due:
                 a.status, a.reviewed_at = A.APPROVED, now
                 a.save(update_fields=["status", "reviewed_at"])
-                audit_record(actor=None, action="assignment.auto_approve", target=a)
-            units = {a.hit.unit_id for a in due}
-            transaction.on_commit(lambda units=units: [_enqueue_label_recompute(u) for u in units])
+                audit_record(actor=None, action=AuditAction.ASSIGNMENT_AUTO_APPROVE, target=a)
+            units = {a.task.unit_id for a in due}
+            answers_changed.send(sender=Assignment, unit_ids=units)
         done += len(due)
     return done

@@ -7,7 +7,7 @@ local accounts and outside-crowd ids share one rule; the cache is locmem embedde
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from annotate.models import Worker
+from annotate.crowd.models import Worker
 
 
 class SubmitThrottle(SimpleRateThrottle):

@@ -25,10 +25,10 @@ from annotate.crowd import quality, selectors, services
 from annotate.crowd.concepts import vocabulary_datalist
 from annotate.crowd.forms import AnswerForm, CampaignForm
 from annotate.crowd.instructions import CATEGORY_HELP
+from annotate.crowd.models import Assignment, Campaign, Task, Worker
 from annotate.crowd.permissions import can
 from annotate.crowd.services import AnswerInvalid, CrowdError, LeaseExpired, NoTask
 from annotate.crowd.throttling import submit_wait_seconds
-from annotate.models import Assignment, Campaign, Hit, Worker
 from dissect.models import UnitImage
 
 A = Assignment.Status
@@ -58,17 +58,17 @@ def _worker(request) -> Worker:
 # --- task page (one template, three doors) ---------------------------------------------------------
 
 
-def _task_context(*, hit: Hit, assignment: Assignment | None, mode: str, **extra) -> dict:
+def _task_context(*, task: Task, assignment: Assignment | None, mode: str, **extra) -> dict:
     form = extra.pop("form", None)
     flagged = set()
     if form is not None and form.is_bound and form.is_valid():
         flagged = set(form.cleaned_data.get("flagged") or [])
     context = {
-        "hit": hit,
-        "campaign": hit.campaign,
+        "task": task,
+        "campaign": task.campaign,
         "assignment": assignment,
         "mode": mode,  # preview | work
-        "tiles": selectors.task_tiles(hit=hit),
+        "tiles": selectors.task_tiles(task=task),
         "flagged": flagged,
         "categories": CATEGORY_HELP,
         "vocabulary": vocabulary_datalist(),
@@ -97,7 +97,7 @@ def _handle_submit(request, *, assignment: Assignment, worker: Worker, render_ta
             request, f"Too many submissions; wait {int(wait) + 1} seconds and submit again."
         )
         return None, render_task(form=None, status=429)
-    form = AnswerForm(request.POST, tile_count=len(assignment.hit.tile_order))
+    form = AnswerForm(request.POST, tile_count=len(assignment.task.tile_order))
     if not form.is_valid():
         return None, render_task(
             form=form, errors={"flagged": ["Tiles: reload the page."]}, status=400
@@ -142,14 +142,14 @@ def annotator_home(request):
 @require_GET
 def campaign_preview(request, pk: int):
     campaign = get_object_or_404(Campaign, pk=pk, status=Campaign.Status.LIVE)
-    hit = selectors.hit_preview(worker=_worker(request), campaign=campaign)
-    if hit is None:
+    task = selectors.task_preview(worker=_worker(request), campaign=campaign)
+    if task is None:
         messages.info(
             request, "There are no tasks left for you in this campaign right now. Thank you!"
         )
         return redirect("crowd:annotator-home")
-    context = _task_context(hit=hit, assignment=None, mode="preview")
-    context["accept_url"] = reverse("crowd:task-accept", args=[hit.pk])
+    context = _task_context(task=task, assignment=None, mode="preview")
+    context["accept_url"] = reverse("crowd:task-accept", args=[task.pk])
     return render(request, "crowd/task.html", context)
 
 
@@ -168,9 +168,9 @@ def task_start(request, pk: int):
 @action_required("task.work")
 @require_POST
 def task_accept(request, pk: int):
-    hit = get_object_or_404(Hit.objects.select_related("campaign"), pk=pk)
+    task = get_object_or_404(Task.objects.select_related("campaign"), pk=pk)
     try:
-        assignment = services.assignment_accept(worker=_worker(request), hit=hit)
+        assignment = services.assignment_accept(worker=_worker(request), task=task)
     except NoTask as error:
         messages.info(request, str(error))
         return redirect("crowd:annotator-home")
@@ -180,7 +180,7 @@ def task_accept(request, pk: int):
 def _own_assignment(request, pk: int) -> tuple[Assignment, Worker]:
     worker = _worker(request)
     assignment = get_object_or_404(
-        Assignment.objects.select_related("hit__campaign"), pk=pk, worker=worker
+        Assignment.objects.select_related("task__campaign"), pk=pk, worker=worker
     )
     return assignment, worker
 
@@ -195,7 +195,7 @@ def task_page(request, pk: int):
 
     def render_task(*, form, status=200, **extra):
         context = _task_context(
-            hit=assignment.hit, assignment=assignment, mode="work", form=form, **extra
+            task=assignment.task, assignment=assignment, mode="work", form=form, **extra
         )
         context.update(
             submit_url=reverse("crowd:task", args=[assignment.pk]),
@@ -215,7 +215,7 @@ def task_page(request, pk: int):
     if failure is not None:
         return failure
     try:
-        following = services.assignment_next(worker=worker, campaign=assignment.hit.campaign)
+        following = services.assignment_next(worker=worker, campaign=assignment.task.campaign)
     except NoTask as error:
         messages.success(request, "Saved. Thank you!")
         messages.info(request, str(error))
@@ -257,13 +257,13 @@ def task_skip(request, pk: int):
 def tile(request, token: str):
     """A tile by its opaque token (outside-crowd workers have no session, so the token is the key)."""
     try:
-        hit_id, position = selectors.tile_from_token(token=token)
+        task_id, position = selectors.tile_from_token(token=token)
     except signing.BadSignature:
         raise Http404("No such tile.") from None
-    hit = get_object_or_404(Hit, pk=hit_id)
-    if not 0 <= position < len(hit.tile_order):
+    task = get_object_or_404(Task, pk=task_id)
+    if not 0 <= position < len(task.tile_order):
         raise Http404("No such tile.")
-    path = get_object_or_404(UnitImage, pk=hit.tile_order[position]).tile_path
+    path = get_object_or_404(UnitImage, pk=task.tile_order[position]).tile_path
     try:
         handle = default_storage.open(path, "rb")
     except FileNotFoundError:
@@ -277,15 +277,15 @@ def tile(request, token: str):
 
 
 def _external_preview(request, campaign: Campaign, *, note: str):
-    hit = selectors.hit_preview(worker=None, campaign=campaign)
-    if hit is None:
+    task = selectors.task_preview(worker=None, campaign=campaign)
+    if task is None:
         return render(
             request, "crowd/message.html", {"title": "No tasks", "text": "No tasks right now."}
         )
     return render(
         request,
         "crowd/task.html",
-        _task_context(hit=hit, assignment=None, mode="preview", note=note),
+        _task_context(task=task, assignment=None, mode="preview", note=note),
     )
 
 
@@ -353,7 +353,7 @@ def external_task(request, token: str):
 
     def render_task(*, form, status=200, **extra):
         context = _task_context(
-            hit=assignment.hit, assignment=assignment, mode="work", form=form, **extra
+            task=assignment.task, assignment=assignment, mode="work", form=form, **extra
         )
         context.update(submit_url=request.path, external=True)
         return render(request, "crowd/task.html", context, status=status)
@@ -417,7 +417,7 @@ def campaign_new(request):
             form.add_error(error.field if error.field in form.fields else None, str(error))
         else:
             messages.success(
-                request, f"Campaign created with {campaign.hits.count()} tasks (draft)."
+                request, f"Campaign created with {campaign.tasks.count()} tasks (draft)."
             )
             return redirect("crowd:campaign-detail", pk=campaign.pk)
     return render(request, "crowd/campaign_form.html", {"form": form})
@@ -464,7 +464,7 @@ def campaign_review(request, pk: int):
     campaign = get_object_or_404(Campaign, pk=pk)
     ids = [int(x) for x in request.POST.getlist("assignment") if x.isdigit()]
     ids = list(
-        Assignment.objects.filter(pk__in=ids, hit__campaign=campaign).values_list("pk", flat=True)
+        Assignment.objects.filter(pk__in=ids, task__campaign=campaign).values_list("pk", flat=True)
     )
     approve = request.POST.get("decision") == "approve"
     if not ids:

@@ -25,11 +25,16 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.labels.normalize import normalize_concept
-from annotate.labels.vocabulary import CATEGORY_KEYS, default_vocabulary
+from core.concepts.normalize import normalize_concept
+from core.concepts.store import (  # noqa: F401  (re-exported for the labels API)
+    CONCEPT_MAX_LENGTH,
+    concept_for_text,
+    concepts_get_or_create,
+    merge_table,
+)
+from core.concepts.vocabulary import CATEGORY_KEYS, default_vocabulary
 
 Progress = Callable[[int, int], None]
-CONCEPT_MAX_LENGTH = 100
 
 
 def detector_precision() -> float:
@@ -167,53 +172,6 @@ def _tile_precision(answers: Sequence[AnswerInput]) -> float | None:
 # --- Concepts ---------------------------------------------------------------------------------
 
 
-def merge_table() -> dict[str, str]:
-    """Researcher merges as {concept name: name it was merged into}."""
-    from annotate.models import Concept
-
-    return dict(
-        Concept.objects.filter(merged_into__isnull=False).values_list("name", "merged_into__name")
-    )
-
-
-def concepts_get_or_create(*, names: dict[str, str | None]) -> dict[str, "object"]:
-    """Concept rows for {name: category or None}, creating the missing ones (bulk, race-safe)."""
-    from annotate.models import Concept
-
-    vocabulary = default_vocabulary()
-    existing = {c.name: c for c in Concept.objects.filter(name__in=list(names))}
-    missing = []
-    for name, category in names.items():
-        if name in existing:
-            continue
-        entry = vocabulary.lookup_key(name)
-        missing.append(
-            Concept(
-                name=name,
-                category=(entry.category if entry else category) or "",
-                synonyms=list(entry.synonyms) if entry else [],
-                source=Concept.Source.VOCABULARY if entry else Concept.Source.FREE,
-            )
-        )
-    if missing:
-        Concept.objects.bulk_create(missing, ignore_conflicts=True)
-        existing.update({c.name: c for c in Concept.objects.filter(name__in=list(names))})
-    return existing
-
-
-def concept_for_text(*, text: str):
-    """The Concept a worker's free text normalizes to (created if new), before researcher merges.
-
-    The crowd's submit service stores it on Response.concept. Merges are applied when labels are
-    computed, not stored on answers, so a merge made later counts and an undone merge is undone.
-    """
-    normalized = normalize_concept(text, merges={})
-    name = normalized.name[:CONCEPT_MAX_LENGTH]
-    if not name:
-        return None
-    return concepts_get_or_create(names={name: normalized.category})[name]
-
-
 @transaction.atomic
 def concept_merge(*, source, target, actor=None) -> list[int]:
     """Merge concept `source` into `target` (both Concept rows); returns the affected unit ids.
@@ -221,8 +179,9 @@ def concept_merge(*, source, target, actor=None) -> list[int]:
     The merge is stored on the source (merged_into) and applied everywhere concepts are read;
     labels of the units whose answers mention the source are recomputed at once.
     """
-    from annotate.audit import audit_record
-    from annotate.models import Concept, Response
+    from annotate.crowd.models import Answer
+    from core.audit import audit_record
+    from core.models import AuditAction, Concept
 
     if source.pk == target.pk:
         raise ValueError(f"concept {source.name!r}: cannot merge a concept into itself")
@@ -242,7 +201,7 @@ def concept_merge(*, source, target, actor=None) -> list[int]:
     Concept.objects.filter(merged_into=source).update(merged_into=final)
     audit_record(
         actor=actor,
-        action="concept.merge",
+        action=AuditAction.CONCEPT_MERGE,
         target=source,
         data={"from": source.name, "into": final.name},
     )
@@ -251,8 +210,8 @@ def concept_merge(*, source, target, actor=None) -> list[int]:
     )
     unit_ids = sorted(
         set(
-            Response.objects.filter(concept__name__in=merged_names).values_list(
-                "assignment__hit__unit_id", flat=True
+            Answer.objects.filter(concept__name__in=merged_names).values_list(
+                "assignment__task__unit_id", flat=True
             )
         )
     )
@@ -263,19 +222,22 @@ def concept_merge(*, source, target, actor=None) -> list[int]:
 @transaction.atomic
 def concept_unmerge(*, concept, actor=None) -> list[int]:
     """Undo a merge: the concept stands on its own again; affected labels are recomputed."""
-    from annotate.audit import audit_record
-    from annotate.models import Response
+    from annotate.crowd.models import Answer
+    from core.audit import audit_record
+    from core.models import AuditAction
 
     if concept.merged_into_id is None:
         return []
     previous = concept.merged_into.name
     concept.merged_into = None
     concept.save(update_fields=["merged_into"])
-    audit_record(actor=actor, action="concept.unmerge", target=concept, data={"from": previous})
+    audit_record(
+        actor=actor, action=AuditAction.CONCEPT_UNMERGE, target=concept, data={"from": previous}
+    )
     unit_ids = sorted(
         set(
-            Response.objects.filter(concept=concept).values_list(
-                "assignment__hit__unit_id", flat=True
+            Answer.objects.filter(concept=concept).values_list(
+                "assignment__task__unit_id", flat=True
             )
         )
     )
@@ -288,7 +250,7 @@ def concept_unmerge(*, concept, actor=None) -> list[int]:
 
 def counted_statuses() -> tuple[str, ...]:
     """Assignment statuses whose answers count."""
-    from annotate.models import Assignment
+    from annotate.crowd.models import Assignment
 
     return (Assignment.Status.SUBMITTED, Assignment.Status.APPROVED)
 
@@ -297,27 +259,27 @@ def answers_for_units(
     *, unit_ids: Iterable[int], merges: dict[str, str] | None = None
 ) -> dict[int, list[AnswerInput]]:
     """The counted answers of `unit_ids`, normalized, grouped by unit id."""
-    from annotate.models import Response
+    from annotate.crowd.models import Answer
     from dissect.models import UnitImage
 
     merges = merge_table() if merges is None else merges
     vocabulary = default_vocabulary()
     rows = list(
-        Response.objects.filter(
-            assignment__hit__unit_id__in=list(unit_ids),
+        Answer.objects.filter(
+            assignment__task__unit_id__in=list(unit_ids),
             assignment__status__in=counted_statuses(),
         )
         .order_by("id")
         .values_list(
             "id",
-            "assignment__hit__unit_id",
+            "assignment__task__unit_id",
             "assignment__worker__pseudonym",
             "concept__name",
             "concept_text",
             "category",
             "precision",
             "flagged_tiles",
-            "assignment__hit__tile_order",
+            "assignment__task__tile_order",
         )
     )
     tile_ids = {t for row in rows for t in (row[8] or [])}
@@ -373,7 +335,7 @@ def unit_labels_recompute(
     Idempotent: the same answers give the same labels. Units without counted answers lose their
     crowd label. Works in batches so a whole run costs a few queries per batch.
     """
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
 
     merges = merge_table()
     vocabulary = default_vocabulary()
@@ -440,10 +402,10 @@ def unit_labels_recompute(
 def _link_answers_to_concepts(*, unit_ids: Sequence[int], vocabulary) -> None:
     """Point answers without a Concept (imported or older ones) at their normalized concept, so
     every concept shows up (and can be merged) on the concepts page."""
-    from annotate.models import Response
+    from annotate.crowd.models import Answer
 
-    rows = Response.objects.filter(
-        assignment__hit__unit_id__in=list(unit_ids), concept__isnull=True
+    rows = Answer.objects.filter(
+        assignment__task__unit_id__in=list(unit_ids), concept__isnull=True
     ).values_list("id", "concept_text")
     by_name: dict[str, list[int]] = defaultdict(list)
     categories: dict[str, str | None] = {}
@@ -457,12 +419,12 @@ def _link_answers_to_concepts(*, unit_ids: Sequence[int], vocabulary) -> None:
         return
     concepts = concepts_get_or_create(names=categories)
     for name, ids in by_name.items():
-        Response.objects.filter(id__in=ids).update(concept=concepts[name])
+        Answer.objects.filter(id__in=ids).update(concept=concepts[name])
 
 
 def unit_label_recompute(*, unit_id: int):
     """Recompute one unit's crowd label (cheap: two or three queries); returns it or None."""
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
 
     unit_labels_recompute(unit_ids=[unit_id])
     return UnitLabel.objects.filter(unit_id=unit_id, source=UnitLabel.Source.CROWD).first()
@@ -490,7 +452,7 @@ def run_crowd_model_apply(*, run_id: int, method: str = "one_coin_ds") -> int:
     A model is fitted on the whole run (worker skills need many units), so it runs on demand and
     after imports, not on every submission; the plurality fields stay the label of record."""
     from annotate.labels.crowd_models import aggregate, tile_flag_answers
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
     from dissect.models import Unit
 
     unit_ids = list(Unit.objects.filter(layer__run_id=run_id).values_list("id", flat=True))

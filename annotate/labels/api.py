@@ -8,8 +8,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.labels import reports
+from annotate.labels.models import UnitLabel
 from annotate.labels.permissions import can
-from annotate.models import UnitLabel
 
 
 class CanViewReports(BasePermission):

@@ -53,7 +53,7 @@ class ExportError(ValueError):
 
 def export_labels_queryset(*, run, layers: list[str] | None = None, detectors_only: bool = False):
     """The crowd labels an export covers, in layer and unit order."""
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
 
     labels = UnitLabel.objects.filter(source=UnitLabel.Source.CROWD, unit__layer__run=run)
     if layers:
@@ -72,9 +72,9 @@ def iter_unit_records(
     progress: Progress | None = None,
 ) -> Iterator[dict]:
     """Yield one plain dict per labeled unit with its answers; reads `chunk_size` units at a time."""
+    from annotate.crowd.models import Answer
     from annotate.labels.aggregation import merge_table
-    from annotate.labels.normalize import resolve_merge
-    from annotate.models import Response
+    from core.concepts.normalize import resolve_merge
 
     merges = merge_table()
     labels = export_labels_queryset(run=run, layers=layers, detectors_only=detectors_only)
@@ -99,15 +99,15 @@ def iter_unit_records(
     def flush(rows: list[tuple]) -> Iterator[dict]:
         answers: dict[int, list[dict]] = {}
         for r in (
-            Response.objects.filter(
-                assignment__hit__unit_id__in=[row[0] for row in rows],
+            Answer.objects.filter(
+                assignment__task__unit_id__in=[row[0] for row in rows],
                 assignment__status__in=counted_statuses(),
             )
             .order_by("id")
             .values(
-                "assignment__hit__unit_id",
+                "assignment__task__unit_id",
                 "assignment__worker__pseudonym",
-                "assignment__hit__campaign_id",
+                "assignment__task__campaign_id",
                 "concept_text",
                 "concept__name",
                 "category",
@@ -119,10 +119,10 @@ def iter_unit_records(
             )
             .iterator(chunk_size=2000)
         ):
-            answers.setdefault(r["assignment__hit__unit_id"], []).append(
+            answers.setdefault(r["assignment__task__unit_id"], []).append(
                 {
                     "worker": r["assignment__worker__pseudonym"],
-                    "campaign": r["assignment__hit__campaign_id"],
+                    "campaign": r["assignment__task__campaign_id"],
                     "description": r["concept_text"],
                     "concept": resolve_merge(r["concept__name"], merges)
                     if r["concept__name"]
@@ -389,9 +389,10 @@ def export_create(*, kind: str, parameters: dict, actor, enqueue: bool = True):
     `parameters`: network (name, required), run (id, optional: latest labeled run),
     layers (list, optional), detectors_only (bool).
     """
-    from annotate.audit import audit_record
+    from annotate.labels.models import Export
     from annotate.labels.reports import ReportError, run_for_network, run_layers
-    from annotate.models import Export
+    from core.audit import audit_record
+    from core.models import AuditAction
 
     if kind not in EXTENSIONS:
         raise ExportError(f"kind: {kind!r} is not one of {', '.join(EXTENSIONS)}")
@@ -414,7 +415,9 @@ def export_create(*, kind: str, parameters: dict, actor, enqueue: bool = True):
         parameters=clean,
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
-    audit_record(actor=actor, action="export.create", target=export, data={"kind": kind, **clean})
+    audit_record(
+        actor=actor, action=AuditAction.EXPORT_CREATE, target=export, data={"kind": kind, **clean}
+    )
     if enqueue:
         from annotate.labels.tasks import run_export
 
@@ -425,8 +428,9 @@ def export_create(*, kind: str, parameters: dict, actor, enqueue: bool = True):
 def export_run(*, export_id: int):
     """Write an Export's file; idempotent (a done export is left alone, a failed or interrupted
     one is written again from the start)."""
-    from annotate.audit import audit_record
-    from annotate.models import Export
+    from annotate.labels.models import Export
+    from core.audit import audit_record
+    from core.models import AuditAction
     from dissect.models import DissectionRun
 
     export = Export.objects.get(pk=export_id)
@@ -478,7 +482,7 @@ def export_run(*, export_id: int):
         export.save()
         audit_record(
             actor=export.created_by,
-            action="export.done",
+            action=AuditAction.EXPORT_DONE,
             target=export,
             data={"sha256": export.sha256, "units": count, "bytes": export.size_bytes},
         )

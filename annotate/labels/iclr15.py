@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from annotate.labels.vocabulary import CATEGORY_KEYS
+from core.concepts.vocabulary import CATEGORY_KEYS
 
 # The task's category codes 1..6 in the released files, in the paper's order.
 CATEGORY_BY_CODE: dict[int, str] = {code: key for code, key in enumerate(CATEGORY_KEYS, start=1)}

@@ -13,7 +13,7 @@ from annotate.labels.aggregation import (
     run_labels_recompute,
 )
 from annotate.labels.iclr15 import SCORED_IMAGES, network_name_from_path, read_iclr15
-from annotate.labels.normalize import normalize_concept
+from core.concepts.normalize import normalize_concept
 from dissect.hashing import sha256_file
 
 TRAINING_DATA = {"places205": "Places205", "places365": "Places365", "imagenet": "ImageNet"}
@@ -32,7 +32,7 @@ class ImportResult:
 
 def network_delete_imported(*, name: str) -> None:
     """Delete an imported network with its runs, campaigns, answers and labels (for --replace)."""
-    from annotate.models import Campaign
+    from annotate.crowd.models import Campaign
     from dissect.models import DissectionRun, Network
 
     network = Network.objects.filter(name=name).first()
@@ -58,11 +58,12 @@ def iclr15_import(
     """Import one unitAnnotation_*.mat file (see iclr15.read_iclr15) and compute the unit labels.
 
     Creates a Network (source 'imported', no weights), a DissectionRun with status 'imported' and
-    no image set, its Layers and Units, a finished Campaign with one Hit per unit, one Worker per
-    anonymous answer slot, and an approved Assignment + Response per answer.
+    no image set, its Layers and Units, a finished Campaign with one Task per unit, one Worker per
+    anonymous answer slot, and an approved Assignment + Answer per answer.
     """
-    from annotate.audit import audit_record
-    from annotate.models import Assignment, Campaign, Hit, Response, Worker
+    from annotate.crowd.models import Answer, Assignment, Campaign, Task, Worker
+    from core.audit import audit_record
+    from core.models import AuditAction
     from dissect.models import DissectionRun, Layer, Network, Unit
 
     path = Path(path)
@@ -145,10 +146,10 @@ def iclr15_import(
                 defaults={"pseudonym": f"iclr15-{name[:18]}-w{k}"},
             )
             workers.append(worker)
-        Hit.objects.bulk_create(
-            [Hit(campaign=campaign, unit_id=uid) for uid in units.values()], batch_size=1000
+        Task.objects.bulk_create(
+            [Task(campaign=campaign, unit_id=uid) for uid in units.values()], batch_size=1000
         )
-        hits = dict(Hit.objects.filter(campaign=campaign).values_list("unit_id", "id"))
+        tasks = dict(Task.objects.filter(campaign=campaign).values_list("unit_id", "id"))
 
         normalized: dict[str, str] = {}
         categories: dict[str, str | None] = {}
@@ -166,11 +167,11 @@ def iclr15_import(
         assignments, answers = [], []
         for layer in data.layers:
             for index, unit in enumerate(layer.units):
-                hit_id = hits[units[(layer.name, index)]]
+                task_id = tasks[units[(layer.name, index)]]
                 for slot, answer in enumerate(unit):
                     assignments.append(
                         Assignment(
-                            hit_id=hit_id,
+                            task_id=task_id,
                             worker=workers[slot],
                             status=Assignment.Status.APPROVED,
                             accepted_at=now,
@@ -183,15 +184,15 @@ def iclr15_import(
         # bulk_create sets primary keys on PostgreSQL and SQLite >= 3.35; re-read to be safe elsewhere.
         if any(a.pk is None for a in assignments):
             ids = list(
-                Assignment.objects.filter(hit__campaign=campaign)
+                Assignment.objects.filter(task__campaign=campaign)
                 .order_by("id")
                 .values_list("id", flat=True)
             )
             for assignment, pk in zip(assignments, ids, strict=True):
                 assignment.pk = pk
-        Response.objects.bulk_create(
+        Answer.objects.bulk_create(
             [
-                Response(
+                Answer(
                     assignment_id=assignment.pk,
                     concept_text=answer.description[:200],
                     concept=concepts.get(normalized[answer.description]),
@@ -205,7 +206,7 @@ def iclr15_import(
         )
         audit_record(
             actor=actor,
-            action="iclr15.import",
+            action=AuditAction.ICLR15_IMPORT,
             target=run,
             data={"file": path.name, "network": name, "answers": len(answers)},
         )

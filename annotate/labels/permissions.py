@@ -2,7 +2,7 @@
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from annotate.roles import ADMIN, RESEARCHER, user_role
+from core.roles import ADMIN, RESEARCHER, user_role
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "report.view": frozenset({RESEARCHER, ADMIN}),

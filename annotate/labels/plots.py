@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from html import escape
 
-from annotate.labels.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
+from core.concepts.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
 
 CATEGORY_COLORS: dict[str, str] = {
     "scene": "#0072B2",

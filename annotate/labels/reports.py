@@ -17,7 +17,7 @@ from annotate.labels.agreement import (
     pairwise_cohen_kappa,
     percent_agreement,
 )
-from annotate.labels.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
+from core.concepts.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
 
 
 class ReportError(LookupError):
@@ -26,7 +26,7 @@ class ReportError(LookupError):
 
 def network_runs() -> list[dict]:
     """Networks that have crowd labels, each with its latest labeled run."""
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
     from dissect.models import DissectionRun
 
     run_ids = (
@@ -52,7 +52,7 @@ def network_runs() -> list[dict]:
 
 def run_for_network(*, network: str, run_id: int | None = None):
     """The run a report covers: `run_id`, or the network's latest run that has crowd labels."""
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
     from dissect.models import DissectionRun, Network
 
     if not Network.objects.filter(name=network).exists():
@@ -85,18 +85,18 @@ def run_layers(*, run, layers: list[str] | None = None) -> list[str]:
 
 
 def _counted_responses(*, run=None, campaign=None):
-    from annotate.models import Response
+    from annotate.crowd.models import Answer
 
-    responses = Response.objects.filter(assignment__status__in=counted_statuses())
+    responses = Answer.objects.filter(assignment__status__in=counted_statuses())
     if run is not None:
-        responses = responses.filter(assignment__hit__unit__layer__run=run)
+        responses = responses.filter(assignment__task__unit__layer__run=run)
     if campaign is not None:
-        responses = responses.filter(assignment__hit__campaign=campaign)
+        responses = responses.filter(assignment__task__campaign=campaign)
     return responses
 
 
 def _crowd_labels(*, run, layers: list[str]):
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
 
     return UnitLabel.objects.filter(
         source=UnitLabel.Source.CROWD, unit__layer__run=run, unit__layer__name__in=layers
@@ -137,8 +137,8 @@ def layer_report(*, run, layers: list[str] | None = None) -> list[LayerRow]:
         rows[name].units = n
     answer_counts = (
         _counted_responses(run=run)
-        .filter(assignment__hit__unit__layer__name__in=names)
-        .values_list("assignment__hit__unit__layer__name", "category")
+        .filter(assignment__task__unit__layer__name__in=names)
+        .values_list("assignment__task__unit__layer__name", "category")
         .annotate(n=Count("id"))
     )
     for name, category, n in answer_counts:
@@ -239,7 +239,7 @@ def unit_labels(
     detectors_only: bool = False,
 ):
     """Crowd unit labels, searchable by concept (name, raw answers or merged names)."""
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
 
     labels = UnitLabel.objects.filter(source=UnitLabel.Source.CROWD).select_related(
         "unit__layer__run__network", "concept"
@@ -258,8 +258,8 @@ def unit_labels(
             Q(concept_text__icontains=q)
             | Q(concept__merged_from__name__icontains=q)
             | Q(
-                unit__hits__assignments__response__concept_text__icontains=q,
-                unit__hits__assignments__status__in=counted_statuses(),
+                unit__tasks__assignments__answer__concept_text__icontains=q,
+                unit__tasks__assignments__status__in=counted_statuses(),
             )
         ).distinct()
     return labels.order_by("unit__layer__run_id", "unit__layer__order", "unit__index")
@@ -269,7 +269,7 @@ def unit_answers(*, unit_id: int) -> list[dict]:
     """The counted answers of one unit with their worker pseudonyms (for the unit detail)."""
     return list(
         _counted_responses()
-        .filter(assignment__hit__unit_id=unit_id)
+        .filter(assignment__task__unit_id=unit_id)
         .order_by("id")
         .values(
             "id",
@@ -280,7 +280,7 @@ def unit_answers(*, unit_id: int) -> list[dict]:
             "assignment__worker__pseudonym",
             "assignment__submitted_at",
             "assignment__active_seconds",
-            "assignment__hit__campaign__name",
+            "assignment__task__campaign__name",
         )
     )
 
@@ -294,14 +294,14 @@ def agreement_report(*, run=None, campaign=None, method: str | None = None) -> d
     from django.core.cache import cache
     from django.db.models import Max
 
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
 
     responses = _counted_responses(run=run, campaign=campaign)
     stamp = responses.aggregate(n=Count("id"), last=Max("id"))
     labels = UnitLabel.objects.filter(source=UnitLabel.Source.CROWD)
     labels = labels.filter(unit__layer__run=run) if run is not None else labels
     if campaign is not None:
-        labels = labels.filter(unit__hits__campaign=campaign)
+        labels = labels.filter(unit__tasks__campaign=campaign)
     changed = labels.aggregate(last=Max("updated_at"))["last"]
     key = ":".join(
         str(x)
@@ -327,21 +327,21 @@ def compute_agreement_report(*, run=None, campaign=None, method: str | None = No
     tile flags, concept agreement), per worker (answers, agreement with the consensus, skill from a
     crowd model) and the most informative worker pairs (Cohen's kappa)."""
     from annotate.labels.crowd_models import DEFAULT_METHOD, aggregate, tile_flag_answers
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
 
     method = method or DEFAULT_METHOD
     rows = list(
         _counted_responses(run=run, campaign=campaign)
         .order_by("id")
         .values_list(
-            "assignment__hit__unit_id",
-            "assignment__hit__unit__layer__name",
+            "assignment__task__unit_id",
+            "assignment__task__unit__layer__name",
             "assignment__worker__pseudonym",
             "category",
             "concept__name",
             "concept_text",
             "flagged_tiles",
-            "assignment__hit__tile_order",
+            "assignment__task__tile_order",
             "precision",
         )
     )

@@ -1,6 +1,6 @@
 """Report data -> (header, rows) tables, shared by the HTML pages and the CSV downloads."""
 
-from annotate.labels.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
+from core.concepts.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
 
 Table = tuple[list[str], list[list]]
 

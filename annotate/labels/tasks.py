@@ -31,10 +31,3 @@ def run_export(export_id: int) -> str:
     from annotate.labels.exports import export_run
 
     return export_run(export_id=export_id).status
-
-
-def enqueue_unit_label_recompute(*, unit_id: int) -> None:
-    """Queue a unit's recompute once the current transaction commits (call from services)."""
-    from django.db import transaction
-
-    transaction.on_commit(lambda: recompute_unit_label.delay(unit_id))

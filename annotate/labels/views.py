@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from annotate.labels import plots, reports, tables
 from annotate.labels.permissions import can
-from annotate.labels.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
+from core.concepts.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
 from dissect.storage import media_url
 
 
@@ -255,8 +255,8 @@ def compare(request):
 
 @requires("report.view")
 def agreement(request):
+    from annotate.crowd.models import Campaign
     from annotate.labels.crowd_models import METHOD_LABELS, METHODS
-    from annotate.models import Campaign
 
     network = request.GET.get("network") or ""
     campaign_id = request.GET.get("campaign") or ""
@@ -376,7 +376,7 @@ def units(request):
 
 @requires("report.view")
 def unit_detail(request, unit_id: int):
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
     from dissect.models import Unit
 
     unit = get_object_or_404(Unit.objects.select_related("layer__run__network"), pk=unit_id)
@@ -423,7 +423,7 @@ def concept_list(request):
     from django.db.models import Count
 
     from annotate.labels.aggregation import concept_merge, concept_unmerge
-    from annotate.models import Concept
+    from core.models import Concept
 
     if request.method == "POST":
         action = request.POST.get("action", "merge")
@@ -450,7 +450,9 @@ def concept_list(request):
                     )
         return redirect(request.get_full_path())
     q = request.GET.get("q", "").strip()
-    concepts_qs = Concept.objects.annotate(answers=Count("responses")).select_related("merged_into")
+    concepts_qs = Concept.objects.annotate(answer_count=Count("answers")).select_related(
+        "merged_into"
+    )
     if q:
         concepts_qs = concepts_qs.filter(name__icontains=q)
     page = Paginator(concepts_qs.order_by("-answers", "name"), 100).get_page(
@@ -473,7 +475,7 @@ def concept_list(request):
 @requires("export.create")
 def export_list(request):
     from annotate.labels.exports import ExportError, export_create
-    from annotate.models import Export
+    from annotate.labels.models import Export
 
     if request.method == "POST":
         parameters = {
@@ -504,15 +506,19 @@ def export_list(request):
 
 @requires("export.download")
 def export_download(request, export_id: int):
-    from annotate.audit import audit_record
-    from annotate.models import Export
+    from annotate.labels.models import Export
+    from core.audit import audit_record
+    from core.models import AuditAction
 
     export = get_object_or_404(Export, pk=export_id, status=Export.Status.DONE)
     path = Path(export.file_path)
     if not path.is_file():
         raise Http404(f"export {export.pk}: its file is gone; start the export again")
     audit_record(
-        actor=request.user, action="export.download", target=export, data={"sha256": export.sha256}
+        actor=request.user,
+        action=AuditAction.EXPORT_DOWNLOAD,
+        target=export,
+        data={"sha256": export.sha256},
     )
     response = FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)  # noqa: SIM115
     response["X-Checksum-SHA256"] = export.sha256

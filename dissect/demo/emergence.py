@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dissect.concepts import CATEGORY_SLUGS
+from core.concepts import CATEGORY_SLUGS
 from dissect.demo.training import to_input
 from dissect.demo.world import LABELS, MAP_NAMES, render
 from dissect.netdissect import (

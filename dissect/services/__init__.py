@@ -32,7 +32,7 @@ from dissect.services.extraction import (
     shard_extract,
     shard_state_path,
 )
-from dissect.services.image_sets import image_set_refresh_summary, image_set_scan
+from dissect.services.image_sets import image_set_refresh_summary, image_set_scan, import_broden
 from dissect.services.networks import network_load, network_register
 from dissect.services.rendering import render_parts, run_montages, run_render
 from dissect.services.runs import (
@@ -56,6 +56,7 @@ __all__ = [
     "demo_runs_create",
     "image_set_refresh_summary",
     "image_set_scan",
+    "import_broden",
     "load_shard_stats",
     "merge_stats",
     "network_load",

@@ -37,7 +37,7 @@ DEFAULTS = {
     "rf_stride_px": 3,
 }
 # Advanced parameters (``run_create(options=...)``), each with its type and allowed range.
-# auto_labels: the optional automatic-label stage (dissect.explain.tasks.auto_label_run).
+# auto_labels: the optional automatic-label stage (dissect.tasks.auto_label_run).
 OPTION_RANGES: dict[str, tuple[type, float | None, float | None]] = {
     "quantile": (float, 0.0, 1.0),  # strictly between: the unit threshold's activation quantile
     "montage_tile_px": (int, 16, 512),

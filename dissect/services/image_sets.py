@@ -202,3 +202,32 @@ def image_set_refresh_summary(*, image_set: ImageSet) -> ImageSet:
 def image_mark_bad(*, image_id: int, reason: str) -> None:
     """A file that scanned fine but failed to decode during a run: skip it from now on."""
     Image.objects.filter(pk=image_id).update(status=Image.Status.BAD, reason=reason[:300] or "bad")
+
+
+def import_broden(*, root: str | Path, name: str, description: str = "", progress=None) -> ImageSet:
+    """Check a Broden-layout dataset (``dissect.broden.read_broden``) and scan its images
+    into image set ``name`` with ``labels_dir`` set, so runs on it can compute automatic labels.
+    The scan manifest (path, split) is written under DATA_DIR/broden, never into the dataset."""
+    import csv
+
+    from django.conf import settings
+
+    from dissect.broden import read_broden
+
+    dataset = read_broden(root)
+    manifest_dir = Path(settings.DATA_DIR) / "broden"
+    manifest_dir.mkdir(parents=True, exist_ok=True)
+    manifest = manifest_dir / f"{name}.csv"
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "split"])
+        for row in dataset.rows:
+            writer.writerow([row.image, row.split])
+    return image_set_scan(
+        name=name,
+        root=dataset.images_dir,
+        manifest=manifest,
+        labels_dir=dataset.root.resolve(),
+        description=description or f"Broden-layout dataset at {dataset.root.resolve()}",
+        progress=progress,
+    )

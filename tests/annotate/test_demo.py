@@ -4,8 +4,8 @@ import pytest
 from django.core.management import call_command
 
 from annotate.crowd import services as crowd
-from annotate.models import Campaign
-from annotate.roles import user_role
+from annotate.crowd.models import Campaign
+from core.roles import user_role
 
 
 @pytest.mark.django_db(transaction=True)
@@ -15,7 +15,7 @@ def test_demo_command_ends_with_live_tasks_and_is_idempotent(settings, tmp_path,
 
     campaigns = list(Campaign.objects.order_by("pk"))
     assert [c.run.network.name for c in campaigns] == ["demo-places", "demo-objects"]
-    assert all(c.status == Campaign.Status.LIVE and c.hits.count() > 0 for c in campaigns)
+    assert all(c.status == Campaign.Status.LIVE and c.tasks.count() > 0 for c in campaigns)
     users = {u.username: user_role(u) for u in django_user_model.objects.all()}
     assert users == {
         "demo-annotator": "annotator",
@@ -26,7 +26,7 @@ def test_demo_command_ends_with_live_tasks_and_is_idempotent(settings, tmp_path,
     assert annotator.check_password("demo-annotator")
     worker = crowd.worker_for_user(user=annotator)
     assignment = crowd.assignment_next(worker=worker, campaign=campaigns[0])
-    assert assignment.hit.campaign == campaigns[0]
+    assert assignment.task.campaign == campaigns[0]
 
     call_command("demo", "--images", "24", "--top-k", "12")  # a second run reuses everything
     assert list(Campaign.objects.order_by("pk")) == campaigns

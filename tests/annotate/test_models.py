@@ -3,30 +3,30 @@
 import pytest
 from django.db import IntegrityError, transaction
 
-from annotate.models import Response
-from tests.factories import AssignmentFactory, CampaignFactory, HitFactory, WorkerFactory
+from annotate.crowd.models import Answer
+from tests.factories import AssignmentFactory, CampaignFactory, TaskFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def test_a_worker_gets_a_task_once():
     assignment = AssignmentFactory()
-    AssignmentFactory(hit=assignment.hit)  # another worker: fine
+    AssignmentFactory(task=assignment.task)  # another worker: fine
     with pytest.raises(IntegrityError), transaction.atomic():
-        AssignmentFactory(hit=assignment.hit, worker=assignment.worker)
+        AssignmentFactory(task=assignment.task, worker=assignment.worker)
 
 
 def test_one_task_per_unit_and_campaign():
-    hit = HitFactory()
-    HitFactory(unit=hit.unit)  # same unit in another campaign: fine
+    task = TaskFactory()
+    TaskFactory(unit=task.unit)  # same unit in another campaign: fine
     with pytest.raises(IntegrityError), transaction.atomic():
-        HitFactory(campaign=hit.campaign, unit=hit.unit)
+        TaskFactory(campaign=task.campaign, unit=task.unit)
 
 
 def test_precision_is_a_fraction():
     assignment = AssignmentFactory()
     with pytest.raises(IntegrityError), transaction.atomic():
-        Response.objects.create(
+        Answer.objects.create(
             assignment=assignment, concept_text="car", category="object", precision=1.2
         )
 

@@ -5,7 +5,8 @@ from django.contrib import admin
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from annotate.roles import user_role
+from core.models import AuditAction
+from core.roles import user_role
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +22,7 @@ SAMPLES = {
     "unitimage": factories.UnitImageFactory,
     "worker": factories.WorkerFactory,
     "campaign": factories.CampaignFactory,
-    "hit": factories.HitFactory,
+    "task": factories.TaskFactory,
     "assignment": factories.AssignmentFactory,
 }
 
@@ -51,20 +52,18 @@ def test_admin_pages_render_for_every_model(client, make_user):
 
 def test_role_permissions_in_the_admin(client, make_user):
     campaign = factories.CampaignFactory()
-    changelist = reverse("admin:annotate_campaign_changelist")
-    delete = reverse("admin:annotate_campaign_delete", args=[campaign.pk])
+    changelist = reverse("admin:crowd_campaign_changelist")
+    delete = reverse("admin:crowd_campaign_delete", args=[campaign.pk])
 
     client.force_login(make_user("annotator"))
     assert client.get(changelist).status_code == 302  # not staff: sent to the login page
 
     client.force_login(make_user("researcher"))
     assert client.get(changelist).status_code == 200
-    assert (
-        client.get(reverse("admin:annotate_campaign_change", args=[campaign.pk])).status_code == 200
-    )
+    assert client.get(reverse("admin:crowd_campaign_change", args=[campaign.pk])).status_code == 200
     assert client.get(delete).status_code == 403  # researchers never delete
     assert client.get(reverse("admin:auth_user_changelist")).status_code == 403
-    assert client.get(reverse("admin:annotate_export_add")).status_code == 403
+    assert client.get(reverse("admin:labels_export_add")).status_code == 403
 
     client.force_login(make_user("admin"))
     assert client.get(delete).status_code == 200
@@ -72,14 +71,14 @@ def test_role_permissions_in_the_admin(client, make_user):
 
 
 def test_audit_events_cannot_be_changed_even_by_admins(client, make_user):
-    from annotate.audit import audit_record
+    from core.audit import audit_record
 
     campaign = factories.CampaignFactory()
-    event = audit_record(actor=None, action="campaign.live", target=campaign)
-    assert (event.target_type, event.target_id) == ("annotate.campaign", str(campaign.pk))
+    event = audit_record(actor=None, action=AuditAction.CAMPAIGN_STATUS, target=campaign)
+    assert (event.target_type, event.target_id) == ("crowd.campaign", str(campaign.pk))
     client.force_login(make_user("admin"))
     response = client.post(
-        reverse("admin:annotate_auditevent_delete", args=[event.pk]), {"post": "yes"}
+        reverse("admin:core_auditevent_delete", args=[event.pk]), {"post": "yes"}
     )
     assert response.status_code == 403
 

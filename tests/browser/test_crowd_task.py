@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from annotate.crowd import services
-from annotate.models import Assignment
+from annotate.crowd.models import Assignment
 from dissect.models import UnitImage
 from tests.annotate.crowd.conftest import build_run
 
@@ -14,9 +14,9 @@ A = Assignment.Status
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def _positions(hit, kind: str) -> list[int]:
-    kinds = dict(UnitImage.objects.filter(pk__in=hit.tile_order).values_list("pk", "kind"))
-    return [p for p, pk in enumerate(hit.tile_order) if kinds[pk] == kind]
+def _positions(task, kind: str) -> list[int]:
+    kinds = dict(UnitImage.objects.filter(pk__in=task.tile_order).values_list("pk", "kind"))
+    return [p for p, pk in enumerate(task.tile_order) if kinds[pk] == kind]
 
 
 def test_label_a_unit_then_a_second_worker_and_an_expired_lease(
@@ -27,8 +27,8 @@ def test_label_a_unit_then_a_second_worker_and_an_expired_lease(
         run=run, layers=["conv5"], redundancy=2, name="Browser campaign"
     )
     campaign = services.campaign_set_status(campaign=campaign, status="live", actor=None)
-    hit = campaign.hits.get()
-    tops, controls = _positions(hit, "top"), _positions(hit, "control")
+    task = campaign.tasks.get()
+    tops, controls = _positions(task, "top"), _positions(task, "control")
 
     # Worker 1: preview, accept.
     first = page_as(make_user("annotator", "ann_one"))
@@ -72,10 +72,10 @@ def test_label_a_unit_then_a_second_worker_and_an_expired_lease(
     first.wait_for_url("**/tasks/")  # the only unit is done for this worker
     shot(first, "04-after-submit")
     saved = Assignment.objects.get(worker__user__username="ann_one")
-    assert saved.status == A.SUBMITTED and saved.response.control_failed
-    assert saved.response.revisions == 1 and saved.response.concept_text == "striped cloth"
-    assert sorted(saved.response.flagged_tiles) == sorted(
-        hit.tile_order[p] for p in tops[:1] + tops[2:3]
+    assert saved.status == A.SUBMITTED and saved.answer.control_failed
+    assert saved.answer.revisions == 1 and saved.answer.concept_text == "striped cloth"
+    assert sorted(saved.answer.flagged_tiles) == sorted(
+        task.tile_order[p] for p in tops[:1] + tops[2:3]
     )
 
     # Worker 2 gets a different assignment of the same unit.
@@ -84,7 +84,7 @@ def test_label_a_unit_then_a_second_worker_and_an_expired_lease(
     second.get_by_role("button", name="Start labeling").click()
     second.wait_for_url("**/tasks/assignments/**")
     leased = Assignment.objects.get(worker__user__username="ann_two")
-    assert leased.hit_id == hit.pk and leased.pk != saved.pk
+    assert leased.task_id == task.pk and leased.pk != saved.pk
 
     # Worker 3 finds the task full; once worker 2's lease expires, the task is theirs.
     third = page_as(make_user("annotator", "ann_three"))
@@ -96,7 +96,7 @@ def test_label_a_unit_then_a_second_worker_and_an_expired_lease(
     )
     third.get_by_role("button", name="Start labeling").click()
     third.wait_for_url("**/tasks/assignments/**")
-    assert Assignment.objects.get(worker__user__username="ann_three").hit_id == hit.pk
+    assert Assignment.objects.get(worker__user__username="ann_three").task_id == task.pk
 
     # Worker 2 submits too late and is told so.
     for p in controls:
@@ -117,7 +117,7 @@ def test_researcher_reviews_an_answer(live_server, page_as, make_user, shot):
     a = services.assignment_next(worker=worker, campaign=campaign)
     services.assignment_submit(
         assignment=a, worker=worker, concept="<i>grass</i>".strip("<i>/"), category="region",
-        flagged_positions=_positions(a.hit, "control"),
+        flagged_positions=_positions(a.task, "control"),
     )  # fmt: skip
     page = page_as(make_user("researcher", "res_r"))
     page.goto(live_server.url + f"/campaigns/{campaign.pk}/")

@@ -72,8 +72,8 @@ def test_health_report_names_a_database_that_is_down(tmp_path):
 @pytest.mark.integration
 def test_real_worker_round_trip_and_health(celery_worker_process, client, settings):
     """Enqueue through the real broker; a separate worker process writes to PostgreSQL; we see the row."""
-    from annotate.models import AuditEvent
     from config.tasks import roundtrip_write
+    from core.models import AuditEvent
 
     token = uuid.uuid4().hex
     # This test is a client, not a task. Celery's "no join inside a task" flag is process-global

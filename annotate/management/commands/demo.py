@@ -31,7 +31,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  campaign {campaign.pk} '{campaign.name}' on run {campaign.run_id} "
                 f"({campaign.run.network.name}, layers {', '.join(campaign.layers)}): "
-                f"{campaign.hits.count()} tasks, {campaign.status}"
+                f"{campaign.tasks.count()} tasks, {campaign.status}"
             )
         self.stdout.write(f"\nOpen http://{addrport}/ and log in (password = user name):")
         for username, role in DEMO_USERS.items():

@@ -2,7 +2,7 @@
 
 Everything here is data. The renderer (``render.py``) reads it; the Broden-like writer turns it into
 ``labels.csv``. Label numbers are global across categories (0 means "no label"), as in Broden, so one
-label table serves every label map. Categories use the slugs of ``dissect.concepts``.
+label table serves every label map. Categories use the slugs of ``core.concepts``.
 """
 
 from dataclasses import dataclass, field

@@ -20,9 +20,9 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         from tqdm import tqdm
 
-        from dissect.explain.autolabel import AutoLabelError, run_auto_labels
-        from dissect.explain.selectors import auto_labels_by_layer
+        from dissect.autolabel import AutoLabelError, run_auto_labels
         from dissect.management.commands._pipeline_cli import get_run
+        from dissect.selectors import auto_labels_by_layer
         from dissect.services import PipelineError
 
         run = get_run(o["run"])

@@ -19,9 +19,8 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         from django.utils.text import slugify
 
-        from dissect.explain.broden import BrodenError
-        from dissect.explain.services import import_broden
-        from dissect.services import PipelineError
+        from dissect.broden import BrodenError
+        from dissect.services import PipelineError, import_broden
 
         name = slugify(o["name"])
         if not name:

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection, connections
 
 from annotate.crowd import services
+from annotate.crowd.models import Answer, Assignment, Worker
 from annotate.crowd.services import NoTask
-from annotate.models import Assignment, Response, Worker
 from dissect.models import UnitImage
 from tests.annotate.crowd.conftest import build_run
 
@@ -55,7 +55,7 @@ def test_concurrent_workers_fill_every_slot_exactly_once():
             for p, pk in enumerate(h.tile_order)
             if UnitImage.objects.filter(pk=pk, kind="control").exists()
         ]
-        for h in campaign.hits.all()
+        for h in campaign.tasks.all()
     }
     workers = [Worker.objects.create(pseudonym=f"cw{i}") for i in range(10)]
     per_worker = Counter()
@@ -71,18 +71,18 @@ def test_concurrent_workers_fill_every_slot_exactly_once():
                 worker=workers[i],
                 concept="tree",
                 category="object",
-                flagged_positions=controls[a.hit_id],
+                flagged_positions=controls[a.task_id],
             )
             per_worker[i] += 1
 
     assert _run_threads(len(workers), work) == []
     answers = Counter(
-        Assignment.objects.filter(status=A.SUBMITTED).values_list("hit_id", flat=True)
+        Assignment.objects.filter(status=A.SUBMITTED).values_list("task_id", flat=True)
     )
-    assert answers == {hit_id: 3 for hit_id in controls}  # every slot filled, none over-filled
-    pairs = Assignment.objects.values_list("hit_id", "worker_id")
+    assert answers == {task_id: 3 for task_id in controls}  # every slot filled, none over-filled
+    pairs = Assignment.objects.values_list("task_id", "worker_id")
     assert len(set(pairs)) == len(pairs)
-    assert Response.objects.count() == sum(per_worker.values()) == 18  # nothing lost
+    assert Answer.objects.count() == sum(per_worker.values()) == 18  # nothing lost
 
 
 def test_one_worker_racing_itself_holds_one_lease():

@@ -6,9 +6,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotate.crowd import services
+from annotate.crowd.models import Assignment, Worker
 from annotate.crowd.permissions import PERMISSIONS, can
-from annotate.models import Assignment, Worker
-from annotate.roles import ROLES
+from core.roles import ROLES
 from dissect.models import UnitImage
 
 pytestmark = pytest.mark.django_db
@@ -20,9 +20,9 @@ def campaign(crowd_run):
     return services.campaign_set_status(campaign=c, status="live", actor=None)
 
 
-def _controls(hit) -> list[int]:
-    kinds = dict(UnitImage.objects.filter(pk__in=hit.tile_order).values_list("pk", "kind"))
-    return [p for p, pk in enumerate(hit.tile_order) if kinds[pk] == "control"]
+def _controls(task) -> list[int]:
+    kinds = dict(UnitImage.objects.filter(pk__in=task.tile_order).values_list("pk", "kind"))
+    return [p for p, pk in enumerate(task.tile_order) if kinds[pk] == "control"]
 
 
 def _requests(campaign):
@@ -41,7 +41,7 @@ def _requests(campaign):
                             ("api", "post", f"/api/crowd/campaigns/{campaign.pk}/status/", {"status": "draft"})],
         "assignment.review": [("html", "post", reverse("crowd:campaign-review", args=[campaign.pk]), {}),
                               ("api", "post", "/api/crowd/assignments/review/", {"assignments": [0], "decision": "approve"})],
-        "response.view_all": [("api", "get", "/api/crowd/responses/", None)],
+        "answer.view_all": [("api", "get", "/api/crowd/answers/", None)],
         "worker.block": [("html", "post", reverse("crowd:worker-block", args=[worker.pk]), {"reason": ""})],
     }  # fmt: skip
 
@@ -75,9 +75,9 @@ def test_api_lease_submit_and_review_with_token_auth(make_user, campaign):
     task = api.post("/api/crowd/assignments/next/", {"campaign": campaign.pk}, format="json")
     assert task.status_code == 200
     body = task.json()
-    assert len(body["tiles"]) == len(Assignment.objects.get(pk=body["id"]).hit.tile_order)
+    assert len(body["tiles"]) == len(Assignment.objects.get(pk=body["id"]).task.tile_order)
     assert set(body["tiles"][0]) == {"position", "url"} and "control" not in str(body).lower()
-    hit = Assignment.objects.get(pk=body["id"]).hit
+    task = Assignment.objects.get(pk=body["id"]).task
     url = f"/api/crowd/assignments/{body['id']}/submit/"
     invalid = api.post(url, {"concept": "", "category": "nope", "flagged": []}, format="json")
     assert (
@@ -90,10 +90,10 @@ def test_api_lease_submit_and_review_with_token_auth(make_user, campaign):
         and revise.json()["revise"]
     )
     saved = api.post(
-        url, {"concept": "lamp", "category": "object", "flagged": _controls(hit)}, format="json"
+        url, {"concept": "lamp", "category": "object", "flagged": _controls(task)}, format="json"
     )
     assert saved.status_code == 200 and saved.json()["status"] == "submitted"
-    assert saved.json()["answer"]["flagged"] == sorted(_controls(hit))
+    assert saved.json()["answer"]["flagged"] == sorted(_controls(task))
     # An annotator sees only their own assignments and never the responses list.
     other = make_user("annotator")
     other_api = APIClient()
@@ -104,10 +104,10 @@ def test_api_lease_submit_and_review_with_token_auth(make_user, campaign):
         other_api.post(url, {"concept": "x", "category": "object"}, format="json").status_code
         == 404
     )
-    assert api.get("/api/crowd/responses/").status_code == 403
+    assert api.get("/api/crowd/answers/").status_code == 403
     review = APIClient()
     review.force_authenticate(researcher)
-    listed = review.get(f"/api/crowd/responses/?campaign={campaign.pk}").json()
+    listed = review.get(f"/api/crowd/answers/?campaign={campaign.pk}").json()
     assert listed["count"] == 1 and listed["results"][0]["control_failed"] is False
     rejected = review.post(
         "/api/crowd/assignments/review/",
@@ -148,6 +148,6 @@ def test_schema_lists_the_crowd_endpoints(client, make_user):
     for path in (
         "/api/crowd/campaigns/",
         "/api/crowd/assignments/{id}/submit/",
-        "/api/crowd/responses/",
+        "/api/crowd/answers/",
     ):
         assert path in schema

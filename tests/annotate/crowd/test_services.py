@@ -6,8 +6,10 @@ import pytest
 from django.utils import timezone
 
 from annotate.crowd import quality, services
+from annotate.crowd.models import Assignment, Task, Worker
 from annotate.crowd.services import AnswerInvalid, CrowdError, LeaseExpired, NoTask
-from annotate.models import Assignment, AuditEvent, Hit, UnitLabel, Worker
+from annotate.labels.models import UnitLabel
+from core.models import AuditEvent
 from dissect.models import AutoLabel, DissectionRun, UnitImage
 from tests.annotate.crowd.conftest import build_run
 
@@ -24,13 +26,13 @@ def _live(run, **kwargs):
     return services.campaign_set_status(campaign=campaign, status="live", actor=None)
 
 
-def _controls(hit: Hit) -> list[int]:
-    kinds = dict(UnitImage.objects.filter(pk__in=hit.tile_order).values_list("pk", "kind"))
-    return [p for p, pk in enumerate(hit.tile_order) if kinds[pk] == "control"]
+def _controls(task: Task) -> list[int]:
+    kinds = dict(UnitImage.objects.filter(pk__in=task.tile_order).values_list("pk", "kind"))
+    return [p for p, pk in enumerate(task.tile_order) if kinds[pk] == "control"]
 
 
 def _submit(a, worker, *, flagged=None, concept="tree", category="object", **kw):
-    flagged = _controls(a.hit) if flagged is None else flagged
+    flagged = _controls(a.task) if flagged is None else flagged
     return services.assignment_submit(
         assignment=a,
         worker=worker,
@@ -45,24 +47,24 @@ def test_campaign_tasks_mix_top_tiles_and_controls_in_a_seeded_recorded_order(cr
     campaign = services.campaign_create(
         run=crowd_run, layers=["conv5"], tiles_per_task=13, controls_per_task=3, seed=7
     )
-    hits = list(campaign.hits.order_by("unit__index"))
-    assert len(hits) == 3
-    for hit in hits:
-        images = UnitImage.objects.filter(pk__in=hit.tile_order)
+    tasks = list(campaign.tasks.order_by("unit__index"))
+    assert len(tasks) == 3
+    for task in tasks:
+        images = UnitImage.objects.filter(pk__in=task.tile_order)
         kinds = sorted(images.values_list("kind", flat=True))
         assert kinds.count("control") == 3 and kinds.count("top") == 10
         top_ranks = sorted(images.filter(kind="top").values_list("rank", flat=True))
         assert top_ranks == list(range(10))  # the unit's best tiles
-        assert hit.tile_order != sorted(hit.tile_order)
+        assert task.tile_order != sorted(task.tile_order)
     again = services.campaign_create(
         run=crowd_run, layers=["conv5"], tiles_per_task=13, controls_per_task=3, seed=7
     )
-    assert [h.tile_order for h in again.hits.order_by("unit__index")] == [
-        h.tile_order for h in hits
+    assert [h.tile_order for h in again.tasks.order_by("unit__index")] == [
+        h.tile_order for h in tasks
     ]
     other = services.campaign_create(run=crowd_run, layers=["conv5"], seed=8)
-    assert [h.tile_order for h in other.hits.order_by("unit__index")] != [
-        h.tile_order for h in hits
+    assert [h.tile_order for h in other.tasks.order_by("unit__index")] != [
+        h.tile_order for h in tasks
     ]
     assert AuditEvent.objects.filter(action="campaign.create", target_id=str(campaign.pk)).exists()
 
@@ -94,22 +96,22 @@ def test_redundancy_fewest_answers_first_and_never_the_same_unit_twice(crowd_run
     workers = [_worker(f"w{i}") for i in range(4)]
     first = [services.assignment_next(worker=w, campaign=campaign) for w in workers[:3]]
     # Three workers, three units: the least-answered units go first, so all three differ.
-    assert len({a.hit_id for a in first}) == 3
-    seen = {first[0].hit_id}
+    assert len({a.task_id for a in first}) == 3
+    seen = {first[0].task_id}
     _submit(first[0], workers[0])
     while True:
         try:
             a = services.assignment_next(worker=workers[0], campaign=campaign)
         except NoTask:
             break
-        assert a.hit_id not in seen
-        seen.add(a.hit_id)
+        assert a.task_id not in seen
+        seen.add(a.task_id)
         _submit(a, workers[0])
     assert len(seen) == 3
     # Every task now has 2 slots taken except... count answered-or-leased per task never exceeds 2.
     services.assignment_next(worker=workers[3], campaign=campaign)
-    for hit in campaign.hits.all():
-        taken = hit.assignments.filter(status__in=[A.LEASED, A.SUBMITTED, A.APPROVED]).count()
+    for task in campaign.tasks.all():
+        taken = task.assignments.filter(status__in=[A.LEASED, A.SUBMITTED, A.APPROVED]).count()
         assert taken <= 2
     with pytest.raises(NoTask):
         for w in workers[1:]:
@@ -134,13 +136,13 @@ def test_expired_lease_returns_the_task_to_the_pool(crowd_run):
         held.append(services.assignment_next(worker=w1, campaign=campaign))
     # w1 returned two tasks and holds the third; w2 gets the returned ones, never the held one.
     got = services.assignment_next(worker=w2, campaign=campaign)
-    assert got.hit_id != held[-1].hit_id
+    assert got.task_id != held[-1].task_id
     services.assignment_submit(
         assignment=got,
         worker=w2,
         concept="x",
         category="object",
-        flagged_positions=_controls(got.hit),
+        flagged_positions=_controls(got.task),
     )
     a = services.assignment_next(worker=w2, campaign=campaign)
     _submit(a, w2)
@@ -149,7 +151,7 @@ def test_expired_lease_returns_the_task_to_the_pool(crowd_run):
     Assignment.objects.filter(pk=held[-1].pk).update(
         lease_expires_at=timezone.now() - timedelta(seconds=1)
     )
-    assert services.assignment_next(worker=w2, campaign=campaign).hit_id == held[-1].hit_id
+    assert services.assignment_next(worker=w2, campaign=campaign).task_id == held[-1].task_id
     with pytest.raises(LeaseExpired):
         _submit(held[-1], w1)
     assert services.leases_expire() == 1
@@ -195,15 +197,15 @@ def test_answer_validation_names_the_field(crowd_run):
             _submit(a, w, **change)
         assert message in info.value.errors[field][0]
     # 13 unit tiles (10 top + 3 controls of 14+3 at the default 60 cap: 14 tops); mark 5 top tiles.
-    hit = a.hit
-    controls = _controls(hit)
-    tops = [p for p in range(len(hit.tile_order)) if p not in controls]
+    task = a.task
+    controls = _controls(task)
+    tops = [p for p in range(len(task.tile_order)) if p not in controls]
     with pytest.raises(AnswerInvalid, match="too many images"):
         _submit(a, w, flagged=controls + tops[:5])
     outcome = _submit(a, w, flagged=controls + tops[:4], concept="  Pine   trees ")
-    assert outcome.response.precision == pytest.approx((len(tops) - 4) / len(tops))
-    assert outcome.response.concept_text == "Pine trees"
-    assert outcome.response.concept is not None
+    assert outcome.answer.precision == pytest.approx((len(tops) - 4) / len(tops))
+    assert outcome.answer.concept_text == "Pine trees"
+    assert outcome.answer.concept is not None
 
 
 def test_control_check_asks_once_then_records_a_failure(
@@ -213,11 +215,11 @@ def test_control_check_asks_once_then_records_a_failure(
     w = _worker("c")
     a = services.assignment_next(worker=w, campaign=campaign)
     first = _submit(a, w, flagged=[])
-    assert first.revise and first.response is None
+    assert first.revise and first.answer is None
     assert "look again" in first.messages[0]
     with django_capture_on_commit_callbacks() as callbacks:
         second = _submit(a, w, flagged=[], active_seconds=10_000)
-    assert second.response.control_failed and second.response.revisions == 1
+    assert second.answer.control_failed and second.answer.revisions == 1
     assert len(callbacks) == 1  # the label recompute is enqueued after commit
     a.refresh_from_db()
     assert a.status == A.SUBMITTED and a.submitted_at and a.completion_code
@@ -275,7 +277,7 @@ def test_gold_tasks_are_mixed_in_scored_and_stop_poor_workers(db):
     with pytest.raises(NoTask, match="check tasks"):
         for _ in range(6):
             a = services.assignment_next(worker=w, campaign=campaign)
-            served.append(a.hit.is_gold)
+            served.append(a.task.is_gold)
             _submit(a, w, concept="sky", category="scene")  # always wrong on gold
     assert served[0] is True and sum(served) == 3
     accuracy, count = quality.gold_accuracy(worker=w, campaign=campaign)
@@ -297,7 +299,7 @@ def test_worker_table_reports_controls_time_and_agreement(crowd_run):
         if outcome.revise:
             _submit(a, w, concept=concept, flagged=[], active_seconds=5.0)
         UnitLabel.objects.create(
-            unit=a.hit.unit, concept_text="Trees" if concept != "sky" else "cloud"
+            unit=a.task.unit, concept_text="Trees" if concept != "sky" else "cloud"
         )
     [row] = quality.campaign_worker_table(campaign=campaign)
     assert row.answers == 3
@@ -312,7 +314,7 @@ def test_demo_campaign_is_live_and_sized_to_the_run(db):
         run=run, layers=["features.10"]
     )  # an alias: all layers
     assert campaign.status == "live" and campaign.layers == ["conv5"]
-    assert all(len(h.tile_order) == 15 for h in campaign.hits.all())
+    assert all(len(h.tile_order) == 15 for h in campaign.tasks.all())
 
 
 def test_create_campaign_command_reads_gold_from_csv(db, tmp_path):
@@ -322,8 +324,8 @@ def test_create_campaign_command_reads_gold_from_csv(db, tmp_path):
     gold = tmp_path / "gold.csv"
     gold.write_text("layer,unit,concept,category\nconv5,1,car,object\n")
     call_command("create_campaign", str(run.pk), "--layers", "conv5", "--gold", str(gold), "--live")
-    hit = Hit.objects.get(unit__index=1, campaign__run=run)
-    assert hit.is_gold and hit.campaign.status == "live"
+    task = Task.objects.get(unit__index=1, campaign__run=run)
+    assert task.is_gold and task.campaign.status == "live"
     # Gold from automatic labels: the unit's best label and the category it came from.
     unit = run.layer_set.get().units.get(index=0)
     AutoLabel.objects.create(unit=unit, category="", label="grass", iou=0.3)
@@ -331,7 +333,7 @@ def test_create_campaign_command_reads_gold_from_csv(db, tmp_path):
     call_command(
         "create_campaign", str(run.pk), "--layers", "conv5", "--gold-from-auto-labels", "0.2"
     )
-    auto = Hit.objects.filter(unit=unit).latest("pk")
+    auto = Task.objects.filter(unit=unit).latest("pk")
     assert auto.is_gold and (auto.gold_concept, auto.gold_category) == ("grass", "material")
 
 
@@ -349,16 +351,16 @@ def test_sweep_tasks_are_idempotent(crowd_run):
 
 
 def test_agreement_and_gold_follow_researcher_merges(crowd_run):
-    from annotate.models import Concept
+    from core.models import Concept
 
     campaign = _live(crowd_run)
     w = _worker("m")
     a = services.assignment_next(worker=w, campaign=campaign)
     _submit(a, w, concept="Puppy")
-    UnitLabel.objects.create(unit=a.hit.unit, concept_text="hound")
+    UnitLabel.objects.create(unit=a.task.unit, concept_text="hound")
     [row] = quality.campaign_worker_table(campaign=campaign)
     assert row.agreement == 0.0
-    stored = Assignment.objects.get(pk=a.pk).response.concept
+    stored = Assignment.objects.get(pk=a.pk).answer.concept
     hound, _ = Concept.objects.get_or_create(name="hound")
     Concept.objects.filter(pk=stored.pk).update(merged_into=hound)
     [row] = quality.campaign_worker_table(campaign=campaign)
@@ -371,5 +373,5 @@ def test_a_saved_answer_updates_the_units_label(crowd_run, django_capture_on_com
     a = services.assignment_next(worker=w, campaign=campaign)
     with django_capture_on_commit_callbacks(execute=True):
         _submit(a, w, concept="Trees", category="object")
-    label = UnitLabel.objects.get(unit=a.hit.unit, source=UnitLabel.Source.CROWD)
+    label = UnitLabel.objects.get(unit=a.task.unit, source=UnitLabel.Source.CROWD)
     assert label.answer_count == 1 and label.concept_text

@@ -9,7 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotate.crowd import services
-from annotate.models import Assignment, AuditEvent, Worker
+from annotate.crowd.models import Assignment, Worker
+from core.models import AuditEvent
 from dissect.models import UnitImage
 
 A = Assignment.Status
@@ -35,9 +36,9 @@ def annotator(client, make_user):
 
 def _controls(assignment) -> list[int]:
     kinds = dict(
-        UnitImage.objects.filter(pk__in=assignment.hit.tile_order).values_list("pk", "kind")
+        UnitImage.objects.filter(pk__in=assignment.task.tile_order).values_list("pk", "kind")
     )
-    return [p for p, pk in enumerate(assignment.hit.tile_order) if kinds[pk] == "control"]
+    return [p for p, pk in enumerate(assignment.task.tile_order) if kinds[pk] == "control"]
 
 
 def _start(client, campaign) -> Assignment:
@@ -55,12 +56,12 @@ def test_preview_accept_and_submit_a_task(client, annotator, campaign):
     html = preview.content.decode()
     assert preview.status_code == 200 and "Accept this task" in html and " disabled" in html
     assert not Assignment.objects.exists()  # preview leases nothing
-    hit_id = int(re.search(r"/tasks/hits/(\d+)/accept/", html)[1])
-    accepted = client.post(reverse("crowd:task-accept", args=[hit_id]))
-    assignment = Assignment.objects.get(hit_id=hit_id)
+    task_id = int(re.search(r"/tasks/(\d+)/accept/", html)[1])
+    accepted = client.post(reverse("crowd:task-accept", args=[task_id]))
+    assignment = Assignment.objects.get(task_id=task_id)
     assert accepted["Location"] == reverse("crowd:task", args=[assignment.pk])
     page = client.get(accepted["Location"]).content.decode()
-    assert page.count('class="tile-box"') == len(assignment.hit.tile_order)
+    assert page.count('class="tile-box"') == len(assignment.task.tile_order)
     assert '<option value="tree">' in page  # autocomplete from the vocabulary
     # Pretend the worker took a minute (active time is capped at the time since accepting).
     Assignment.objects.filter(pk=assignment.pk).update(
@@ -80,7 +81,7 @@ def test_preview_accept_and_submit_a_task(client, annotator, campaign):
     assert assignment.status == A.SUBMITTED and assignment.active_seconds == pytest.approx(
         12.5, abs=0.01
     )
-    assert assignment.response.concept_text == "tree" and not assignment.response.control_failed
+    assert assignment.answer.concept_text == "tree" and not assignment.answer.control_failed
     # The next task is leased right away.
     assert Assignment.objects.filter(worker=assignment.worker, status=A.LEASED).count() == 1
 
@@ -90,11 +91,11 @@ def test_the_task_page_hides_controls_gold_and_file_names(client, annotator, cam
         a = _start(client, campaign)
         html = client.get(reverse("crowd:task", args=[a.pk])).content.decode()
         assert "control" not in html.lower() and "secret gold" not in html
-        for tile_path in UnitImage.objects.filter(pk__in=a.hit.tile_order).values_list(
+        for tile_path in UnitImage.objects.filter(pk__in=a.task.tile_order).values_list(
             "tile_path", flat=True
         ):
             assert tile_path not in html
-        for pk in a.hit.tile_order:
+        for pk in a.task.tile_order:
             assert f'value="{pk}"' not in html
         tile_url = re.search(r'src="(/tasks/tile/[^"]+)"', html)[1]
         tile = client.get(tile_url)
@@ -116,8 +117,8 @@ def test_control_check_validation_and_escaping(client, annotator, campaign):
     again = client.post(url, {"concept": "dog", "category": "object", "flagged": [0]})
     assert again.status_code == 302
     a.refresh_from_db()
-    assert a.response.revisions == 1
-    assert a.response.control_failed == (set(_controls(a)) != {0})
+    assert a.answer.revisions == 1
+    assert a.answer.control_failed == (set(_controls(a)) != {0})
 
 
 def test_other_peoples_tasks_and_expired_leases_are_refused(client, make_user, annotator, campaign):
@@ -252,5 +253,5 @@ def test_researcher_creates_a_campaign_from_the_form(client, make_user, crowd_ru
     assert "no unit conv5#99" in bad.content.decode()
     created = client.post(reverse("crowd:campaign-new"), form)
     assert created.status_code == 302
-    hit = unit.hits.get()
-    assert hit.is_gold and hit.gold_concept == "car" and hit.campaign.reward_cents == 5
+    task = unit.tasks.get()
+    assert task.is_gold and task.gold_concept == "car" and task.campaign.reward_cents == 5

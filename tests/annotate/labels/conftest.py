@@ -34,7 +34,7 @@ def crowd_world(db):
     """A tiny labeled world: make(answers) builds a network with one run, one layer 'conv5' of
     `units` units (each with `tiles` top tiles and one control tile), one campaign, and the given
     answers: (unit index, worker, text, category, precision, flagged tile ranks, status)."""
-    from annotate.models import Assignment, Campaign, Hit, Response, Worker
+    from annotate.crowd.models import Answer, Assignment, Campaign, Task, Worker
     from dissect.models import DissectionRun, Image, ImageSet, Layer, Network, Unit, UnitImage
 
     def make(answers, *, units: int = 3, tiles: int = 4, name: str = "tiny-net"):
@@ -57,7 +57,7 @@ def crowd_world(db):
         )
         layer = Layer.objects.create(run=run, name="conv5", order=0, unit_count=units)
         campaign = Campaign.objects.create(name=f"{name} campaign", run=run, layers=["conv5"])
-        unit_rows, hits, tile_ids = [], [], []
+        unit_rows, tasks, tile_ids = [], [], []
         for u in range(units):
             unit = Unit.objects.create(layer=layer, index=u)
             top = [
@@ -68,7 +68,7 @@ def crowd_world(db):
                 unit=unit, image=images[tiles], kind="control", rank=0, score=0.0
             )
             order = [t.pk for t in top] + [control.pk]
-            hits.append(Hit.objects.create(campaign=campaign, unit=unit, tile_order=order))
+            tasks.append(Task.objects.create(campaign=campaign, unit=unit, tile_order=order))
             unit_rows.append(unit)
             tile_ids.append([t.pk for t in top])
         workers: dict[str, Worker] = {}
@@ -76,9 +76,9 @@ def crowd_world(db):
             if worker not in workers:
                 workers[worker] = Worker.objects.create(pseudonym=f"{name}-{worker}")
             assignment = Assignment.objects.create(
-                hit=hits[unit_index], worker=workers[worker], status=status, active_seconds=12.5
+                task=tasks[unit_index], worker=workers[worker], status=status, active_seconds=12.5
             )
-            Response.objects.create(
+            Answer.objects.create(
                 assignment=assignment,
                 concept_text=text,
                 category=category,
@@ -91,7 +91,7 @@ def crowd_world(db):
             "units": unit_rows,
             "campaign": campaign,
             "workers": workers,
-            "hits": hits,
+            "tasks": tasks,
         }
 
     return make

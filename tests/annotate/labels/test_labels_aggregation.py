@@ -117,7 +117,8 @@ def test_unit_label_recompute_counts_only_submitted_and_approved_answers(crowd_w
 
 
 def test_labels_disappear_when_their_answers_are_rejected(crowd_world):
-    from annotate.models import Assignment, UnitLabel
+    from annotate.crowd.models import Assignment
+    from annotate.labels.models import UnitLabel
 
     world = crowd_world([(0, "a", "dog", "object", 0.9, [], "submitted")])
     unit = world["units"][0]
@@ -128,7 +129,9 @@ def test_labels_disappear_when_their_answers_are_rejected(crowd_world):
 
 
 def test_concept_merge_is_stored_applied_audited_and_undoable(crowd_world):
-    from annotate.models import AuditEvent, Concept, Response, UnitLabel
+    from annotate.crowd.models import Answer
+    from annotate.labels.models import UnitLabel
+    from core.models import AuditEvent, Concept
 
     world = crowd_world(
         [
@@ -137,7 +140,7 @@ def test_concept_merge_is_stored_applied_audited_and_undoable(crowd_world):
             (0, "c", "zebra", "object", 0.5, [], "approved"),
         ]
     )
-    for response in Response.objects.all():
+    for response in Answer.objects.all():
         response.concept = concept_for_text(text=response.concept_text)
         response.save()
     unit = world["units"][0]
@@ -163,8 +166,8 @@ def test_concept_merge_is_stored_applied_audited_and_undoable(crowd_world):
 
 
 def test_recompute_task_is_thin_and_idempotent(crowd_world):
+    from annotate.labels.models import UnitLabel
     from annotate.labels.tasks import recompute_run_labels, recompute_unit_label
-    from annotate.models import UnitLabel
 
     world = crowd_world(
         [
@@ -185,7 +188,7 @@ def test_recompute_task_is_thin_and_idempotent(crowd_world):
 
 def test_run_crowd_model_stores_its_verdict_next_to_the_plurality(crowd_world):
     from annotate.labels.aggregation import run_labels_recompute
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
 
     world = crowd_world(
         [

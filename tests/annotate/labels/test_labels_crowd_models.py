@@ -8,7 +8,7 @@ from annotate.labels.crowd_models import (
     majority_vote_expected_accuracy,
     tile_flag_answers,
 )
-from dissect.concepts import CATEGORY_SLUGS
+from core.concepts import CATEGORY_SLUGS
 
 
 def simulate_categories(*, seed: int, tasks: int = 400, workers: int = 15, per_task: int = 3):

@@ -35,7 +35,7 @@ def labeled(crowd_world):
 
 
 def labels_in_db(run):
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
 
     return {
         (lab.unit.layer.name, lab.unit.index): lab
@@ -44,7 +44,7 @@ def labels_in_db(run):
 
 
 def make_export(kind, **parameters):
-    from annotate.models import Export
+    from annotate.labels.models import Export
 
     export = export_create(
         kind=kind, parameters={"network": "tiny-net", **parameters}, actor=None, enqueue=False
@@ -58,7 +58,7 @@ def make_export(kind, **parameters):
 
 
 def test_jsonl_round_trip(labeled):
-    from annotate.models import AuditEvent
+    from core.models import AuditEvent
 
     export, path = make_export("jsonl")
     lines = [json.loads(line) for line in path.read_text().splitlines()]

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 
 from annotate.labels.importers import iclr15_import
-from annotate.labels.normalize import normalize_concept
 from annotate.labels.reports import layer_report, network_comparison, run_for_network
+from core.concepts.normalize import normalize_concept
 
 
 def independent_detector_count(layer) -> int:
@@ -28,7 +28,8 @@ def independent_detector_count(layer) -> int:
 
 @pytest.mark.django_db
 def test_import_both_files_and_reproduce_the_authors_distribution(iclr15_paths, iclr15_files):
-    from annotate.models import Response, UnitLabel
+    from annotate.crowd.models import Answer
+    from annotate.labels.models import UnitLabel
     from dissect.models import DissectionRun, Layer, Unit
 
     results = [iclr15_import(path=path) for path in iclr15_paths]
@@ -45,7 +46,7 @@ def test_import_both_files_and_reproduce_the_authors_distribution(iclr15_paths, 
             ("pool5", 256),
         ]
         assert Unit.objects.filter(layer__run=run).count() == 1376
-        assert Response.objects.filter(assignment__hit__unit__layer__run=run).count() == 3 * 1376
+        assert Answer.objects.filter(assignment__task__unit__layer__run=run).count() == 3 * 1376
         assert UnitLabel.objects.filter(unit__layer__run=run).count() == 1376
 
         reference = data.reference_distribution()
@@ -109,7 +110,7 @@ def write_small_mat(path):
 def test_import_refuses_duplicates_and_replaces_on_request(tmp_path):
     from django.core.management.base import CommandError
 
-    from annotate.models import UnitLabel
+    from annotate.labels.models import UnitLabel
     from dissect.models import Network
 
     path = tmp_path / "unitAnnotation_tiny-alexnet.mat"

@@ -4,9 +4,9 @@ from collections import Counter
 
 import pytest
 
-from annotate.labels.normalize import normalize_concept, resolve_merge
-from annotate.labels.text import clean_text, normalize_text, singularize
-from annotate.labels.vocabulary import CATEGORY_KEYS, default_vocabulary
+from core.concepts.normalize import normalize_concept, resolve_merge
+from core.concepts.text import clean_text, normalize_text, singularize
+from core.concepts.vocabulary import CATEGORY_KEYS, default_vocabulary
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from annotate.labels.aggregation import run_labels_recompute
 from annotate.labels.permissions import ACTIONS, PERMISSIONS, can
-from annotate.roles import ROLES
+from core.roles import ROLES
 
 ANSWERS = [
     (0, "a", "dog", "object", 0.9, [], "approved"),
@@ -107,7 +107,8 @@ def test_compare_agreement_units_pages(client, make_user, world, crowd_world):
 
 
 def test_merge_page_merges_and_recomputes(client, make_user, world):
-    from annotate.models import AuditEvent, Concept, UnitLabel
+    from annotate.labels.models import UnitLabel
+    from core.models import AuditEvent, Concept
 
     client_for(client, make_user, "researcher")
     response = client.post(
@@ -124,7 +125,8 @@ def test_merge_page_merges_and_recomputes(client, make_user, world):
 
 def test_admin_starts_and_downloads_an_export(client, make_user, world):
     from annotate.labels.exports import export_run
-    from annotate.models import AuditEvent, Export
+    from annotate.labels.models import Export
+    from core.models import AuditEvent
 
     client_for(client, make_user, "admin")
     response = client.post(reverse("labels:exports"), {"network": "tiny-net", "kind": "jsonl"})

@@ -30,8 +30,8 @@ def wait_for(check, timeout_s=90):
 
 def test_worker_recomputes_labels_and_writes_exports(celery_worker_process, crowd_world):
     from annotate.labels.exports import export_create
+    from annotate.labels.models import Export, UnitLabel
     from annotate.labels.tasks import recompute_unit_label
-    from annotate.models import Export, UnitLabel
 
     world = crowd_world(
         [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dissect.concepts import CATEGORY_SLUGS
+from core.concepts import CATEGORY_SLUGS
 from dissect.demo.world import (
     INDEX_COLUMNS,
     LABELS,

@@ -1,0 +1,94 @@
+import csv
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotate.crowd.services import CrowdError, campaign_create, campaign_set_status
+from dissect.models import DissectionRun, Unit
+
+
+class Command(BaseCommand):
+    help = "Create a labeling campaign from a finished dissection run (draft, or live with --live)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("run", type=int, help="Id of a finished dissection run.")
+        parser.add_argument(
+            "--layers", required=True, help="Comma-separated layer names, e.g. conv5,pool5."
+        )
+        parser.add_argument("--name", default="")
+        parser.add_argument("--tiles", type=int, default=60, help="Tiles per task (default 60).")
+        parser.add_argument(
+            "--controls", type=int, default=3, help="Planted controls per task (default 3)."
+        )
+        parser.add_argument(
+            "--redundancy", type=int, default=3, help="Workers per unit (default 3)."
+        )
+        parser.add_argument("--lease-minutes", type=int, default=20)
+        parser.add_argument("--reward-cents", type=int, default=0)
+        parser.add_argument(
+            "--gold", type=Path, help="CSV with columns layer,unit,concept,category."
+        )
+        parser.add_argument(
+            "--gold-from-auto-labels",
+            type=float,
+            metavar="MIN_IOU",
+            help="Use units whose automatic (Network Dissection) label reaches this IoU as gold units.",
+        )
+        parser.add_argument("--gold-rate", type=float, default=0.0)
+        parser.add_argument("--max-tasks-per-worker", type=int, default=None)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--live", action="store_true", help="Make the campaign live right away."
+        )
+
+    def handle(self, *args, run, layers, gold, gold_from_auto_labels, live, **options):
+        try:
+            run_row = DissectionRun.objects.get(pk=run)
+        except DissectionRun.DoesNotExist:
+            raise CommandError(f"run: no dissection run {run}.") from None
+        gold_units = self._gold(run_row, gold) if gold else {}
+        if gold_from_auto_labels is not None:
+            from dissect.selectors import gold_from_auto_labels as auto_gold
+
+            gold_units = {**auto_gold(run=run_row, min_iou=gold_from_auto_labels), **gold_units}
+        try:
+            campaign = campaign_create(
+                run=run_row,
+                layers=[x.strip() for x in layers.split(",") if x.strip()],
+                name=options["name"],
+                tiles_per_task=options["tiles"],
+                controls_per_task=options["controls"],
+                redundancy=options["redundancy"],
+                lease_minutes=options["lease_minutes"],
+                reward_cents=options["reward_cents"],
+                gold=gold_units,
+                gold_rate=options["gold_rate"],
+                max_tasks_per_worker=options["max_tasks_per_worker"],
+                seed=options["seed"],
+            )
+            if live:
+                campaign = campaign_set_status(campaign=campaign, status="live", actor=None)
+        except CrowdError as error:
+            raise CommandError(str(error)) from None
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Campaign {campaign.pk} '{campaign.name}': {campaign.tasks.count()} tasks, {campaign.status}."
+            )
+        )
+
+    def _gold(self, run: DissectionRun, path: Path) -> dict[int, tuple[str, str]]:
+        if not path.is_file():
+            raise CommandError(f"--gold: {path} does not exist.")
+        gold = {}
+        with path.open(newline="", encoding="utf-8") as handle:
+            for line, row in enumerate(csv.DictReader(handle), start=2):
+                try:
+                    unit = Unit.objects.get(
+                        layer__run=run, layer__name=row["layer"], index=int(row["unit"])
+                    )
+                    gold[unit.pk] = (row["concept"], row["category"])
+                except (KeyError, ValueError, Unit.DoesNotExist):
+                    raise CommandError(
+                        f"--gold: {path} line {line}: need layer,unit,concept,category naming a unit of run {run.pk}."
+                    ) from None
+        return gold

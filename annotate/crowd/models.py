@@ -1,0 +1,189 @@
+"""The crowd workflow: workers, campaigns, tasks (one per unit), assignments (leases) and answers."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from core.concepts.categories import CATEGORIES
+from core.models import Concept
+from dissect.models import DissectionRun, Unit
+
+
+class Worker(models.Model):
+    """Somebody who answers tasks: a local account or a worker of an outside crowd."""
+
+    class Source(models.TextChoices):
+        LOCAL = "local", "local account"
+        MTURK = "mturk", "Mechanical Turk–style panel"
+        LINK = "link", "link-out panel (completion code)"
+        IMPORTED = "imported", "imported answers"
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="worker",
+    )
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.LOCAL)
+    external_id = models.CharField(max_length=200, blank=True)
+    # Stable, non-identifying id used in exports and dashboards.
+    pseudonym = models.CharField(max_length=32, unique=True)
+    blocked = models.BooleanField(default=False)
+    blocked_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pseudonym"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "external_id"],
+                condition=~Q(external_id=""),
+                name="worker_unique_external_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.pseudonym
+
+
+class Campaign(models.Model):
+    """A labeling campaign over chosen layers of a finished run."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "draft"
+        LIVE = "live", "live"
+        PAUSED = "paused", "paused"
+        FINISHED = "finished", "finished"
+
+    name = models.CharField(max_length=200)
+    run = models.ForeignKey(DissectionRun, on_delete=models.PROTECT, related_name="campaigns")
+    layers = models.JSONField(
+        default=list, help_text="Layer names of the run included in the campaign."
+    )
+    tiles_per_task = models.PositiveIntegerField(default=60)
+    controls_per_task = models.PositiveIntegerField(default=3)
+    redundancy = models.PositiveIntegerField(default=3, help_text="Workers per unit.")
+    lease_minutes = models.PositiveIntegerField(default=20)
+    reward_cents = models.PositiveIntegerField(default=0)
+    instructions = models.TextField(blank=True)
+    gold_rate = models.FloatField(default=0.0, help_text="Share of tasks that are gold units.")
+    max_tasks_per_worker = models.PositiveIntegerField(null=True, blank=True)
+    min_gold_accuracy = models.FloatField(default=0.5)
+    auto_approve_hours = models.PositiveIntegerField(default=72)
+    seed = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="campaign_gold_rate_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(redundancy__gte=1), name="campaign_redundancy_min_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Task(models.Model):
+    """The labeling task of one unit in a campaign, with its recorded tile order."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="tasks")
+    unit = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="tasks")
+    # UnitImage ids in display order, top images and planted controls shuffled together.
+    tile_order = models.JSONField(default=list, blank=True)
+    is_gold = models.BooleanField(default=False)
+    gold_concept = models.CharField(max_length=100, blank=True)
+    gold_category = models.CharField(max_length=20, choices=CATEGORIES, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["campaign", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "unit"], name="task_unique_unit_per_campaign"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.pk} (unit {self.unit_id})"
+
+
+class Assignment(models.Model):
+    """One worker's lease on, and answer to, one task."""
+
+    class Status(models.TextChoices):
+        LEASED = "leased", "leased"
+        SUBMITTED = "submitted", "submitted"
+        APPROVED = "approved", "approved"
+        REJECTED = "rejected", "rejected"
+        RETURNED = "returned", "returned"
+        EXPIRED = "expired", "expired"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
+    worker = models.ForeignKey(Worker, on_delete=models.PROTECT, related_name="assignments")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LEASED)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    active_seconds = models.FloatField(null=True, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reject_reason = models.CharField(max_length=500, blank=True)
+    # Times the worker was asked to look again because a planted control tile was left unmarked.
+    control_prompts = models.PositiveSmallIntegerField(default=0)
+    completion_code = models.CharField(max_length=40, blank=True)
+    external_assignment_id = models.CharField(max_length=200, blank=True)
+    external_submit_url = models.URLField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-accepted_at"]
+        constraints = [
+            # A worker never gets the same unit twice in a campaign.
+            models.UniqueConstraint(
+                fields=["task", "worker"], name="assignment_unique_worker_per_task"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["task", "status"], name="crowd_assig_task_id_idx"),
+            models.Index(fields=["worker", "status"], name="crowd_assig_worker_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk}"
+
+
+class Answer(models.Model):
+    """What a worker answered: concept, category and the tiles that do not fit."""
+
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="answer")
+    concept_text = models.CharField(max_length=200, help_text="As typed.")
+    concept = models.ForeignKey(
+        Concept, on_delete=models.SET_NULL, null=True, blank=True, related_name="answers"
+    )
+    category = models.CharField(max_length=20, choices=CATEGORIES)
+    flagged_tiles = models.JSONField(
+        default=list, blank=True, help_text="UnitImage ids marked 'does not fit'."
+    )
+    precision = models.FloatField(help_text="Unit tiles not flagged / unit tiles shown.")
+    control_failed = models.BooleanField(default=False)
+    revisions = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(precision__gte=0) & Q(precision__lte=1), name="answer_precision_0_1"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.concept_text} ({self.category})"

@@ -1,0 +1,201 @@
+"""Reads for explain() and the crowd-vs-automatic comparison. No torch here.
+
+explain sits above dissect and labels: it reads their models and selectors directly, and compares
+concepts with the one normalisation of ``core.concepts``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db.models import Count, Q, QuerySet
+
+from annotate.labels.models import UnitLabel
+from core.concepts.normalize import normalize_concept
+from dissect.models import AutoLabel, DissectionRun, Layer, Network
+from dissect.selectors import DEFAULT_MIN_IOU, _category_of_best
+
+__all__ = [
+    "LABEL_SOURCES",
+    "DEFAULT_MIN_IOU",
+    "explain_networks",
+    "labeled_units",
+    "labels_run",
+    "crowd_auto_agreement",
+    "concept_key",
+]
+
+LABEL_SOURCES = ("crowd", "auto", "both")
+
+
+def concept_key(text: str) -> str:
+    """A concept's normalized name (plurals, synonyms and spelling variants fold together), for
+    comparing a crowd concept with an automatic label such as ``traffic_lights``."""
+    return normalize_concept((text or "").replace("_", " "), merges={}).name
+
+
+def _crowd_detectors(run_ids: Sequence[int]) -> QuerySet[UnitLabel]:
+    return UnitLabel.objects.filter(
+        unit__layer__run_id__in=run_ids, source=UnitLabel.Source.CROWD, is_detector=True
+    )
+
+
+def _auto_units(run_ids: Sequence[int], min_iou: float) -> QuerySet[AutoLabel]:
+    return AutoLabel.objects.filter(unit__layer__run_id__in=run_ids, category="", iou__gte=min_iou)
+
+
+def labels_run(*, network: Network, source: str = "both") -> DissectionRun | None:
+    """The newest finished run of ``network`` with labels of ``source`` (crowd, auto or both =
+    either); explain() uses its units' thresholds and top scores."""
+    runs = DissectionRun.objects.filter(network=network).exclude(
+        status__in=[DissectionRun.Status.FAILED, DissectionRun.Status.CANCELLED]
+    )
+    crowd = Q(pk__in=_crowd_detectors(runs.values("pk")).values("unit__layer__run_id"))
+    auto = Q(layer_set__units__auto_labels__category="")
+    wanted = {"crowd": crowd, "auto": auto}.get(source, crowd | auto)
+    return runs.filter(wanted).distinct().order_by("-created_at", "-pk").first()
+
+
+def explain_networks() -> list[Network]:
+    """Networks with at least one run that has crowd detectors or automatic labels, the one
+    with the most automatically labeled units first (the page's default), then by name."""
+    crowd_runs = UnitLabel.objects.filter(source=UnitLabel.Source.CROWD).values(
+        "unit__layer__run_id"
+    )
+    crowd = Q(runs__in=crowd_runs)
+    auto = Q(runs__layer_set__units__auto_labels__category="")
+    networks = list(Network.objects.filter(crowd | auto).distinct())
+    counts = dict(
+        AutoLabel.objects.filter(category="", iou__gte=DEFAULT_MIN_IOU)
+        .values("unit__layer__run__network")
+        .annotate(n=Count("id"))
+        .values_list("unit__layer__run__network", "n")
+    )
+    return sorted(networks, key=lambda n: (-counts.get(n.pk, 0), n.name))
+
+
+def labeled_units(
+    *,
+    network: Network,
+    source: str = "both",
+    run: DissectionRun | None = None,
+    min_iou: float = DEFAULT_MIN_IOU,
+) -> tuple[DissectionRun | None, list]:
+    """(run, [LabeledUnit]) for explain(): the crowd's detector units (concept, category,
+    precision) and/or units whose best automatic label has IoU >= ``min_iou`` (label, its
+    category, IoU), with the run's thresholds and top-1 scores. A unit labeled by both sources
+    appears twice (one entry per source)."""
+    from annotate.explain.labeled import LabeledUnit
+
+    if source not in LABEL_SOURCES:
+        raise ValueError(f"labels: {source!r} is not one of {', '.join(LABEL_SOURCES)}")
+    run = run or labels_run(network=network, source=source)
+    if run is None:
+        return None, []
+    result = []
+    if source in ("crowd", "both"):
+        rows = _crowd_detectors([run.pk]).values_list(
+            "unit_id",
+            "unit__layer__name",
+            "unit__index",
+            "unit__threshold",
+            "unit__top_score",
+            "concept_text",
+            "category",
+            "precision",
+        )
+        for uid, layer, index, thr, top, concept, category, precision in rows:
+            if thr is None or not concept:
+                continue
+            result.append(
+                LabeledUnit(
+                    layer, index, concept, category or "", thr, top or 0.0, "crowd", precision, uid
+                )
+            )
+    if source in ("auto", "both"):
+        per_category = _category_of_best(run.pk)
+        rows = _auto_units([run.pk], min_iou).values_list(
+            "unit_id",
+            "unit__layer__name",
+            "unit__index",
+            "unit__threshold",
+            "unit__top_score",
+            "label",
+            "iou",
+        )
+        for uid, layer, index, thr, top, label, iou in rows:
+            if thr is None:
+                continue
+            category = per_category.get((uid, label), "")
+            result.append(
+                LabeledUnit(layer, index, label, category, thr, top or 0.0, "auto", iou, uid)
+            )
+    result.sort(key=lambda u: (u.layer, u.unit, u.source))
+    return run, result
+
+
+def crowd_auto_agreement(*, run: DissectionRun) -> list[dict]:
+    """Per layer of ``run``: units with a crowd label, with an automatic label, with both, and
+    among those with both how many agree on the concept (normalized text) and on the category.
+    The automatic label compared is the unit's best overall label; its category is that label's."""
+    categories = _category_of_best(run.pk)
+    auto = {
+        uid: (label, categories.get((uid, label), ""), iou)
+        for uid, label, iou in AutoLabel.objects.filter(
+            unit__layer__run=run, category=""
+        ).values_list("unit_id", "label", "iou")
+    }
+    crowd = {
+        uid: (concept, category, detector)
+        for uid, concept, category, detector in UnitLabel.objects.filter(
+            unit__layer__run=run, source=UnitLabel.Source.CROWD
+        ).values_list("unit_id", "concept_text", "category", "is_detector")
+    }
+    out = []
+    layers = Layer.objects.filter(run=run).order_by("order")
+    for layer in layers:
+        ids = list(layer.units.values_list("id", flat=True))
+        both = [u for u in ids if u in auto and u in crowd]
+        concept_same = [u for u in both if concept_key(crowd[u][0]) == concept_key(auto[u][0])]
+        category_same = [u for u in both if crowd[u][1] and crowd[u][1] == auto[u][1]]
+        out.append(
+            {
+                "layer": layer.name,
+                "units": len(ids),
+                "crowd": sum(1 for u in ids if u in crowd),
+                "crowd_detectors": sum(1 for u in ids if u in crowd and crowd[u][2]),
+                "auto": sum(1 for u in ids if u in auto),
+                "both": len(both),
+                "concept_agree": len(concept_same),
+                "category_agree": len(category_same),
+                "concept_rate": len(concept_same) / len(both) if both else None,
+                "category_rate": len(category_same) / len(both) if both else None,
+            }
+        )
+    return out
+
+
+def demo_images(*, run: DissectionRun, limit: int = 12) -> list:
+    """Images of the run's set to try explain() on: the top image of each best automatically
+    labeled unit (so labeled units fire on them), distinct, best IoU first; else the set's "val"
+    images (or its first ones)."""
+    from dissect.models import Image, UnitImage
+
+    ranked = (
+        UnitImage.objects.filter(
+            unit__layer__run=run,
+            kind=UnitImage.Kind.TOP,
+            rank=0,
+            unit__auto_labels__category="",
+            unit__auto_labels__iou__gte=DEFAULT_MIN_IOU,
+        )
+        .order_by("-unit__auto_labels__iou", "image_id")
+        .values_list("image_id", flat=True)[: limit * 20]
+    )
+    ids = list(dict.fromkeys(ranked))[:limit]
+    if ids:
+        by_id = Image.objects.in_bulk(ids)
+        return [by_id[i] for i in ids if i in by_id]
+    images = Image.objects.filter(image_set_id=run.image_set_id, status=Image.Status.OK)
+    val = images.filter(split="val")
+    return list((val if val.exists() else images).order_by("id")[:limit])
