@@ -165,10 +165,6 @@ CACHES = {
 
 # --- CrowdDissect
 CROWDDISSECT = {
-    # Paths of the reference data shipped beside the repository (../shared in CI and development).
-    "REFERENCE_DIR": Path(
-        env.os.environ.get("CROWDDISSECT_REFERENCE_DIR", BASE_DIR.parent / "shared" / "reference")
-    ),
     # A unit detects its concept when its aggregated precision reaches this (paper: 0.75).
     "DETECTOR_PRECISION": float(env.os.environ.get("CROWDDISSECT_DETECTOR_PRECISION", "0.75")),
     # Where run artifacts (shard states, receptive-field maps) live.

@@ -1,6 +1,7 @@
 """Reader for the ICLR'15 authors' released unit annotations (unitAnnotation_*.mat).
 
-Layout (see shared/reference/iclr15-unit-annotations/README.md): `layerAnnotation` is a 5x2 cell,
+The released files ship with the package in `data/iclr15/` (MIT, with their LICENSE and a
+PROVENANCE note). Layout (see `data/iclr15/README.md`): `layerAnnotation` is a 5x2 cell,
 one row per layer: a U x 9 cell (three answers per unit as description, category code, precision)
 and the layer name; `layerAverageCount` is 5x6, the authors' share of answers per category.
 """
@@ -16,6 +17,15 @@ from core.concepts.vocabulary import CATEGORY_KEYS
 CATEGORY_BY_CODE: dict[int, str] = {code: key for code, key in enumerate(CATEGORY_KEYS, start=1)}
 # Each released precision is a multiple of 1/57: 57 of the unit's own images were scored per task.
 SCORED_IMAGES = 57
+
+# The authors' two released files, packaged with CrowdDissect (see data/iclr15/PROVENANCE.md).
+PACKAGED_DIR = Path(__file__).resolve().parent / "data" / "iclr15"
+PACKAGED_FILES = ("unitAnnotation_places205-alexnet.mat", "unitAnnotation_imagenet-alexnet.mat")
+
+
+def packaged_paths() -> list[Path]:
+    """The packaged released files: Places205-AlexNet first, then ImageNet-AlexNet."""
+    return [PACKAGED_DIR / name for name in PACKAGED_FILES]
 
 
 @dataclass(frozen=True)

@@ -4,21 +4,16 @@ from pathlib import Path
 
 import pytest
 
-ICLR15_FILES = ("unitAnnotation_places205-alexnet.mat", "unitAnnotation_imagenet-alexnet.mat")
-
-
-def iclr15_dir() -> Path:
-    from django.conf import settings
-
-    return Path(settings.CROWDDISSECT["REFERENCE_DIR"]) / "iclr15-unit-annotations"
-
 
 @pytest.fixture(scope="session")
 def iclr15_paths() -> list[Path]:
-    paths = [iclr15_dir() / name for name in ICLR15_FILES]
+    """The released files packaged with CrowdDissect (annotate/labels/data/iclr15/)."""
+    from annotate.labels.iclr15 import packaged_paths
+
+    paths = packaged_paths()
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        pytest.fail(f"reference data missing: {missing}; shared/ must sit beside the repository")
+        pytest.fail(f"packaged ICLR'15 files missing: {missing}")
     return paths
 
 

@@ -1,14 +1,36 @@
-"""The .mat reader on the authors' released files."""
+"""The .mat reader on the authors' released files (packaged in annotate/labels/data/iclr15/)."""
+
+import hashlib
 
 import numpy as np
 import pytest
 
 from annotate.labels.iclr15 import (
+    PACKAGED_DIR,
     SCORED_IMAGES,
     category_distribution,
     network_name_from_path,
     read_iclr15,
 )
+
+# The released files, byte for byte (data/iclr15/PROVENANCE.md lists the same checksums).
+RELEASED_SHA256 = {
+    "unitAnnotation_places205-alexnet.mat": "32ebdec494736a32baa2ac9e31e1e4ae3aaa5f80a7d6d8941c6649289c711b4f",
+    "unitAnnotation_imagenet-alexnet.mat": "976e3cc22dc41dfc0f09ad568205d8dd428ea25d1bd1045608aa22109651f958",
+}
+
+
+def test_packaged_files_are_the_released_ones_with_license_and_provenance(iclr15_paths):
+    assert {p.name for p in iclr15_paths} == set(RELEASED_SHA256)
+    for path in iclr15_paths:
+        assert path.parent == PACKAGED_DIR
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == RELEASED_SHA256[path.name]
+    assert "MIT License" in (PACKAGED_DIR / "LICENSE").read_text()
+    assert "Bolei Zhou" in (PACKAGED_DIR / "LICENSE").read_text()
+    provenance = (PACKAGED_DIR / "PROVENANCE.md").read_text()
+    assert "zhoubolei/cnnvisualizer" in provenance
+    assert all(digest in provenance for digest in RELEASED_SHA256.values())
+    assert (PACKAGED_DIR / "UPSTREAM-README.md").is_file()
 
 
 def test_reader_layout(iclr15_files, iclr15_paths):

@@ -135,3 +135,28 @@ def test_import_refuses_duplicates_and_replaces_on_request(tmp_path):
         call_command("report", network="nope")
     with pytest.raises(CommandError, match="no such file"):
         call_command("import_iclr15", str(tmp_path / "missing.mat"), verbosity=0)
+
+
+@pytest.mark.django_db
+def test_import_without_a_path_imports_the_packaged_files(monkeypatch):
+    """`import_iclr15` alone imports both packaged files; --network needs exactly one file."""
+    from django.core.management.base import CommandError
+
+    import annotate.labels.management.commands.import_iclr15 as command
+    from annotate.labels.iclr15 import packaged_paths
+    from annotate.labels.importers import ImportResult
+
+    seen = []
+
+    def fake_import(*, path, network_name, replace, progress):
+        seen.append((path, network_name, replace))
+        return ImportResult(1, 1, 1, 5, 10, 30, 10)
+
+    monkeypatch.setattr(command, "iclr15_import", fake_import)
+    out = StringIO()
+    call_command("import_iclr15", verbosity=0, stdout=out)
+    assert seen == [(path, None, False) for path in packaged_paths()]
+    assert all(path.is_file() for path in packaged_paths())
+    assert "unitAnnotation_places205-alexnet.mat: imported 30 answers" in out.getvalue()
+    with pytest.raises(CommandError, match="exactly one file"):
+        call_command("import_iclr15", network="x", verbosity=0)
