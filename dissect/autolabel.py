@@ -71,6 +71,30 @@ class LayerIoU:
     images: int
 
 
+def _view_box(image_size: tuple[int, int], preprocessing: dict) -> tuple[float, ...]:
+    """The network view's box (left, top, right, bottom) in image pixels: short side resize +
+    center crop, or the whole image for crop 'none' (``dissect.images.network_view``)."""
+    width, height = image_size
+    size = int(preprocessing["input_size"])
+    if preprocessing.get("crop", "center") == "none":
+        return (0.0, 0.0, float(width), float(height))
+    resize = int(preprocessing.get("resize", size))
+    scale = resize / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    sx, sy = width / new_w, height / new_h
+    return (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+
+
+def label_view_px(map_shape: tuple[int, int], image_size: tuple[int, int], preprocessing) -> int:
+    """The side, in the label map's own pixels, of the network's view of the image: the
+    comparison resolution that neither up- nor down-samples the labels (the larger side)."""
+    box = _view_box(image_size, preprocessing)
+    lh, lw = map_shape
+    width, height = image_size
+    return max(1, round(max((box[2] - box[0]) * lw / width, (box[3] - box[1]) * lh / height)))
+
+
 def label_view(
     label_map: np.ndarray, image_size: tuple[int, int], preprocessing: dict, out_px: int
 ) -> np.ndarray:
@@ -79,16 +103,7 @@ def label_view(
     sampling so label numbers stay intact. ``image_size`` is the image's (W, H); the label map may
     have another size (Broden's sh, sw). Returns int64 (out_px, out_px)."""
     width, height = image_size
-    size = int(preprocessing["input_size"])
-    if preprocessing.get("crop", "center") == "none":
-        box = (0.0, 0.0, float(width), float(height))
-    else:
-        resize = int(preprocessing.get("resize", size))
-        scale = resize / min(width, height)
-        new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-        left, top = (new_w - size) // 2, (new_h - size) // 2
-        sx, sy = width / new_w, height / new_h
-        box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+    box = _view_box(image_size, preprocessing)
     lh, lw = label_map.shape
     fx, fy = lw / width, lh / height  # image px -> label-map px
     box = (box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy)
@@ -155,7 +170,7 @@ def compute_auto_labels(
     dataset: BrodenDataset,
     rows: Sequence[BrodenRow] | None = None,
     thresholds: dict[str, torch.Tensor] | None = None,
-    top_fraction: float = DEFAULT_QUANTILE,
+    quantile: float = DEFAULT_QUANTILE,
     mask_px: int | None = None,
     batch_size: int = 32,
     device: str = "auto",
@@ -166,7 +181,7 @@ def compute_auto_labels(
     every label of ``dataset`` over ``rows`` (default: all).
 
     ``thresholds`` {layer: (units,)} skips the quantile pass for those layers (the run's Unit
-    thresholds); missing layers get the top-``top_fraction`` level from a first pass. Masks and
+    thresholds); missing layers get the ``quantile`` level (0.995: top 0.5 %) from a first pass. Masks and
     label maps are compared at ``mask_px`` square (default: half the network's input size, as
     Broden's 112 px label maps for 224 px images) in the network's view of each image.
     Returns {layer: LayerIoU}."""
@@ -199,7 +214,7 @@ def compute_auto_labels(
                 raise AutoLabelError(
                     f"no image of the dataset could be read ({'; '.join(skipped[:3])})"
                 )
-            thresholds[layer] = sketches[layer].quantile(1.0 - top_fraction)
+            thresholds[layer] = sketches[layer].quantile(quantile)
         done = len(rows)
         skipped.clear()  # the second pass meets the same files
     accumulators: dict[str, IoUAccumulator] = {}
@@ -260,28 +275,194 @@ def best_labels_by_category(iou: torch.Tensor, dataset: BrodenDataset) -> list[l
     return result
 
 
-# -- the run's stage (Django) ----------------------------------------------------------------
+# -- one-pass labels: the loader the extraction's DataLoader workers call -----------------
 
 
-def _run_rows(run, dataset: BrodenDataset, max_images: int | None):
-    """The dataset rows of the run's usable images (matched by path under ``images/``)."""
-    from dissect.selectors import run_ordered_images
+class BrodenLabelLoader:
+    """``load_labels(image_id, path)`` for ``dissect.engine.iter_labeled_batches``: the image's
+    label maps (its PNG maps plus whole-image labels as constant planes) in the network's view,
+    at ``out_px`` square (nearest), int64 [M, out_px, out_px]; None when the image has no row in
+    the dataset (it then counts for top-K and quantiles, not IoU). Maps whose own view size is
+    not ``out_px`` are resized (nearest) and returned with a note. Picklable (plain data)."""
 
+    def __init__(self, images_dir: Path, rows: dict[str, tuple[tuple[str, ...], tuple[int, ...]]],
+                 preprocessing: dict, out_px: int) -> None:  # fmt: skip
+        self.images_dir = Path(images_dir)
+        self.rows = rows  # image path (as the run builds it) -> (map files, image labels)
+        self.preprocessing = dict(preprocessing)
+        self.out_px = int(out_px)
+
+    def __call__(self, image_id: int, path: str):
+        from dissect.broden import read_label_map
+
+        entry = self.rows.get(str(path))
+        if entry is None:
+            return None
+        map_files, image_labels = entry
+        with Image.open(path) as im:
+            size = im.size  # header only: the worker decoded the pixels already
+        planes, note = [], ""
+        for name in map_files:
+            label_map = read_label_map(self.images_dir / name)
+            native = label_view_px(label_map.shape, size, self.preprocessing)
+            if native != self.out_px and not note:
+                note = (
+                    f"label maps {label_map.shape[1]}x{label_map.shape[0]} ({native} px in the "
+                    f"network's view) resized to {self.out_px} px (nearest)"
+                )
+            planes.append(label_view(label_map, size, self.preprocessing, self.out_px))
+        planes += [np.full((self.out_px, self.out_px), n, np.int64) for n in image_labels]
+        if not planes:
+            planes = [np.zeros((self.out_px, self.out_px), np.int64)]
+        return np.stack(planes), note
+
+
+@dataclass
+class RunLabels:
+    """What a run needs to count IoU in its one pass: the dataset, the picklable loader, the
+    comparison size, the labeled share of the run's images and the label -> category table."""
+
+    dataset: BrodenDataset
+    loader: BrodenLabelLoader
+    size: int
+    labeled: int  # run images with a row in index.csv
+    images: int  # run images
+
+    def label_category(self) -> torch.Tensor:
+        cats = {c: i for i, c in enumerate(self.dataset.categories)}
+        table = torch.full((self.dataset.n_labels,), -1, dtype=torch.int64)
+        for number, label in self.dataset.labels.items():
+            table[number] = cats[label.category]
+        return table
+
+    def spec(self, *, quantile: float, denominator: str = "plain", window_thresholds=None):
+        from dissect.engine.extract import LabelSpec
+
+        return LabelSpec(
+            n_labels=self.dataset.n_labels,
+            label_category=self.label_category(),
+            denominator=denominator,
+            size=(self.size, self.size),
+            resize_labels=False,  # the loader already returns every map at ``size``
+            level=float(quantile),
+            window_thresholds=window_thresholds,
+        )
+
+
+def run_label_dataset(run) -> BrodenDataset:
+    """The run's image set's pixel labels (``ImageSet.labels_dir``, Broden layout)."""
+    image_set = run.image_set
+    if image_set is None or not image_set.labels_dir:
+        raise AutoLabelError(
+            f"run {run.pk}: image set {getattr(image_set, 'name', '?')} has no pixel labels; "
+            "import a Broden-layout dataset with `python manage.py import_broden DIR` and "
+            "dissect that image set"
+        )
+    try:
+        return read_broden(image_set.labels_dir, check_files=False)
+    except BrodenError as exc:
+        raise AutoLabelError(f"run {run.pk}: labels of image set {image_set.name}: {exc}") from exc
+
+
+def run_labels(run, items: Sequence[tuple[int, str]], preprocessing: dict,
+               iou_px: int | None = None) -> RunLabels:  # fmt: skip
+    """The one-pass label setup for ``items`` (image id, absolute path as the run builds it).
+    ``iou_px``: comparison resolution; default the label maps' own size in the network's view
+    (read from the first labeled image; other sizes are resized, nearest, and noted)."""
+    from dissect.broden import read_label_map
+
+    dataset = run_label_dataset(run)
     images_dir = dataset.images_dir.resolve()
-    root = Path(run.image_set.root).resolve()
-    by_path = dataset.row_by_image()
-    rows = []
-    for rel in run_ordered_images(run=run).values_list("path", flat=True).iterator():
+    by_image = dataset.row_by_image()
+    rows: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
+    first_map = None
+    for _image_id, path in items:
         try:
-            key = (root / rel).resolve().relative_to(images_dir).as_posix()
+            key = Path(path).resolve().relative_to(images_dir).as_posix()
         except ValueError:
             continue
-        row = by_path.get(key)
+        row = by_image.get(key)
         if row is not None:
-            rows.append(row)
-            if max_images and len(rows) >= max_images:
-                break
-    return rows
+            rows[str(path)] = (row.map_files, row.image_labels)
+            if first_map is None and row.map_files:
+                first_map = (path, row.map_files[0])
+    size = int(iou_px or 0)
+    if not size:
+        if first_map is not None:
+            with Image.open(first_map[0]) as im:
+                image_size = im.size
+            shape = read_label_map(dataset.images_dir / first_map[1]).shape
+            size = label_view_px(shape, image_size, preprocessing)
+        else:  # whole-image labels only: any size counts the same fractions
+            size = max(16, int(preprocessing["input_size"]) // 2)
+    loader = BrodenLabelLoader(dataset.images_dir, rows, preprocessing, size)
+    return RunLabels(dataset, loader, size, len(rows), len(items))
+
+
+def auto_labels_write(run, layer_counts: dict, dataset: BrodenDataset) -> int:
+    """Replace the AutoLabel rows of the layers in ``layer_counts`` {layer: IoUCounts} (per unit
+    the best label overall and per category, IoU > 0) and their rows in the run's counts CSV
+    (``auto_label_counts_path``: one row per unit x category with the intersection, unit area
+    and label area behind the score). Returns the AutoLabel rows written."""
+    import csv
+
+    from django.db import transaction
+
+    from dissect.models import AutoLabel, Unit
+
+    path = auto_label_counts_path(run.pk)
+    kept = []
+    if path.is_file():
+        with open(path, newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if r["layer"] not in layer_counts]
+    written, csv_rows = 0, []
+    with transaction.atomic():
+        for name, counts in layer_counts.items():
+            unit_ids = dict(
+                Unit.objects.filter(layer__run=run, layer__name=name).values_list("index", "id")
+            )
+            AutoLabel.objects.filter(unit__layer__run=run, unit__layer__name=name).delete()
+            best = best_labels_by_category(counts.iou, dataset)
+            objs = []
+            for per_unit in best:
+                for lab in per_unit:
+                    if lab.unit not in unit_ids:
+                        continue
+                    objs.append(AutoLabel(unit_id=unit_ids[lab.unit], category=lab.category,
+                                          label=lab.label, iou=lab.iou))  # fmt: skip
+                    u, n = lab.unit, lab.label_number
+                    csv_rows.append({
+                        "layer": name, "unit": u, "category": lab.category, "label": lab.label,
+                        "label_number": n, "iou": f"{lab.iou:.6f}",
+                        "intersection": int(round(float(counts.intersection[u, n]))),
+                        "unit_area": int(round(float(counts.unit_area[u, n]))),
+                        "label_area": int(counts.label_area[n]),
+                        "threshold": f"{float(counts.thresholds[u]):.7g}",
+                        "exact": int(bool(counts.exact[u])), "denominator": counts.denominator,
+                    })  # fmt: skip
+            AutoLabel.objects.bulk_create(objs, batch_size=2000)
+            written += len(objs)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COUNTS_COLUMNS)
+        writer.writeheader()
+        writer.writerows(kept + csv_rows)
+    tmp.replace(path)
+    return written
+
+
+COUNTS_COLUMNS = ["layer", "unit", "category", "label", "label_number", "iou", "intersection",
+                  "unit_area", "label_area", "threshold", "exact", "denominator"]  # fmt: skip
+
+
+def auto_label_counts_path(run_id: int) -> Path:
+    """The run's automatic-label counts CSV (``RUNS_DIR/<run>/auto-label-counts.csv``)."""
+    from dissect.services.common import run_dir
+
+    return run_dir(run_id) / "auto-label-counts.csv"
+
+
+# -- the stage for runs dissected without labels (Django) ------------------------------------
 
 
 def run_auto_labels(
@@ -292,31 +473,23 @@ def run_auto_labels(
     batch_size: int | None = None,
     progress: Progress | None = None,
 ) -> int:
-    """Compute and store the automatic labels of a run's units (its merged Unit rows must exist).
+    """Compute and store the automatic labels of a run's units (its merged Unit rows must exist):
+    for runs dissected before one-pass labels, or without them (``--no-auto-labels``).
 
-    Uses the run's image set labels (``ImageSet.labels_dir``, Broden layout) and the run's unit
-    thresholds (its quantile level, top 0.5 % by default), and replaces the AutoLabel rows of the
-    layers. Records progress under stage ``auto_label`` on the run. Returns the rows written."""
-    import torch
-    from django.db import transaction
-
+    One pass over the run's labeled images with the same engine piece as the run's own pass
+    (``BinnedIoU`` via ``extract_unit_stats``), read at the run's stored unit thresholds (its
+    quantile level), so the counts are exact; replaces the AutoLabel rows of the layers and
+    their rows in the counts CSV. The model is moved to its device once. Records progress under
+    stage ``auto_label`` on the run. Returns the rows written."""
     from dissect import run_progress, services
-    from dissect.models import AutoLabel, DissectionRun, Unit
+    from dissect.engine import extract_unit_stats, iter_labeled_batches, place_model
+    from dissect.models import DissectionRun
+    from dissect.selectors import run_ordered_images
 
     run = DissectionRun.objects.select_related("network", "image_set").get(pk=run_id)
     if run.status in (DissectionRun.Status.CANCELLED, DissectionRun.Status.FAILED):
         return 0
-    image_set = run.image_set
-    if image_set is None or not image_set.labels_dir:
-        raise AutoLabelError(
-            f"run {run_id}: image set {getattr(image_set, 'name', '?')} has no pixel labels; "
-            "import a Broden-layout dataset with `python manage.py import_broden DIR` and "
-            "dissect that image set"
-        )
-    try:
-        dataset = read_broden(image_set.labels_dir, check_files=False)
-    except BrodenError as exc:
-        raise AutoLabelError(f"run {run_id}: labels of image set {image_set.name}: {exc}") from exc
+    dataset = run_label_dataset(run)
     layer_rows = {layer.name: layer for layer in run.layer_set.all()}
     names = list(layers or [n for n in run.layers if n in layer_rows])
     unknown = [n for n in names if n not in layer_rows]
@@ -325,56 +498,63 @@ def run_auto_labels(
             f"run {run_id} has no merged layer {', '.join(unknown) or '(none yet)'}; "
             f"layers with units: {', '.join(layer_rows) or 'none (merge the run first)'}"
         )
-    rows = _run_rows(run, dataset, max_images)
-    if not rows:
+    root = Path(run.image_set.root)
+    items = [
+        (image_id, str(root / rel))
+        for image_id, rel in run_ordered_images(run=run).values_list("id", "path").iterator()
+    ]
+    net = services.network_load(network=run.network)
+    params = run.parameters
+    labels = run_labels(run, items, net.preprocessing, params.get("iou_px"))
+    items = [item for item in items if item[1] in labels.loader.rows]
+    if max_images:
+        items = items[:max_images]
+    if not items:
         raise AutoLabelError(
             f"run {run_id}: none of the run's images appear in {dataset.root / 'index.csv'} "
-            f"(image set root {image_set.root}, labels under {dataset.images_dir})"
+            f"(image set root {run.image_set.root}, labels under {dataset.images_dir})"
         )
-    # The run's quantile level (top 0.5 % by default) is the level explain() thresholds at, so
-    # the labels describe the very masks explain() shows: reuse the run's unit thresholds.
-    top_fraction = 1.0 - float(run.parameters.get("quantile", 1.0 - DEFAULT_QUANTILE))
+    # The run's unit thresholds (its quantile level) are the ones explain() masks with.
+    quantile = float(params.get("quantile", DEFAULT_QUANTILE))
     thresholds = {}
     for name in names:
         values = list(layer_rows[name].units.order_by("index").values_list("threshold", flat=True))
         if values and all(v is not None for v in values):
             thresholds[name] = torch.tensor(values, dtype=torch.float32)
+    spec = labels.spec(
+        quantile=quantile,
+        denominator=params.get("iou_denominator", "plain"),
+        window_thresholds=thresholds or None,
+    )
     if run.status == DissectionRun.Status.RUNNING:
         run_progress.stage_set(run_id, "auto_label")
-    total = len(rows) * (1 if len(thresholds) == len(names) else 2)
     reporter = progress or run_progress.StageProgress(
-        run_id, "auto_label", total, label="auto labels"
+        run_id, "auto_label", len(items), label="auto labels"
     )
     started = time.monotonic()
-    net = services.network_load(network=run.network)
-    results = compute_auto_labels(
-        net=net,
-        layers=names,
-        dataset=dataset,
-        rows=rows,
-        thresholds=thresholds,
-        top_fraction=top_fraction,
-        batch_size=int(batch_size or run.parameters.get("batch_size", 32)),
-        device=str(run.parameters.get("device", "auto")),
-        progress=reporter,
+    device = place_model(net, params.get("device", "auto"))
+    batches = iter_labeled_batches(
+        items,
+        net.preprocessing,
+        labels.loader,
+        batch_size=int(batch_size or params.get("batch_size", 32)),
+        workers=int(params.get("workers", 0)),
     )
-    written = 0
-    with transaction.atomic():
-        for name in names:
-            unit_ids = dict(Unit.objects.filter(layer=layer_rows[name]).values_list("index", "id"))
-            AutoLabel.objects.filter(unit__layer=layer_rows[name]).delete()
-            labels = best_labels_by_category(results[name].iou, dataset)
-            objs = [
-                AutoLabel(
-                    unit_id=unit_ids[lab.unit], category=lab.category, label=lab.label, iou=lab.iou
-                )
-                for per_unit in labels
-                for lab in per_unit
-                if lab.unit in unit_ids
-            ]
-            AutoLabel.objects.bulk_create(objs, batch_size=2000)
-            written += len(objs)
+    stats = extract_unit_stats(
+        net, names, batches, top_k=1, controls=1, device=device, labels=spec,
+        progress=reporter, total=len(items), restore_device=False,
+    )  # fmt: skip
+    counts = {}
+    for name in names:
+        layer_stats = stats[name]
+        if layer_stats.iou is None or not layer_stats.iou.n_images:
+            raise AutoLabelError(f"run {run_id}: no labeled image of the dataset could be read")
+        if name in thresholds:
+            counts[name] = layer_stats.iou.counts_at(thresholds[name])
+        else:
+            counts[name] = layer_stats.iou_counts()
+    written = auto_labels_write(run, counts, dataset)
     if progress is None:
-        reporter.close(total)
+        reporter.close(len(items))
     run_progress.timing_add(run_id, "auto_label", time.monotonic() - started)
     return written

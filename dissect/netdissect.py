@@ -23,12 +23,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-DEFAULT_QUANTILE = 0.005  # top 0.5% of each unit's activations
+# The one spelling across the code: a unit's threshold is its activations' ``quantile`` level
+# (0.995 = the top 0.5 %, NetDissect's), as the run parameter ``quantile``.
+DEFAULT_QUANTILE = 0.995
 
 
-def top_k_for_quantile(n_values: int, top_fraction: float = DEFAULT_QUANTILE) -> int:
-    """How many of ``n_values`` activations per unit lie at or above the top-``top_fraction`` level."""
-    return max(1, math.ceil(top_fraction * n_values))
+def top_k_for_quantile(n_values: int, quantile: float = DEFAULT_QUANTILE) -> int:
+    """How many of ``n_values`` activations per unit lie at or above the ``quantile`` level."""
+    return max(1, math.ceil(round((1.0 - quantile) * n_values, 9)))
 
 
 class RunningTopValues:

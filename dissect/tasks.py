@@ -2,8 +2,10 @@
 
 Routing (config/celery.py): extract_shard and receptive_field_layer go to queue ``gpu``,
 merge_run, render_units and render_montages to queue ``cpu``. A run is a chain of chords: every
-shard -> merge, (receptive field per layer,) (automatic labels, ``auto_label_run``, queue gpu,) every render part -> montages
-and finish. Each task is idempotent (a redelivered shard
+shard (one pass: top-K, controls, quantiles, kept maps and, with pixel labels, the IoU counts)
+-> merge (rows, automatic labels), (receptive field per layer,) every render part (from the
+stored maps, no forward pass) -> montages and finish. ``auto_label_run`` (queue gpu) labels runs
+dissected without labels; it is not part of a run's canvas. Each task is idempotent (a redelivered shard
 overwrites its own file; merge and render rewrite the same rows and content-addressed files),
 so a killed worker's task is simply redone. Transient database or broker errors are retried
 with exponential backoff; any other error marks the run failed with the error text.
@@ -100,8 +102,9 @@ def render_montages(self, run_id: int, attempt: int | None = None) -> None:
 
 @shared_task(name="dissect.tasks.auto_label_run", **_RETRY)
 def auto_label_run(self, run_id: int, layers: list[str] | None = None) -> int | None:
-    """Best-IoU labels per unit from the image set's pixel labels (queue gpu). Idempotent (it
-    replaces the layers' AutoLabel rows). Inside a running run's chain a failure fails the run
+    """Best-IoU labels per unit from the image set's pixel labels, for a run dissected without
+    them (queue gpu; new runs get them from their one pass). Idempotent (it replaces the layers'
+    AutoLabel rows). Inside a running run's chain a failure fails the run
     with its message, like the other stages; on a finished run it only fails this task."""
     from dissect.autolabel import run_auto_labels
     from dissect.models import DissectionRun
@@ -114,12 +117,12 @@ def auto_label_run(self, run_id: int, layers: list[str] | None = None) -> int | 
 
 
 def run_signature(*, run_id: int, shard_indexes: Sequence[int], layers: Sequence[str],
-                  receptive_field: bool, auto_labels: bool = False, render_parts: int = 1,
+                  receptive_field: bool, render_parts: int = 1,
                   attempt: int | None = None):  # fmt: skip
-    """The run's Celery canvas: chord(shards -> merge), optional RF per layer, optional
-    automatic labels, then chord(render parts -> montages). ``attempt`` (the run's start
-    counter) lets tasks left in the queue from an earlier start recognize themselves as stale
-    and do nothing."""
+    """The run's Celery canvas: chord(shards -> merge), optional RF per layer, then
+    chord(render parts -> montages). Automatic labels come out of the shards' one pass and the
+    merge (no second pass). ``attempt`` (the run's start counter) lets tasks left in the queue
+    from an earlier start recognize themselves as stale and do nothing."""
     merge = merge_run.si(run_id, attempt)
     steps = []
     if shard_indexes:
@@ -128,8 +131,6 @@ def run_signature(*, run_id: int, shard_indexes: Sequence[int], layers: Sequence
         steps.append(merge)  # every shard is stored already: straight to the merge
     if receptive_field:
         steps.append(group([receptive_field_layer.si(run_id, name, attempt) for name in layers]))
-    if auto_labels:
-        steps.append(auto_label_run.si(run_id))
     parts = [render_units.si(run_id, attempt, part, render_parts) for part in range(render_parts)]
     steps.append(chord(parts, render_montages.si(run_id, attempt)))
     return chain(*steps)
@@ -145,7 +146,6 @@ def enqueue_run(*, run_id: int, shard_indexes: Sequence[int]) -> None:
         shard_indexes=list(shard_indexes),
         layers=list(run.layers),
         receptive_field=bool(run.parameters.get("receptive_field")),
-        auto_labels=bool(run.parameters.get("auto_labels")),
         render_parts=services.render_parts(run),
         attempt=run.parameters.get("attempt"),
     )

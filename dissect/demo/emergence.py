@@ -96,7 +96,7 @@ def network_emergence(
     model: torch.nn.Module,
     layer_paths: dict[str, str],
     world: LabeledWorld,
-    top_fraction: float = DEFAULT_QUANTILE,
+    quantile: float = DEFAULT_QUANTILE,
     batch_size: int = 50,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[LayerEmergence]:
@@ -120,9 +120,7 @@ def network_emergence(
             for alias, act in outputs.items():
                 if alias not in tops:
                     _, units, h, w = act.shape
-                    tops[alias] = RunningTopValues(
-                        units, top_k_for_quantile(n * h * w, top_fraction)
-                    )
+                    tops[alias] = RunningTopValues(units, top_k_for_quantile(n * h * w, quantile))
                 tops[alias].add(act)
             if progress:
                 progress(step + 1, total)

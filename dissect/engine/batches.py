@@ -4,7 +4,7 @@ Decoding runs in ``torch.utils.data.DataLoader`` worker processes, so it overlap
 pass (the loader prefetches while ``extract_unit_stats`` computes). Images are decoded by
 ``dissect.images`` (``load_rgb`` + ``preprocess_transform``, the same recipe as
 ``iter_image_batches``); label maps come from a caller-given, picklable ``load_labels`` (e.g.
-reading a Broden PNG and applying ``dissect.explain.autolabel.label_view``), so this module knows
+reading a Broden PNG and applying ``dissect.autolabel.label_view``), so this module knows
 no dataset layout.
 """
 
@@ -20,8 +20,10 @@ from dissect.images import DEFAULT_MAX_PIXELS, FailedImage, ImageFileDataset
 
 __all__ = ["LabeledImageDataset", "iter_labeled_batches"]
 
-# load_labels(image_id, path) -> int array [M, H, W] (or [H, W]) at the comparison size, or None
-LabelLoader = Callable[[int, str], "np.ndarray | None"]
+# load_labels(image_id, path) -> int array [M, H, W] (or [H, W]) at the comparison size, or None;
+# or (array | None, note): the note (e.g. "label maps 64x64 resized to 128x128") reaches the
+# main process through ``on_label_note`` (worker processes cannot log to the run once).
+LabelLoader = Callable[[int, str], "np.ndarray | None | tuple[np.ndarray | None, str]"]
 
 
 class LabeledImageDataset:
@@ -54,6 +56,8 @@ class LabeledImageDataset:
             maps = self.load_labels(image_id, path)
         except Exception as exc:  # noqa: BLE001 - a bad label file must not stop the run
             return image_id, tensor, f"{path}: labels: {type(exc).__name__}: {exc}", None
+        if isinstance(maps, tuple):
+            maps, reason = maps
         if maps is not None:
             maps = np.asarray(maps)
             maps = torch.from_numpy(maps[None] if maps.ndim == 2 else maps).to(torch.int64)
@@ -94,12 +98,15 @@ def iter_labeled_batches(
     on_failure: Callable[[FailedImage], None] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     pin_memory: bool = False,
+    on_label_note: Callable[[int, str], None] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]]:
     """Yield ``(image_ids int64 [n], images float32 [n, 3, S, S], label_maps int64
     [n, M, H, W] | None, has_labels bool [n])`` in item order, decoding in ``workers`` processes
     (forkserver, as ``iter_image_batches``): the batch form ``extract_unit_stats`` takes with a
     ``LabelSpec``. Images that fail to decode are left out and reported via ``on_failure``;
-    images whose labels fail or are None have ``has_labels`` False."""
+    images whose labels fail or are None have ``has_labels`` False. ``on_label_note(image_id,
+    text)`` hears, in this process, why an image's labels failed or what the loader noted
+    (``load_labels`` returning ``(maps, note)``)."""
     items = list(items)
     dataset = LabeledImageDataset(items, preprocessing, load_labels, max_pixels=max_pixels)
     paths = {int(i): str(p) for i, p in items}
@@ -120,6 +127,8 @@ def iter_labeled_batches(
                 if on_failure is not None:
                     on_failure(FailedImage(image_id, paths.get(image_id, ""), reason))
                 continue
+            if reason and on_label_note is not None:
+                on_label_note(image_id, reason)
             ids.append(image_id)
             tensors.append(tensor)
             maps.append(label_maps)

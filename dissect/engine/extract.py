@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from dissect.netdissect import DEFAULT_QUANTILE
 from dissect.networks import LoadedNetwork, forward_hooks, resolve_layers
 from dissect.networks.layers import ResolvedLayer
 
@@ -40,7 +41,6 @@ __all__ = [
 # 1: top/controls/quantile. 2: + optional "iou" (BinnedIoU state), "iou_level", top/controls
 # "maps". Version-1 files still load.
 FORMAT_VERSION = 2
-DEFAULT_IOU_LEVEL = 0.995  # NetDissect: a unit's mask is its top 0.5 % of activations
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -97,7 +97,7 @@ class LabelSpec:
     denominator: str = "plain"
     size: tuple[int, int] | None = None
     resize_labels: bool = False
-    level: float = DEFAULT_IOU_LEVEL
+    level: float = DEFAULT_QUANTILE
     mantissa_bits: int = 7
     window_bins: int = 256
     below_fraction: float = 0.5
@@ -154,7 +154,7 @@ class UnitStats:
     quantile: RunningQuantile
     n_images: int = 0
     iou: BinnedIoU | None = None
-    iou_level: float = DEFAULT_IOU_LEVEL
+    iou_level: float = DEFAULT_QUANTILE
     _below_fraction: float = 0.5  # not saved: used only to place the window before counting
 
     @classmethod
@@ -188,7 +188,7 @@ class UnitStats:
             ),
             quantile=RunningQuantile(num_units, mantissa_bits=quantile_bits, device=device),
             iou=None if labels is None else labels.make(layer, num_units, device),
-            iou_level=DEFAULT_IOU_LEVEL if labels is None else float(labels.level),
+            iou_level=DEFAULT_QUANTILE if labels is None else float(labels.level),
             _below_fraction=0.5 if labels is None else float(labels.below_fraction),
         )
 
@@ -255,7 +255,7 @@ class UnitStats:
         self.n_images += other.n_images
         return self
 
-    def threshold(self, q: float = 0.995) -> torch.Tensor:
+    def threshold(self, q: float = DEFAULT_QUANTILE) -> torch.Tensor:
         """Per-unit activation quantile (default: NetDissect's top-0.5% threshold), float32 [U]."""
         return self.quantile.quantile(q)
 
@@ -299,7 +299,7 @@ class UnitStats:
             quantile=RunningQuantile.from_state_dict(state["quantile"]),
             n_images=int(state["n_images"]),
             iou=None if state.get("iou") is None else BinnedIoU.from_state_dict(state["iou"]),
-            iou_level=float(state.get("iou_level", DEFAULT_IOU_LEVEL)),
+            iou_level=float(state.get("iou_level", DEFAULT_QUANTILE)),
         )
 
     def save(self, path: str | Path) -> None:

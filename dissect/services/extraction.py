@@ -3,6 +3,8 @@ empirical receptive field."""
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 import socket
@@ -22,6 +24,11 @@ from dissect.services.image_sets import image_mark_bad
 from dissect.services.networks import network_load
 from dissect.storage import save_content_addressed
 
+logger = logging.getLogger(__name__)
+
+# Images (spread over the run) whose quantile sketch centers every shard's IoU window.
+IOU_WINDOW_SAMPLE = 256
+
 
 def shard_state_path(run_id: int, index: int) -> Path:
     return run_dir(run_id) / f"shard-{index:05d}.pt"
@@ -37,14 +44,82 @@ def _image_items(run: DissectionRun, shard: Shard) -> list[tuple[int, str]]:
     return [(image_id, str(root / path)) for image_id, path in rows.values_list("id", "path")]
 
 
-def shard_extract(*, run_id: int, shard_index: int, attempt: int | None = None) -> None:
-    """Run the network over one shard's images and store its partial state (top-K, controls,
-    quantile sketch per layer) as ``RUNS_DIR/<run>/shard-<index>.pt``. Idempotent: a re-run
-    overwrites its own file. Files that fail to decode are marked bad and skipped."""
-    import torch
+def shard_labels_path(run_id: int, index: int) -> Path:
+    """The shard's label tally (JSON): images counted for IoU, images without label maps,
+    label maps resized, label files that failed, and the first note."""
+    return run_dir(run_id) / f"shard-{index:05d}.labels.json"
+
+
+def auto_labels_on(run: DissectionRun) -> bool:
+    """Automatic labels in the run's one pass: when its image set has pixel labels, unless the
+    run says ``auto_labels: false``. ``auto_labels: true`` without labels is an error."""
+    wanted = run.parameters.get("auto_labels")
+    has_labels = bool(run.image_set and run.image_set.labels_dir)
+    if wanted is True and not has_labels:
+        raise PipelineError(
+            f"run {run.pk}: automatic labels need pixel labels, and image set "
+            f"{getattr(run.image_set, 'name', '?')} has none; import a Broden-layout dataset with "
+            "`python manage.py import_broden DIR` and dissect that image set, or turn "
+            "auto labels off (--no-auto-labels)"
+        )
+    return has_labels and wanted is not False
+
+
+def _all_items(run: DissectionRun) -> list[tuple[int, str]]:
+    root = Path(run.image_set.root)
+    return [(i, str(root / p)) for i, p in run_ordered_images(run=run).values_list("id", "path")]
+
+
+def iou_windows(run: DissectionRun, net, device, *, on_failure=None) -> dict[str, list[float]]:
+    """Per layer and unit, the center of the IoU counting window, the same for every shard of
+    the run (so shard windows agree and merging stays exact whatever the sharding): the
+    quantile-level threshold of ``IOU_WINDOW_SAMPLE`` images spread evenly over the run, computed
+    once by the first shard and stored as ``run.parameters["iou_window"]``."""
+    import math as _math
 
     from dissect.engine.extract import extract_unit_stats
     from dissect.images import iter_image_batches
+
+    stored = run.parameters.get("iou_window")
+    if stored:
+        return stored
+    items = _all_items(run)
+    step = max(1, len(items) // IOU_WINDOW_SAMPLE)
+    sample = items[::step][:IOU_WINDOW_SAMPLE]
+    q = float(run.parameters.get("quantile", DEFAULTS["quantile"]))
+    stats = extract_unit_stats(
+        net, run.layers,
+        iter_image_batches(sample, net.preprocessing, batch_size=run.parameters.get(
+            "batch_size", 32), workers=0, on_failure=on_failure),
+        top_k=1, controls=1, device=device, restore_device=False,
+    )  # fmt: skip
+    window = {
+        alias: [v if _math.isfinite(v) else 0.0 for v in s.threshold(q).tolist()]
+        for alias, s in stats.items()
+    }
+    with transaction.atomic():
+        row = DissectionRun.objects.select_for_update().only("parameters").get(pk=run.pk)
+        if row.parameters.get("iou_window"):
+            window = row.parameters["iou_window"]  # another shard stored it first: use that one
+        else:
+            DissectionRun.objects.filter(pk=run.pk).update(
+                parameters={**row.parameters, "iou_window": window}
+            )
+    run.parameters = {**run.parameters, "iou_window": window}
+    return window
+
+
+def shard_extract(*, run_id: int, shard_index: int, attempt: int | None = None) -> None:
+    """One pass over one shard's images: each image decoded once (DataLoader workers), one
+    forward pass per batch for all layers, and from it per layer the top-K, controls, quantile
+    sketch, the kept images' activation maps (fp16, for rendering) and, when the image set has
+    pixel labels, the IoU counts (``BinnedIoU``) for the automatic labels. Stores the partial
+    state as ``RUNS_DIR/<run>/shard-<index>.pt`` (+ a ``.labels.json`` tally). Idempotent: a
+    re-run overwrites its own files. Files that fail to decode are marked bad and skipped. A
+    CUDA out-of-memory error becomes a PipelineError naming the batch size to lower."""
+    import torch
+
+    from dissect.engine import extract_unit_stats, iter_labeled_batches, place_model
 
     run = active_run(run_id, attempt)
     if run is None:
@@ -58,40 +133,78 @@ def shard_extract(*, run_id: int, shard_index: int, attempt: int | None = None) 
         run_id, "extract", params.get("n_images", 0), additive=True,
         label=f"extract shard {shard_index}", bar_total=len(items),
     )  # fmt: skip
-    from dissect.engine.extract import resolve_device
-
-    device = str(resolve_device(params.get("device", "auto")))
-    DissectionRun.objects.filter(pk=run_id).update(device=device)
-
-    def on_failure(failed) -> None:
-        reason = failed.reason.replace(f"{run.image_set.root}/", "")
-        image_mark_bad(image_id=failed.image_id, reason=reason)
-
-    batches = iter_image_batches(
-        items,
-        net.preprocessing,
-        batch_size=params.get("batch_size", 32),
-        workers=params.get("workers", 0),
-        on_failure=on_failure,
-    )
+    batch_size = int(params.get("batch_size", 32))
     try:
+        device = place_model(net, params.get("device", "auto"))  # once for the whole task
+        DissectionRun.objects.filter(pk=run_id).update(device=str(device))
+
+        def on_failure(failed) -> None:
+            reason = failed.reason.replace(f"{run.image_set.root}/", "")
+            image_mark_bad(image_id=failed.image_id, reason=reason)
+
+        spec, loader, tally = None, None, {"labeled": 0, "without_labels": 0, "resized": 0,
+                                           "label_errors": 0, "note": ""}  # fmt: skip
+        if auto_labels_on(run):
+            from dissect.autolabel import AutoLabelError, run_labels
+
+            try:
+                labels = run_labels(run, items, net.preprocessing, params.get("iou_px"))
+            except AutoLabelError as exc:
+                raise PipelineError(str(exc)) from exc
+            window = iou_windows(run, net, device, on_failure=on_failure)
+            spec = labels.spec(
+                quantile=float(params.get("quantile", DEFAULTS["quantile"])),
+                denominator=params.get("iou_denominator", "plain"),
+                window_thresholds={a: torch.tensor(v) for a, v in window.items()},
+            )
+            loader = labels.loader
+
+        def on_label_note(image_id: int, text: str) -> None:
+            key = "resized" if text.startswith("label maps ") else "label_errors"
+            tally[key] += 1
+            if not tally["note"]:
+                tally["note"] = text.replace(f"{run.image_set.root}/", "")
+                logger.warning("run %s shard %s: %s", run_id, shard_index, tally["note"])
+
+        def counted(batches):
+            for batch in batches:
+                present = int(batch[3].sum())
+                tally["labeled"] += present
+                tally["without_labels"] += int(batch[3].numel()) - present
+                yield batch
+
+        batches = iter_labeled_batches(
+            items, net.preprocessing, loader, batch_size=batch_size,
+            workers=int(params.get("workers", 0)), on_failure=on_failure,
+            on_label_note=on_label_note,
+        )  # fmt: skip
         stats = extract_unit_stats(
-            net,
-            run.layers,
-            batches,
-            top_k=params["top_k"],
-            controls=max(params.get("controls", 0), 1),
-            device=device,
-            progress=reporter,
-            total=len(items),
-        )
+            net, run.layers, counted(batches), top_k=params["top_k"],
+            controls=max(params.get("controls", 0), 1), device=device, progress=reporter,
+            total=len(items), keep_maps=True, labels=spec, restore_device=False,
+        )  # fmt: skip
+    except torch.cuda.OutOfMemoryError as exc:
+        reporter.close()
+        raise PipelineError(
+            f"run {run_id} shard {shard_index}: the GPU ran out of memory at batch size "
+            f"{batch_size}; lower it (e.g. --batch-size {max(1, batch_size // 2)}) and resume with "
+            f"`python manage.py dissect --resume {run_id} --batch-size {max(1, batch_size // 2)}`"
+        ) from exc
     except BaseException:
         reporter.close()
         raise
+    if spec is None:
+        tally = None
     path = shard_state_path(run_id, shard_index)
     tmp = path.with_suffix(".tmp")
     # One file per shard, written atomically: a killed worker never leaves half a state.
     torch.save({alias: s.state_dict() for alias, s in stats.items()}, tmp)
+    labels_path = shard_labels_path(run_id, shard_index)
+    if tally is not None:
+        labels_path.with_suffix(".tmp").write_text(json.dumps(tally))
+        os.replace(labels_path.with_suffix(".tmp"), labels_path)
+    else:
+        labels_path.unlink(missing_ok=True)
     os.replace(tmp, path)
     seconds = time.monotonic() - started
     Shard.objects.filter(pk=shard.pk).update(
@@ -163,8 +276,67 @@ def run_merge(*, run_id: int, attempt: int | None = None) -> None:
             _layer_write(run, order, alias, stats, rfs.get(alias, (None, None))[0], q, controls)
         progress_set(run_id, "merge", add=1)
     timing_add(run_id, "merge", time.monotonic() - started)
+    if any(stats.iou is not None for stats in merged.values()):
+        _auto_labels_from_counts(run, merged, q, shards)
     tiles = UnitImage.objects.filter(unit__layer__run=run).count()
     progress_set(run_id, "render", done=0, total=tiles)  # the render parts add to it
+
+
+def _auto_labels_from_counts(run: DissectionRun, merged: dict, q: float, shards) -> None:
+    """The automatic labels from the merged IoU counts, read at the very thresholds the Unit rows
+    got (``threshold(q)``): AutoLabel rows, the counts CSV, and the run's label tally under
+    ``progress["auto_label"]`` (images counted, images without label maps, maps resized)."""
+    from django.db import transaction as _tx
+
+    from dissect.autolabel import AutoLabelError, auto_labels_write, run_label_dataset
+
+    started = time.monotonic()
+    stage_set(run.pk, "auto_label")
+    try:
+        dataset = run_label_dataset(run)
+    except AutoLabelError as exc:
+        raise PipelineError(str(exc)) from exc
+    counts = {
+        alias: stats.iou_counts(q)
+        for alias, stats in merged.items()
+        if stats.iou is not None and stats.iou.n_images
+    }
+    tally = {"labeled": 0, "without_labels": 0, "resized": 0, "label_errors": 0, "note": ""}
+    for shard in shards:
+        path = shard_labels_path(run.pk, shard.index)
+        if path.is_file():
+            part = json.loads(path.read_text())
+            for key in ("labeled", "without_labels", "resized", "label_errors"):
+                tally[key] += int(part.get(key, 0))
+            tally["note"] = tally["note"] or part.get("note", "")
+    if not counts:
+        if run.parameters.get("auto_labels") is not True:
+            logger.warning("run %s: no image has label maps; no automatic labels", run.pk)
+            return
+        raise PipelineError(
+            f"run {run.pk}: none of its images has label maps in {dataset.root / 'index.csv'}; "
+            "dissect the imported Broden image set, or turn auto labels off (--no-auto-labels)"
+        )
+    auto_labels_write(run, counts, dataset)
+    inexact = sum(int((~c.exact).sum()) for c in counts.values())
+    max_error = max(c.max_error for c in counts.values())
+    tally.update(inexact_units=inexact, max_iou_error=round(max_error, 6))
+    for key, text in (
+        ("without_labels", "image(s) without label maps: counted for top-K and quantiles, not IoU"),
+        ("resized", "image(s) with label maps of another size, resized (nearest)"),
+        ("label_errors", "image(s) whose label maps could not be read: not counted for IoU"),
+        ("inexact_units", f"unit(s) whose threshold fell outside the IoU window: IoU within "
+                          f"{max_error:.4f}"),
+    ):  # fmt: skip
+        if tally[key]:
+            logger.warning("run %s: %d %s", run.pk, tally[key], text)
+    with _tx.atomic():
+        row = DissectionRun.objects.select_for_update().only("progress").get(pk=run.pk)
+        entry = {"done": tally["labeled"], "total": tally["labeled"], **tally}
+        DissectionRun.objects.filter(pk=run.pk).update(
+            progress={**row.progress, "auto_label": entry}
+        )
+    timing_add(run.pk, "auto_label", time.monotonic() - started)
 
 
 def _layer_write(run, order, alias, stats, rf_px, q, controls) -> None:

@@ -3,6 +3,7 @@ per unit."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,14 @@ from django.db.models import F
 
 from dissect.models import DissectionRun, Image, Layer, Unit, UnitImage
 from dissect.run_progress import StageProgress, stage_set, timing_add
-from dissect.services.common import DEFAULTS, Progress, active_run, jpeg_bytes
+from dissect.services.common import (
+    DEFAULTS,
+    PipelineError,
+    Progress,
+    active_run,
+    jpeg_bytes,
+    run_dir,
+)
 from dissect.services.image_sets import image_mark_bad
 from dissect.services.networks import network_load
 from dissect.storage import save_content_addressed
@@ -48,6 +56,31 @@ def render_parts(run: DissectionRun) -> int:
     return max(1, min(RENDER_MAX_PARTS, run.shards.count()))
 
 
+def stored_maps(run_id: int) -> dict | None:
+    """{layer: {(unit index, image id): float16 map [h, w]}} of every unit's top-K and control
+    images, from the run's merged state (kept by the one pass); None for runs merged from
+    states without maps (before one-pass extraction), which render by re-running the network."""
+    from dissect.services.extraction import load_shard_stats
+
+    path = run_dir(run_id) / "merged.pt"
+    if not path.is_file():
+        return None
+    out = {}
+    for alias, stats in load_shard_stats(path).items():
+        lists = [t for t in (stats.top, stats.controls) if t.maps is not None]
+        if len(lists) != 2:
+            return None
+        maps = {}
+        for topk in lists:
+            ids = topk.image_ids.tolist()
+            for unit, row in enumerate(ids):
+                for rank, image_id in enumerate(row):
+                    if image_id >= 0:
+                        maps[(unit, image_id)] = topk.maps[unit, rank]
+        out[alias] = maps
+    return out
+
+
 def run_render(
     *,
     run_id: int,
@@ -56,13 +89,15 @@ def run_render(
     parts: int = 1,
     progress: Progress | None = None,
 ) -> int:
-    """Re-run only the images in some unit's lists (each once, all layers in one forward pass),
-    build each unit's mask with the run's recipe and write its tiles to media storage
-    (content-addressed). ``part`` of ``parts`` takes the images whose id modulo ``parts`` is
-    ``part``, so several workers can render one run. Returns the number of tiles written."""
+    """Decode only the images in some unit's lists (each once), take each unit's activation map
+    on it from the merged state (stored by the one pass: no forward pass; runs merged without
+    maps re-run the network on these images, all layers at once), build the unit's mask with the
+    run's recipe and write its tiles to media storage (content-addressed). ``part`` of
+    ``parts`` takes the images whose id modulo ``parts`` is ``part``, so several workers can
+    render one run. Returns the number of tiles written."""
     import torch
 
-    from dissect.engine.extract import resolve_device
+    from dissect.engine.extract import place_model
     from dissect.engine.segment import make_mask
     from dissect.images import iter_image_batches
     from dissect.networks import resolve_layers
@@ -95,9 +130,11 @@ def run_render(
         .order_by("id")
         .values_list("id", "path")
     ]
-    resolved = resolve_layers(net, list(layers))
-    dev = resolve_device(params.get("device", "auto"))
-    model = net.model.to(dev)
+    stored = stored_maps(run_id)
+    forward = contextlib.nullcontext({})
+    if stored is None:
+        dev = place_model(net, params.get("device", "auto"))
+        forward = capture_outputs(resolve_layers(net, list(layers)), stop_early=True)
     done, writes = 0, []
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tiles")
 
@@ -105,7 +142,7 @@ def run_render(
         image_mark_bad(image_id=failed.image_id, reason=failed.reason)
 
     try:
-        with torch.inference_mode(), capture_outputs(resolved, stop_early=True) as captured:
+        with torch.inference_mode(), forward as captured:
             for image_ids, x in iter_image_batches(
                 items,
                 net.preprocessing,
@@ -113,14 +150,18 @@ def run_render(
                 workers=params.get("workers", 0),
                 on_failure=on_failure,
             ):
-                run_until_captured(model, x.to(dev), captured)
-                maps = {alias: out.float().cpu() for alias, out in captured.items()}
+                if stored is None:
+                    run_until_captured(net.model, x.to(dev), captured)
+                    maps = {alias: out.float().cpu() for alias, out in captured.items()}
                 for row, (image_id, view) in enumerate(
                     zip(image_ids.tolist(), _view_images(x, net.preprocessing), strict=True)
                 ):
                     for ui in wanted[image_id]:
                         unit = units[ui.unit_id]
-                        amap = maps[unit.layer.name][row, unit.index]
+                        if stored is None:
+                            amap = maps[unit.layer.name][row, unit.index]
+                        else:
+                            amap = _stored_map(stored, run_id, unit, image_id)
                         if amap.dim() == 0:
                             amap = amap.view(1, 1)
                         mask = make_mask(
@@ -137,12 +178,22 @@ def run_render(
             _tile_paths_store(writes)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        net.model.to("cpu")
     reporter.close(done=done)
     timing_add(run_id, "render", time.monotonic() - started)
     if progress is not None:
         progress(done, total)
     return done
+
+
+def _stored_map(stored: dict, run_id: int, unit: Unit, image_id: int):
+    amap = stored.get(unit.layer.name, {}).get((unit.index, image_id))
+    if amap is None:
+        raise PipelineError(
+            f"run {run_id}: the merged state has no map of unit {unit.layer.name}/{unit.index} "
+            f"on image {image_id}; merge the run again (`python manage.py dissect --resume "
+            f"{run_id}`)"
+        )
+    return amap.float()
 
 
 def run_montages(*, run_id: int, attempt: int | None = None) -> None:

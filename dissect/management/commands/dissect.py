@@ -14,8 +14,10 @@ from dissect import services
 from dissect.management.commands._pipeline_cli import follow, get_run, status_lines
 from dissect.models import DissectionRun, ImageSet, Network
 
-# services.OPTION_RANGES the command line sets (auto labels need pixel labels: `auto_label`).
-ADVANCED_OPTIONS = ("quantile", "montage_tile_px", "rf_images", "rf_patch_px", "rf_stride_px")
+# services.RUN_OPTIONS the command line sets. Automatic labels come with the run's one pass when
+# the image set has pixel labels (--no-auto-labels skips them; `auto_label RUN` for old runs).
+ADVANCED_OPTIONS = ("quantile", "montage_tile_px", "rf_images", "rf_patch_px", "rf_stride_px",
+                    "iou_denominator", "iou_px")  # fmt: skip
 
 
 class Command(BaseCommand):
@@ -30,7 +32,9 @@ class Command(BaseCommand):
         what.add_argument("--arch", help="Architecture, to register --network on the fly.")
         what.add_argument("--checkpoint", help="Weights file, with --arch.")
         what.add_argument("--classes", help="Class-name file, with --arch.")
-        what.add_argument("--images", help="Folder of images (scanned once; reused after).")
+        what.add_argument("--images", help="Folder of images (scanned once; reused after). A "
+                          "Broden-layout folder (index.csv beside or above images/) is imported "
+                          "with its pixel labels.")  # fmt: skip
         what.add_argument("--manifest", help="CSV manifest (column 'path') inside --images.")
         what.add_argument("--rescan", action="store_true", help="Scan --images again.")
         what.add_argument("--layers", help="Comma-separated layer names, e.g. conv5,pool5.")
@@ -45,7 +49,9 @@ class Command(BaseCommand):
                           help="Also measure each layer's empirical receptive field.")  # fmt: skip
         what.add_argument("--device", choices=services.DEVICES, default="auto")
         what.add_argument("--tile-px", type=int, default=services.DEFAULTS["tile_px"])
-        what.add_argument("--batch-size", type=int, default=services.DEFAULTS["batch_size"])
+        what.add_argument("--batch-size", type=int,
+                          help=f"Images per forward pass ({services.DEFAULTS['batch_size']}); "
+                          "with --resume, changes the run's (e.g. after a GPU out-of-memory).")  # fmt: skip
         what.add_argument("--workers", type=int, default=services.DEFAULTS["workers"],
                           help="Image decoding processes.")  # fmt: skip
         what.add_argument("--seed", type=int, default=0)
@@ -59,6 +65,15 @@ class Command(BaseCommand):
                               help="Top images per unit for the empirical receptive field.")  # fmt: skip
         advanced.add_argument("--rf-patch-px", type=int, help="Occluder side in pixels.")
         advanced.add_argument("--rf-stride-px", type=int, help="Occluder grid stride in pixels.")
+        advanced.add_argument("--no-auto-labels", action="store_true",
+                              help="Skip the automatic labels (computed in the same pass when "
+                              "the image set has pixel labels).")  # fmt: skip
+        advanced.add_argument("--iou-denominator", choices=("plain", "category"),
+                              help="IoU union of automatic labels: plain (default) or category "
+                              "(NetDissect's: unit area over images annotated in the category).")  # fmt: skip
+        advanced.add_argument("--iou-px", type=int,
+                              help="Side at which masks meet label maps (default: the label "
+                              "maps' own size).")  # fmt: skip
         other = parser.add_argument_group("an existing run").add_mutually_exclusive_group()
         other.add_argument("--status", type=int, metavar="RUN")
         other.add_argument("--resume", type=int, metavar="RUN")
@@ -77,6 +92,9 @@ class Command(BaseCommand):
                 return
             if o["resume"] is not None:
                 run = get_run(o["resume"])
+                if o["batch_size"] is not None:
+                    run.parameters = {**run.parameters, "batch_size": int(o["batch_size"])}
+                    run.save(update_fields=["parameters"])
                 self._execute(run, lambda: services.run_resume(run=run), o["no_wait"])
                 return
             run = self._create(o)
@@ -112,10 +130,13 @@ class Command(BaseCommand):
             receptive_field=o["receptive_field"],
             device=o["device"],
             tile_px=o["tile_px"],
-            batch_size=o["batch_size"],
+            batch_size=o["batch_size"] or services.DEFAULTS["batch_size"],
             workers=o["workers"],
             seed=o["seed"],
-            options={name: o[name] for name in ADVANCED_OPTIONS if o[name] is not None},
+            options={
+                **{name: o[name] for name in ADVANCED_OPTIONS if o[name] is not None},
+                **({"auto_labels": False} if o["no_auto_labels"] else {}),
+            },
         )
 
     def _network(self, o) -> Network:
@@ -144,8 +165,18 @@ class Command(BaseCommand):
         )
 
     def _image_set(self, folder: Path, o) -> ImageSet:
-        image_set = ImageSet.objects.filter(root=str(folder)).first()
+        broden = _broden_root(folder) if not o["manifest"] else None
+        root = broden / "images" if broden else folder
+        image_set = ImageSet.objects.filter(root=str(root)).first()
         if image_set is not None and not o["rescan"] and not o["manifest"]:
+            return image_set
+        if broden is not None:
+            name = image_set.name if image_set else _unique_name(slugify(broden.name) or "broden")
+            image_set = services.import_broden(root=broden, name=name)
+            self.stdout.write(
+                f"image set {image_set.name}: {image_set.image_count} images with pixel labels "
+                f"from {broden} ({image_set.bad_count} bad files skipped)"
+            )
             return image_set
         name = image_set.name if image_set else _unique_name(slugify(folder.name) or "images")
         image_set = services.image_set_scan(name=name, root=folder, manifest=o["manifest"])
@@ -179,6 +210,26 @@ class Command(BaseCommand):
     def _print(self, run: DissectionRun) -> None:
         for line in status_lines(run):
             self.stdout.write(line)
+        labels = run.progress.get("auto_label") or {}
+        for key, text in (
+            ("without_labels", "images without label maps (counted for top-K and quantiles, "
+                               "not IoU)"),
+            ("resized", "images whose label maps were resized (nearest)"),
+            ("label_errors", "images whose label maps could not be read"),
+            ("inexact_units", "units whose IoU is an estimate (threshold outside the IoU window)"),
+        ):  # fmt: skip
+            if labels.get(key):
+                self.stdout.write(f"automatic labels: {labels[key]} {text}")
+        if labels.get("note"):
+            self.stdout.write(f"automatic labels: {labels['note']}")
+
+
+def _broden_root(folder: Path) -> Path | None:
+    """The Broden-layout dataset ``folder`` is (index.csv inside) or is the images/ of."""
+    for root in (folder, folder.parent if folder.name == "images" else None):
+        if root is not None and (root / "index.csv").is_file() and (root / "images").is_dir():
+            return root
+    return None
 
 
 def _unique_name(base: str) -> str:
