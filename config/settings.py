@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our static files (offline)
     "core",
     "dissect",
     "annotate.crowd",
@@ -130,6 +131,13 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "CrowdDissect API",
     "DESCRIPTION": "Dissection runs, labeling campaigns, tasks, answers and unit labels.",
     "VERSION": "0.1.0",
+    # /api/docs/ and /api/redoc/ load their JavaScript and CSS from our own static files
+    # (drf-spectacular-sidecar), never from a CDN: the docs work offline and are pinned.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Swagger UI's default validator badge loads an image from swagger.io: off.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # Choice sets shared by several serializers get one stable name each in the schema.
     "ENUM_NAME_OVERRIDES": {
         "ConceptCategoryEnum": "core.concepts.CATEGORIES",
