@@ -391,18 +391,50 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
 
 class AnswerSerializer(serializers.ModelSerializer):
+    """An answer. Its "does not fit" tiles come three ways, in the order the worker saw them:
+    `flagged_positions` (0-based, in the task's tile order, as the worker submitted them),
+    `flagged_images` (image ids of the image set) and `flagged_files` (the tile file names in a
+    labeled-unit zip export). `flagged_tiles` holds the unit's tile (UnitImage) ids."""
+
     worker = serializers.CharField(source="assignment.worker.pseudonym", read_only=True)
     unit = serializers.IntegerField(source="assignment.task.unit_id", read_only=True)
     campaign = serializers.IntegerField(source="assignment.task.campaign_id", read_only=True)
     concept_name = serializers.CharField(source="concept.name", read_only=True, default=None)
+    flagged_positions = serializers.SerializerMethodField()
+    flagged_images = serializers.SerializerMethodField()
+    flagged_files = serializers.SerializerMethodField()
 
     class Meta:
         model = Answer
         fields = [
             "id", "assignment", "worker", "unit", "campaign", "concept_text", "concept_name",
-            "category", "flagged_tiles", "precision", "control_failed", "revisions", "created_at",
+            "category", "flagged_tiles", "flagged_positions", "flagged_images", "flagged_files",
+            "precision", "control_failed", "revisions", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def _flagged(self, answer) -> dict[str, list]:
+        described = self.context.setdefault("flagged_described", {})
+        if answer.pk not in described:
+            # One query for the whole page: the list serializer's instances share the context.
+            page = getattr(self.parent, "instance", None) or [answer]
+            refs = selectors.tile_refs(i for a in page for i in (a.flagged_tiles or []))
+            for a in page:
+                described[a.pk] = selectors.flagged_tiles_described(
+                    tile_order=a.assignment.task.tile_order,
+                    flagged_tiles=a.flagged_tiles,
+                    refs=refs,
+                )
+        return described[answer.pk]
+
+    def get_flagged_positions(self, answer) -> list[int]:
+        return self._flagged(answer)["flagged_positions"]
+
+    def get_flagged_images(self, answer) -> list[int]:
+        return self._flagged(answer)["flagged_images"]
+
+    def get_flagged_files(self, answer) -> list[str]:
+        return self._flagged(answer)["flagged_files"]
 
 
 @extend_schema(parameters=[OpenApiParameter("campaign", int, description="Only this campaign.")])

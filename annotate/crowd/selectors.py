@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePosixPath
 
 from django.core import signing
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
@@ -92,6 +93,62 @@ class Tile:
 
     position: int
     url: str
+
+
+def tile_export_name(*, layer: str, unit: int, kind: str, rank: int, tile_path: str) -> str:
+    """A tile's file name in a labeled-unit zip export: tiles/<layer>/<unit>/<kind>-<rank>.<ext>."""
+    ext = PurePosixPath(tile_path).suffix or ".jpg"
+    return f"tiles/{layer}/{unit}/{kind}-{rank:03d}{ext}"
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """What one tile of a task is: the UnitImage row, the dataset image and the export file."""
+
+    unit_image: int
+    image: int
+    image_path: str
+    kind: str
+    rank: int
+    file: str
+
+
+def tile_refs(unit_image_ids) -> dict[int, TileRef]:
+    """UnitImage id -> TileRef, in one query (for exports and the answers API)."""
+    from dissect.models import UnitImage
+
+    rows = UnitImage.objects.filter(pk__in=set(unit_image_ids)).values_list(
+        "pk", "image_id", "image__path", "kind", "rank", "unit__layer__name", "unit__index",
+        "tile_path",
+    )  # fmt: skip
+    return {
+        pk: TileRef(
+            unit_image=pk,
+            image=image,
+            image_path=path,
+            kind=kind,
+            rank=rank,
+            file=tile_export_name(layer=layer, unit=unit, kind=kind, rank=rank, tile_path=tile),
+        )
+        for pk, image, path, kind, rank, layer, unit, tile in rows
+    }
+
+
+def flagged_tiles_described(
+    *, tile_order: list[int], flagged_tiles: list[int], refs: dict[int, TileRef]
+) -> dict[str, list]:
+    """An answer's "does not fit" tiles three ways, in the order the worker saw them: positions in
+    the task's tile order (0-based), dataset image ids and the zip export's tile file names.
+    (Answer.flagged_tiles itself holds UnitImage ids.)"""
+    flagged = set(flagged_tiles or [])
+    positions = [p for p, tile in enumerate(tile_order or []) if tile in flagged]
+    # A flagged tile outside the order (never: submit checks) would still be listed by id.
+    ids = [tile_order[p] for p in positions] + sorted(flagged - set(tile_order or []))
+    return {
+        "flagged_positions": positions,
+        "flagged_images": [refs[i].image for i in ids if i in refs],
+        "flagged_files": [refs[i].file for i in ids if i in refs],
+    }
 
 
 def tile_token(*, task_id: int, position: int) -> str:

@@ -5,8 +5,11 @@ Formats (Export.Kind):
 - jsonl: one line per labeled unit: network, layer, unit, concept, category, precision,
   tile_precision, agreement, detector flag, answer count, the crowd model's verdict (when fitted)
   and every counted answer with the worker's pseudonym, its normalized concept (merges applied)
-  and timings;
-- csv: one row per labeled unit (the same fields; answers as their descriptions joined by " | ");
+  and timings; each answer's "does not fit" tiles as positions in its task's tile order
+  (`flagged_positions`), dataset image ids (`flagged_images`) and the zip's tile file names
+  (`flagged_files`); each unit lists its `tiles` (file, image id, image path, kind, rank);
+- csv: one row per labeled unit (the same fields; answers as their descriptions joined by " | ",
+  their flagged positions, images and files likewise, space-separated within an answer);
 - tally: NetDissect-style tally CSV (layer, unit numbered from 1, category, label, score = precision);
 - milan: per-unit descriptions in the MILAN layout: a JSON list of {layer, unit, descriptions};
 - zip: labels.jsonl + tiles/<layer>/<unit>/<kind>-<rank>.<ext> + datacard.json + README.md.
@@ -41,7 +44,12 @@ CSV_FIELDS = [
     "is_detector",
     "answer_count",
     "descriptions",
+    "flagged_positions",
+    "flagged_images",
+    "flagged_files",
 ]
+# Within a CSV cell: answers are separated by " | ", an answer's flagged tiles by spaces.
+ANSWER_SEPARATOR = " | "
 
 
 class ExportError(ValueError):
@@ -73,8 +81,10 @@ def iter_unit_records(
 ) -> Iterator[dict]:
     """Yield one plain dict per labeled unit with its answers; reads `chunk_size` units at a time."""
     from annotate.crowd.models import Answer
+    from annotate.crowd.selectors import flagged_tiles_described, tile_export_name, tile_refs
     from annotate.labels.aggregation import merge_table
     from core.concepts.normalize import resolve_merge
+    from dissect.models import UnitImage
 
     merges = merge_table()
     labels = export_labels_queryset(run=run, layers=layers, detectors_only=detectors_only)
@@ -98,9 +108,37 @@ def iter_unit_records(
 
     def flush(rows: list[tuple]) -> Iterator[dict]:
         answers: dict[int, list[dict]] = {}
-        for r in (
+        unit_ids = [row[0] for row in rows]
+        tiles: dict[int, list[dict]] = {}
+        for unit_id, image, image_path, kind, rank, layer, index, tile_path in (
+            UnitImage.objects.filter(unit_id__in=unit_ids)
+            .exclude(tile_path="")
+            .order_by("unit_id", "kind", "rank")
+            .values_list(
+                "unit_id",
+                "image_id",
+                "image__path",
+                "kind",
+                "rank",
+                "unit__layer__name",
+                "unit__index",
+                "tile_path",
+            )
+        ):
+            tiles.setdefault(unit_id, []).append(
+                {
+                    "file": tile_export_name(
+                        layer=layer, unit=index, kind=kind, rank=rank, tile_path=tile_path
+                    ),
+                    "image": image,
+                    "image_path": image_path,
+                    "kind": kind,
+                    "rank": rank,
+                }
+            )
+        rows_of_answers = list(
             Answer.objects.filter(
-                assignment__task__unit_id__in=[row[0] for row in rows],
+                assignment__task__unit_id__in=unit_ids,
                 assignment__status__in=counted_statuses(),
             )
             .order_by("id")
@@ -113,12 +151,14 @@ def iter_unit_records(
                 "category",
                 "precision",
                 "flagged_tiles",
+                "assignment__task__tile_order",
                 "assignment__accepted_at",
                 "assignment__submitted_at",
                 "assignment__active_seconds",
             )
-            .iterator(chunk_size=2000)
-        ):
+        )
+        refs = tile_refs(i for r in rows_of_answers for i in (r["flagged_tiles"] or []))
+        for r in rows_of_answers:
             answers.setdefault(r["assignment__task__unit_id"], []).append(
                 {
                     "worker": r["assignment__worker__pseudonym"],
@@ -129,7 +169,12 @@ def iter_unit_records(
                     else None,
                     "category": r["category"],
                     "precision": r["precision"],
-                    "flagged_tiles": r["flagged_tiles"] or [],
+                    "shown_tiles": len(r["assignment__task__tile_order"] or []),
+                    **flagged_tiles_described(
+                        tile_order=r["assignment__task__tile_order"],
+                        flagged_tiles=r["flagged_tiles"],
+                        refs=refs,
+                    ),
                     "accepted_at": _iso(r["assignment__accepted_at"]),
                     "submitted_at": _iso(r["assignment__submitted_at"]),
                     "active_seconds": r["assignment__active_seconds"],
@@ -150,6 +195,7 @@ def iter_unit_records(
                 "answer_count": row[9],
                 "crowd_model": (row[10] or {}).get("model"),
                 "answers": answers.get(row[0], []),
+                "tiles": tiles.get(row[0], []),
             }
 
     for row in labels.values_list(*fields).iterator(chunk_size=chunk_size):
@@ -188,7 +234,10 @@ def write_csv(records: Iterator[dict], out: io.TextIOBase) -> int:
     count = 0
     for record in records:
         row = {k: record.get(k) for k in CSV_FIELDS}
-        row["descriptions"] = " | ".join(a["description"] for a in record["answers"])
+        answers = record["answers"]
+        row["descriptions"] = ANSWER_SEPARATOR.join(a["description"] for a in answers)
+        for field in ("flagged_positions", "flagged_images", "flagged_files"):
+            row[field] = ANSWER_SEPARATOR.join(" ".join(map(str, a[field])) for a in answers)
         writer.writerow(row)
         count += 1
     return count
@@ -305,6 +354,7 @@ def write_zip(*, run, parameters: dict, path: Path, export_id: int | None, progr
     time (zip entries are streamed to disk)."""
     from django.core.files.storage import default_storage
 
+    from annotate.crowd.selectors import tile_export_name
     from dissect.models import UnitImage
 
     layers, detectors_only = parameters.get("layers"), parameters.get("detectors_only", False)
@@ -334,9 +384,11 @@ def write_zip(*, run, parameters: dict, path: Path, export_id: int | None, progr
         for layer, unit, kind, rank, tile_path in tiles.iterator(chunk_size=2000):
             if not default_storage.exists(tile_path):
                 continue
-            ext = Path(tile_path).suffix or ".jpg"
+            name = tile_export_name(
+                layer=layer, unit=unit, kind=kind, rank=rank, tile_path=tile_path
+            )
             with default_storage.open(tile_path, "rb") as source:
-                with archive.open(f"tiles/{layer}/{unit}/{kind}-{rank:03d}{ext}", "w") as target:
+                with archive.open(name, "w") as target:
                     for block in iter(lambda s=source: s.read(1 << 16), b""):
                         target.write(block)
             tile_count += 1
@@ -362,6 +414,10 @@ def _readme(card: dict) -> str:
         "labels.jsonl: one unit per line (concept, category, precision, agreement, detector,",
         "answers with pseudonymous worker ids and timings). tiles/<layer>/<unit>/: the tiles shown",
         "to workers (top = the unit's top images, control = planted low-scoring images).",
+        "Each answer names the tiles its worker marked as not fitting three ways: flagged_positions",
+        "(0-based, in the order that task showed its tiles), flagged_images (image ids of the",
+        "image set) and flagged_files (these tiles/ file names). Each unit's `tiles` maps every",
+        "file to its image id, image path, kind and rank.",
         "datacard.json: the full provenance.",
     ]
     return "\n".join(lines) + "\n"

@@ -170,3 +170,86 @@ def test_export_run_is_idempotent_and_the_command_works(labeled, tmp_path):
     )
     assert "sha256" in out.getvalue()
     assert len(target.read_text().splitlines()) == 3
+
+
+def test_flagged_tiles_map_back_to_images_and_zip_files(labeled, make_user):
+    """Export -> read back: the same answers and the same flagged images, by position in the task's
+    tile order, by image id and by the zip's tile file, in JSONL, CSV, the zip and the API."""
+    from rest_framework.test import APIClient
+
+    from annotate.crowd.models import Answer, Task
+    from dissect.models import UnitImage
+
+    # Every tile on disk, its bytes naming its image; the tasks show their tiles reversed, so a
+    # position is not a rank.
+    for tile in UnitImage.objects.filter(unit__layer__run=labeled["run"]):
+        tile.tile_path = default_storage.save(
+            f"dissect/tiles/{tile.pk}.jpg", ContentFile(f"image {tile.image_id}".encode())
+        )
+        tile.save()
+    for task in Task.objects.filter(campaign=labeled["campaign"]):
+        task.tile_order = task.tile_order[::-1]
+        task.save()
+    truth = {
+        (a.assignment.worker.pseudonym, a.concept_text): (a, a.assignment.task)
+        for a in Answer.objects.select_related("assignment__worker", "assignment__task")
+    }
+
+    def check(answer: dict):
+        stored, task = truth[(answer["worker"], answer["description"])]
+        assert (answer["category"], answer["precision"]) == (stored.category, stored.precision)
+        flagged_images = sorted(
+            UnitImage.objects.filter(pk__in=stored.flagged_tiles).values_list("image_id", flat=True)
+        )
+        assert sorted(answer["flagged_images"]) == flagged_images
+        # Positions index the task's tile order, the order the worker saw.
+        assert [task.tile_order[p] for p in answer["flagged_positions"]] == [
+            t for t in task.tile_order if t in set(stored.flagged_tiles)
+        ]
+        assert len(answer["flagged_positions"]) == len(answer["flagged_files"])
+
+    _, path = make_export("zip")
+    flagged_seen = 0
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        records = [json.loads(line) for line in archive.read("labels.jsonl").decode().splitlines()]
+        for record in records:
+            files = {t["file"]: t for t in record["tiles"]}
+            assert set(files) <= names
+            for name, tile in files.items():
+                assert archive.read(name) == f"image {tile['image']}".encode()
+            for answer in record["answers"]:
+                check(answer)
+                # Each flagged file is in the zip and holds the flagged image.
+                for name, image in zip(
+                    answer["flagged_files"], answer["flagged_images"], strict=True
+                ):
+                    assert archive.read(name) == f"image {image}".encode()
+                    assert files[name]["image"] == image
+                flagged_seen += len(answer["flagged_files"])
+    # The counted ANSWERS flag 1 + 2 + 3 + 1 tiles (the rejected answer is not exported).
+    assert flagged_seen == 7
+    jsonl = {(r["layer"], r["unit"]): r for r in records}
+
+    _, path = make_export("csv")
+    for row in csv.DictReader(io.StringIO(path.read_text())):
+        answers = jsonl[(row["layer"], int(row["unit"]))]["answers"]
+        assert row["descriptions"].split(" | ") == [a["description"] for a in answers]
+        images = [cell.split() for cell in row["flagged_images"].split(" | ")]
+        assert images == [[str(i) for i in a["flagged_images"]] for a in answers]
+        files = [cell.split() for cell in row["flagged_files"].split(" | ")]
+        assert files == [a["flagged_files"] for a in answers]
+        positions = [cell.split() for cell in row["flagged_positions"].split(" | ")]
+        assert positions == [[str(p) for p in a["flagged_positions"]] for a in answers]
+
+    api = APIClient()
+    api.force_authenticate(make_user("researcher"))
+    listed = api.get("/api/crowd/answers/").json()["results"]
+    exported = {(a["worker"], a["description"]): a for r in records for a in r["answers"]}
+    for item in listed:
+        key = (item["worker"], item["concept_text"])
+        if key in exported:
+            for field in ("flagged_positions", "flagged_images", "flagged_files"):
+                assert item[field] == exported[key][field], field
+        else:  # the rejected answer: not exported, but mapped the same way in the API
+            check({**item, "description": item["concept_text"]})
