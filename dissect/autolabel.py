@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int], None]
+LABEL_SIZE_SAMPLE = 16  # label maps read to find the comparison size
 DEFAULT_MASK_BUDGET = 1 << 24  # mask pixels per chunk (16 M bools; the float upsample is 4x)
 
 
@@ -368,14 +369,15 @@ def run_labels(run, items: Sequence[tuple[int, str]], preprocessing: dict,
                iou_px: int | None = None) -> RunLabels:  # fmt: skip
     """The one-pass label setup for ``items`` (image id, absolute path as the run builds it).
     ``iou_px``: comparison resolution; default the label maps' own size in the network's view
-    (read from the first labeled image; other sizes are resized, nearest, and noted)."""
+    (the most common one among ``LABEL_SIZE_SAMPLE`` labeled images; maps of another size are
+    resized, nearest, and noted)."""
     from dissect.broden import read_label_map
 
     dataset = run_label_dataset(run)
     images_dir = dataset.images_dir.resolve()
     by_image = dataset.row_by_image()
     rows: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
-    first_map = None
+    with_maps = []
     for _image_id, path in items:
         try:
             key = Path(path).resolve().relative_to(images_dir).as_posix()
@@ -384,17 +386,21 @@ def run_labels(run, items: Sequence[tuple[int, str]], preprocessing: dict,
         row = by_image.get(key)
         if row is not None:
             rows[str(path)] = (row.map_files, row.image_labels)
-            if first_map is None and row.map_files:
-                first_map = (path, row.map_files[0])
+            if row.map_files:
+                with_maps.append((path, row.map_files[0]))
     size = int(iou_px or 0)
-    if not size:
-        if first_map is not None:
-            with Image.open(first_map[0]) as im:
+    if not size and with_maps:
+        # The most common view size of a few maps spread over the items (ties: the larger).
+        step = max(1, len(with_maps) // LABEL_SIZE_SAMPLE)
+        sizes = []
+        for path, name in with_maps[::step][:LABEL_SIZE_SAMPLE]:
+            with Image.open(path) as im:
                 image_size = im.size
-            shape = read_label_map(dataset.images_dir / first_map[1]).shape
-            size = label_view_px(shape, image_size, preprocessing)
-        else:  # whole-image labels only: any size counts the same fractions
-            size = max(16, int(preprocessing["input_size"]) // 2)
+            shape = read_label_map(dataset.images_dir / name).shape
+            sizes.append(label_view_px(shape, image_size, preprocessing))
+        size = max(set(sizes), key=lambda v: (sizes.count(v), v))
+    if not size:  # whole-image labels only: any size counts the same fractions
+        size = max(16, int(preprocessing["input_size"]) // 2)
     loader = BrodenLabelLoader(dataset.images_dir, rows, preprocessing, size)
     return RunLabels(dataset, loader, size, len(rows), len(items))
 
@@ -409,6 +415,7 @@ def auto_labels_write(run, layer_counts: dict, dataset: BrodenDataset) -> int:
     from django.db import transaction
 
     from dissect.models import AutoLabel, Unit
+    from dissect.services.extraction import COUNTS_COLUMNS, auto_label_counts_path
 
     path = auto_label_counts_path(run.pk)
     kept = []
@@ -449,17 +456,6 @@ def auto_labels_write(run, layer_counts: dict, dataset: BrodenDataset) -> int:
         writer.writerows(kept + csv_rows)
     tmp.replace(path)
     return written
-
-
-COUNTS_COLUMNS = ["layer", "unit", "category", "label", "label_number", "iou", "intersection",
-                  "unit_area", "label_area", "threshold", "exact", "denominator"]  # fmt: skip
-
-
-def auto_label_counts_path(run_id: int) -> Path:
-    """The run's automatic-label counts CSV (``RUNS_DIR/<run>/auto-label-counts.csv``)."""
-    from dissect.services.common import run_dir
-
-    return run_dir(run_id) / "auto-label-counts.csv"
 
 
 # -- the stage for runs dissected without labels (Django) ------------------------------------

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -42,6 +43,60 @@ def _image_items(run: DissectionRun, shard: Shard) -> list[tuple[int, str]]:
         id__gte=bounds[shard.index], id__lt=bounds[shard.index + 1]
     )
     return [(image_id, str(root / path)) for image_id, path in rows.values_list("id", "path")]
+
+
+COUNTS_COLUMNS = ["layer", "unit", "category", "label", "label_number", "iou", "intersection",
+                  "unit_area", "label_area", "threshold", "exact", "denominator"]  # fmt: skip
+
+
+def auto_label_counts_path(run_id: int) -> Path:
+    """The run's automatic-label counts CSV (``RUNS_DIR/<run>/auto-label-counts.csv``): one row
+    per unit x category (the AutoLabel rows) with the intersection, unit area and label area
+    behind each IoU, the threshold, whether the count is exact, and the IoU's denominator."""
+    return run_dir(run_id) / "auto-label-counts.csv"
+
+
+def auto_label_counts(*, run: DissectionRun, layer: str | None = None) -> list[dict]:
+    """The rows of the run's counts CSV (numbers as numbers); [] when the run has none."""
+    import csv
+
+    path = Path(settings.CROWDDISSECT["RUNS_DIR"]) / str(run.pk) / "auto-label-counts.csv"
+    if not path.is_file():
+        return []
+    ints = ("unit", "label_number", "intersection", "unit_area", "label_area", "exact")
+    rows = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if layer is not None and row["layer"] != layer:
+                continue
+            for key in ints:
+                row[key] = int(row[key])
+            row["iou"], row["threshold"] = float(row["iou"]), float(row["threshold"])
+            row["exact"] = bool(row["exact"])
+            rows.append(row)
+    return rows
+
+
+def auto_label_counts_csv(rows: list[dict]) -> str:
+    """``rows`` as CSV text for a person's spreadsheet (text cells made formula-safe)."""
+    import csv
+    import io
+
+    try:
+        from core.csv_safe import safe_cell
+    except ImportError:  # pragma: no cover - older checkouts: labels never start with = + - @
+
+        def safe_cell(value):
+            bad = isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r"))
+            return "'" + value if bad else value
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COUNTS_COLUMNS)
+    for row in rows:
+        writer.writerow([safe_cell(int(v) if isinstance(v, bool) else v)
+                         for v in (row[c] for c in COUNTS_COLUMNS)])  # fmt: skip
+    return out.getvalue()
 
 
 def shard_labels_path(run_id: int, index: int) -> Path:
