@@ -56,6 +56,13 @@ class Campaign(models.Model):
         PAUSED = "paused", "paused"
         FINISHED = "finished", "finished"
 
+    class FillOrder(models.TextChoices):
+        # Finish units to their redundancy before opening new ones: labels (and detectors) appear
+        # early, after redundancy answers per unit, instead of only once every unit has one.
+        COMPLETE = "complete", "complete units first"
+        # The fewest-answered unit first: every unit gets a first answer before any gets a second.
+        SPREAD = "spread", "spread answers over all units"
+
     name = models.CharField(max_length=200)
     run = models.ForeignKey(DissectionRun, on_delete=models.PROTECT, related_name="campaigns")
     layers = models.JSONField(
@@ -64,6 +71,13 @@ class Campaign(models.Model):
     tiles_per_task = models.PositiveIntegerField(default=60)
     controls_per_task = models.PositiveIntegerField(default=3)
     redundancy = models.PositiveIntegerField(default=3, help_text="Workers per unit.")
+    fill_order = models.CharField(
+        max_length=10,
+        choices=FillOrder.choices,
+        default=FillOrder.COMPLETE,
+        help_text="complete: finish units to their redundancy before opening new ones; "
+        "spread: the fewest-answered unit first.",
+    )
     lease_minutes = models.PositiveIntegerField(default=20)
     reward_cents = models.PositiveIntegerField(default=0)
     instructions = models.TextField(blank=True)

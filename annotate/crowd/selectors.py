@@ -36,9 +36,12 @@ def _count_subquery(filter_q: Q) -> Coalesce:
 
 
 def candidate_tasks(*, worker: Worker, campaign: Campaign, now: datetime, gold: bool) -> QuerySet:
-    """Tasks of `campaign` the worker has never held, with free slots, fewest answers first.
+    """Tasks of `campaign` the worker has never held, with free slots, in the campaign's fill order.
 
-    Gold tasks have no redundancy cap: every worker may be scored on them.
+    "complete" (the default): the task with the most slots taken first (answers, then leases),
+    so units reach their redundancy, and so a label, before new units open. "spread": the
+    fewest-answered task first. Ties go to the lowest task id (layer and unit order). Gold tasks
+    have no redundancy cap (every worker may be scored on them) and are always spread.
     """
     tasks = (
         Task.objects.filter(campaign=campaign, is_gold=gold)
@@ -50,6 +53,8 @@ def candidate_tasks(*, worker: Worker, campaign: Campaign, now: datetime, gold: 
     )
     if not gold:
         tasks = tasks.filter(load__lt=campaign.redundancy)
+        if campaign.fill_order == Campaign.FillOrder.COMPLETE:
+            return tasks.order_by("-load", "-answers", "id")
     return tasks.order_by("answers", "load", "id")
 
 

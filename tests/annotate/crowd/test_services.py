@@ -91,8 +91,50 @@ def test_status_moves_draft_live_paused_finished_only(crowd_run):
     assert AuditEvent.objects.filter(action="campaign.status").count() == 4
 
 
+def _fill_order(campaign, order: str):
+    campaign.fill_order = order
+    campaign.save(update_fields=["fill_order"])
+    return campaign
+
+
+def test_fill_order_complete_is_the_default_and_finishes_units_before_opening_new_ones():
+    """Redundancy 3: the first unit gets all 3 answers before the second opens, and so on."""
+    run = build_run(units=4)
+    campaign = _live(run, redundancy=3)
+    assert campaign.fill_order == "complete"
+    workers = [_worker(f"c{i}") for i in range(6)]
+    answered_units = []
+    for w in workers:  # six workers one after another: two units finished, none half done
+        a = services.assignment_next(worker=w, campaign=campaign)
+        answered_units.append(a.task.unit.index)
+        _submit(a, w)
+    assert answered_units == [0, 0, 0, 1, 1, 1]
+    # Leases count too: two workers at once share the unit nearest its redundancy.
+    a1 = services.assignment_next(worker=workers[0], campaign=campaign)
+    a2 = services.assignment_next(worker=workers[1], campaign=campaign)
+    assert a1.task_id == a2.task_id and a1.task.unit.index == 2
+    # Finished units have labels early: units 0 and 1 each have 3 answers.
+    counts = {
+        t.unit.index: t.assignments.filter(status__in=[A.SUBMITTED, A.APPROVED]).count()
+        for t in campaign.tasks.select_related("unit")
+    }
+    assert counts == {0: 3, 1: 3, 2: 0, 3: 0}
+
+
+def test_fill_order_spread_gives_every_unit_a_first_answer_first():
+    run = build_run(units=4)
+    campaign = _fill_order(_live(run, redundancy=3), "spread")
+    workers = [_worker(f"s{i}") for i in range(4)]
+    units = []
+    for w in workers:
+        a = services.assignment_next(worker=w, campaign=campaign)
+        units.append(a.task.unit.index)
+        _submit(a, w)
+    assert sorted(units) == [0, 1, 2, 3]
+
+
 def test_redundancy_fewest_answers_first_and_never_the_same_unit_twice(crowd_run):
-    campaign = _live(crowd_run, redundancy=2)
+    campaign = _fill_order(_live(crowd_run, redundancy=2), "spread")
     workers = [_worker(f"w{i}") for i in range(4)]
     first = [services.assignment_next(worker=w, campaign=campaign) for w in workers[:3]]
     # Three workers, three units: the least-answered units go first, so all three differ.
