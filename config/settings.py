@@ -47,6 +47,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # One page-level error path: NUL bytes refused, core.errors.AppError -> message or status.
+    "core.errors.AppErrorMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -123,6 +125,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # One error path: core.errors.AppError and bad values -> 400/404/409 {"detail", "field"}.
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_THROTTLE_RATES": {"submit": env.os.environ.get("CROWDDISSECT_SUBMIT_RATE", "30/min")},
@@ -147,6 +151,11 @@ SPECTACULAR_SETTINGS = {
         "ExportStatusEnum": "annotate.labels.models.Export.Status",
         "ImageStatusEnum": "dissect.models.Image.Status",
     },
+    # Every operation documents the error bodies of core.errors (400/401/403, 404 on objects).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.schema.document_errors",
+    ],
 }
 
 # --- Celery: eager in-process when no broker is configured (the embedded default).

@@ -20,6 +20,16 @@ urlpatterns = [
     ),
 ]
 
+# One API mount: /api/<app>/... for every app, each app's routes in its api.py (the schema at
+# /api/schema/ lists them all; tests/config/test_api_mount.py checks it).
+API_APPS = {
+    "dissect": "dissect.api",
+    "crowd": "annotate.crowd.api",
+    "labels": "annotate.labels.api",
+    "explain": "annotate.explain.api",
+}
+urlpatterns += [path(f"api/{app}/", include(module)) for app, module in API_APPS.items()]
+
 urlpatterns += [
     path("", include("dissect.urls")),
     path("explain/", include("annotate.explain.urls")),

@@ -3,22 +3,19 @@ and units with their tiles. Thin: serializers validate, services write, selector
 
 from __future__ import annotations
 
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
+from core.access import HasAction
+from core.errors import int_param
+from core.schema import READ_ERRORS, WRITE_ERRORS
 from dissect import selectors, services
 from dissect.models import DissectionRun, ImageSet, Layer, Network, Unit, UnitImage
+from dissect.parameters import RUN_OPTIONS, RUN_PARAMETERS
 from dissect.storage import media_url
-from dissect.views import is_researcher
-
-
-class IsResearcher(permissions.BasePermission):
-    message = "Dissection runs are for researchers and admins."
-
-    def has_permission(self, request, view) -> bool:
-        return is_researcher(request.user)
 
 
 class NetworkSerializer(serializers.ModelSerializer):
@@ -46,39 +43,52 @@ class RunSerializer(serializers.ModelSerializer):
                   "started_at", "finished_at"]  # fmt: skip
 
 
-class RunOptionsSerializer(serializers.Serializer):
-    """Advanced parameters; any left out take the pipeline's defaults."""
+class StageProgressSerializer(serializers.Serializer):
+    stage = serializers.CharField()
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+    fraction = serializers.FloatField()
+    seconds = serializers.FloatField(allow_null=True)
 
-    quantile = serializers.FloatField(
-        required=False, help_text="Activation quantile of a unit's threshold, e.g. 0.995."
-    )
-    montage_tile_px = serializers.IntegerField(required=False)
-    rf_images = serializers.IntegerField(required=False)
-    rf_patch_px = serializers.IntegerField(required=False)
-    rf_stride_px = serializers.IntegerField(required=False)
-    auto_labels = serializers.BooleanField(
-        required=False, help_text="Label units automatically from the image set's pixel labels."
-    )
+
+class ShardCountSerializer(serializers.Serializer):
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class RunStatusSerializer(serializers.Serializer):
+    """What ``runs/{id}/status/`` answers (dissect.selectors.run_status), not a full run."""
+
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=DissectionRun.Status.choices)
+    stage = serializers.CharField()
+    finished = serializers.BooleanField()
+    stages = StageProgressSerializer(many=True)
+    error = serializers.CharField()
+    shards = ShardCountSerializer()
+    device = serializers.CharField()
+    code_version = serializers.CharField()
+
+
+class RunOptionsSerializer(serializers.Serializer):
+    """Advanced parameters (dissect.parameters.RUN_OPTIONS); any left out take their defaults."""
+
+    def get_fields(self):
+        return RUN_OPTIONS.serializer_fields(with_default=False)
 
 
 class RunCreateSerializer(serializers.Serializer):
+    """A new run: network, image set, layers, then dissect.parameters.RUN_PARAMETERS."""
+
     network = serializers.SlugRelatedField(slug_field="name", queryset=Network.objects.all())
     image_set = serializers.SlugRelatedField(slug_field="name", queryset=ImageSet.objects.all())
     layers = serializers.ListField(child=serializers.CharField(max_length=200), min_length=1)
-    top_k = serializers.IntegerField(min_value=1, default=services.DEFAULTS["top_k"])
-    controls = serializers.IntegerField(min_value=0, default=services.DEFAULTS["controls"])
-    shard_size = serializers.IntegerField(min_value=1, default=services.DEFAULTS["shard_size"])
-    segmentation = serializers.ChoiceField(
-        choices=services.SEGMENTATIONS, default=services.DEFAULTS["segmentation"]
-    )
-    receptive_field = serializers.BooleanField(default=False)
-    device = serializers.ChoiceField(choices=services.DEVICES, default="auto")
-    tile_px = serializers.IntegerField(min_value=16, default=services.DEFAULTS["tile_px"])
-    batch_size = serializers.IntegerField(min_value=1, default=services.DEFAULTS["batch_size"])
-    workers = serializers.IntegerField(min_value=0, default=services.DEFAULTS["workers"])
-    seed = serializers.IntegerField(default=0)
     options = RunOptionsSerializer(required=False)
     start = serializers.BooleanField(default=True, help_text="Start right away (else: pending).")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        return {**fields, **RUN_PARAMETERS.serializer_fields()}
 
 
 class LayerSerializer(serializers.ModelSerializer):
@@ -129,13 +139,15 @@ class UnitDetailSerializer(UnitSerializer):
 class NetworkViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Network.objects.all()
     serializer_class = NetworkSerializer
-    permission_classes = [IsResearcher]
+    permission_classes = [HasAction]
+    required_action = "run.view"
 
 
 class ImageSetViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = ImageSet.objects.all()
     serializer_class = ImageSetSerializer
-    permission_classes = [IsResearcher]
+    permission_classes = [HasAction]
+    required_action = "run.view"
 
 
 class RunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -144,44 +156,52 @@ class RunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     queryset = DissectionRun.objects.select_related("network", "image_set")
     serializer_class = RunSerializer
-    permission_classes = [IsResearcher]
+    permission_classes = [HasAction]
+    required_action = "run.view"
+    action_permissions = {
+        "create": "run.create",
+        "start": "run.control",
+        "cancel": "run.control",
+        "resume": "run.control",
+    }
+    lookup_value_regex = r"\d+"
 
     def get_serializer_class(self):
         return RunCreateSerializer if self.action == "create" else RunSerializer
 
+    @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, **WRITE_ERRORS})
     def create(self, request, *args, **kwargs):
         data = RunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         kwargs = dict(data.validated_data)
         start = kwargs.pop("start")
-        try:
-            run = services.run_create(**kwargs, created_by=request.user)
-            if start:
-                run = services.run_start(run=run, background=True)
-        except services.PipelineError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        # Errors (PipelineError 400, PipelineConflict 409) go through core.errors' handler.
+        run = services.run_create(**kwargs, created_by=request.user)
+        if start:
+            run = services.run_start(run=run, background=True)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     def _act(self, service, **kwargs):
-        try:
-            run = service(run=self.get_object(), **kwargs)
-        except services.PipelineError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        run = service(run=self.get_object(), **kwargs)
         run.refresh_from_db()
         return Response(RunSerializer(run).data)
 
+    @extend_schema(request=None, responses={200: RunSerializer, **WRITE_ERRORS})
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         return self._act(services.run_start, background=True)
 
+    @extend_schema(request=None, responses={200: RunSerializer, **WRITE_ERRORS})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        return self._act(services.run_cancel)
+        return self._act(services.run_cancel, actor=request.user)
 
+    @extend_schema(request=None, responses={200: RunSerializer, **WRITE_ERRORS})
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        return self._act(services.run_resume, background=True)
+        return self._act(services.run_resume, background=True, actor=request.user)
 
+    @extend_schema(responses={200: RunStatusSerializer, **READ_ERRORS})
     @action(detail=True, methods=["get"])
     def status(self, request, pk=None):
         return Response(selectors.run_status(run=self.get_object()))
@@ -191,19 +211,21 @@ class LayerViewSet(viewsets.ReadOnlyModelViewSet):
     """Layers; ``?run=ID`` filters."""
 
     serializer_class = LayerSerializer
-    permission_classes = [IsResearcher]
+    permission_classes = [HasAction]
+    required_action = "run.view"
 
     def get_queryset(self):
         queryset = Layer.objects.all()
         if run := self.request.query_params.get("run"):
-            queryset = queryset.filter(run_id=run)
+            queryset = queryset.filter(run_id=int_param(run, field="run"))
         return queryset
 
 
 class UnitViewSet(viewsets.ReadOnlyModelViewSet):
     """Units; ``?run=ID`` and ``?layer=NAME`` filter; a unit's detail lists its tiles."""
 
-    permission_classes = [IsResearcher]
+    permission_classes = [HasAction]
+    required_action = "run.view"
 
     def get_serializer_class(self):
         return UnitDetailSerializer if self.action == "retrieve" else UnitSerializer
@@ -211,7 +233,7 @@ class UnitViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         queryset = Unit.objects.select_related("layer")
         if run := self.request.query_params.get("run"):
-            queryset = queryset.filter(layer__run_id=run)
+            queryset = queryset.filter(layer__run_id=int_param(run, field="run"))
         if layer := self.request.query_params.get("layer"):
             queryset = queryset.filter(layer__name=layer)
         if self.action == "retrieve":
@@ -225,3 +247,7 @@ router.register("image-sets", ImageSetViewSet, basename="api-image-set")
 router.register("runs", RunViewSet, basename="api-run")
 router.register("layers", LayerViewSet, basename="api-layer")
 router.register("units", UnitViewSet, basename="api-unit")
+
+# Mounted at /api/dissect/ by config/urls.py (the one API mount).
+app_name = "dissect-api"
+urlpatterns = router.urls

@@ -1,9 +1,10 @@
-"""The web form that starts a run (the same parameters as `manage.py dissect`)."""
+"""The web form that starts a run: its parameter fields come from dissect.parameters (the same
+as the API's and `manage.py dissect`'s)."""
 
 from django import forms
 
-from dissect import services
 from dissect.models import ImageSet, Network
+from dissect.parameters import RUN_PARAMETERS
 
 
 class RunForm(forms.Form):
@@ -13,19 +14,16 @@ class RunForm(forms.Form):
         help_text="Comma-separated layer names, e.g. conv5,pool5 (aliases or module paths).",
         max_length=500,
     )
-    top_k = forms.IntegerField(min_value=1, max_value=1000, initial=services.DEFAULTS["top_k"])
-    controls = forms.IntegerField(min_value=0, max_value=100, initial=services.DEFAULTS["controls"])
-    shard_size = forms.IntegerField(min_value=1, initial=services.DEFAULTS["shard_size"])
-    segmentation = forms.ChoiceField(
-        choices=[(s, s) for s in services.SEGMENTATIONS], initial=services.DEFAULTS["segmentation"]
-    )
-    receptive_field = forms.BooleanField(
-        required=False, help_text="Measure each layer's empirical receptive field (slow)."
-    )
-    device = forms.ChoiceField(choices=[(d, d) for d in services.DEVICES], initial="auto")
-    tile_px = forms.IntegerField(min_value=16, max_value=512, initial=services.DEFAULTS["tile_px"])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields.update(RUN_PARAMETERS.form_fields())
 
     def run_kwargs(self) -> dict:
-        data = dict(self.cleaned_data)
-        data["layers"] = [name.strip() for name in data["layers"].split(",") if name.strip()]
-        return data
+        """Keyword arguments of services.run_create (empty parameters take their defaults)."""
+        data = {
+            "network": self.cleaned_data["network"],
+            "image_set": self.cleaned_data["image_set"],
+            "layers": [name.strip() for name in self.cleaned_data["layers"].split(",")],
+        }
+        return {**data, **RUN_PARAMETERS.form_values(self.cleaned_data)}

@@ -1,8 +1,8 @@
 """Dissection routes; included at the site root, so every path carries its own prefix."""
 
-from django.urls import include, path
+from django.urls import path
 
-from dissect import api, views
+from dissect import views
 
 app_name = "dissect"
 
@@ -19,5 +19,4 @@ urlpatterns = [
         views.unit_detail,
         name="unit-detail",
     ),
-    path("api/dissect/", include(api.router.urls)),
 ]

@@ -6,43 +6,19 @@ dissection results (annotators see units only through their labeling tasks, unbi
 
 from __future__ import annotations
 
-from functools import wraps
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from core.access import requires
 from dissect import selectors, services
 from dissect.forms import RunForm
 from dissect.models import DissectionRun, Layer, Unit
 
-# The role names of core.roles, repeated because dissect never imports annotate.
-RESEARCHER_GROUPS = ("researcher", "admin")
 
-
-def is_researcher(user) -> bool:
-    """Superusers and members of the researcher or admin group."""
-    if not getattr(user, "is_authenticated", False):
-        return False
-    return user.is_superuser or user.groups.filter(name__in=RESEARCHER_GROUPS).exists()
-
-
-def researcher_required(view):
-    @login_required
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not is_researcher(request.user):
-            raise PermissionDenied("Dissection runs are for researchers and admins.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-@researcher_required
+@requires("run.view")
 def run_list(request):
     runs = Paginator(selectors.run_list(), 50).get_page(request.GET.get("page"))
     return render(
@@ -56,15 +32,15 @@ def run_list(request):
     )
 
 
-@researcher_required
+@requires("run.create")
 def run_create(request):
     form = RunForm(request.POST or None, initial=request.GET or None)
     if request.method == "POST" and form.is_valid():
         try:
             run = services.run_create(**form.run_kwargs(), created_by=request.user)
             services.run_start(run=run, background=True)
-        except services.PipelineError as exc:
-            form.add_error(None, str(exc))
+        except services.PipelineError as exc:  # shown on the form, beside its field
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
             messages.success(request, f"Run {run.pk} started.")
             return redirect("dissect:run-detail", run_id=run.pk)
@@ -78,7 +54,7 @@ def _run(run_id: int) -> DissectionRun:
     )
 
 
-@researcher_required
+@requires("run.view")
 def run_detail(request, run_id: int):
     run = _run(run_id)
     bad = Paginator(selectors.run_bad_images(run=run), 100).get_page(request.GET.get("bad"))
@@ -94,34 +70,29 @@ def run_detail(request, run_id: int):
     )
 
 
-@researcher_required
+@requires("run.view")
 def run_status(request, run_id: int):
     return JsonResponse(selectors.run_status(run=_run(run_id)))
 
 
 @require_POST
-@researcher_required
+@requires("run.control")
 def run_cancel(request, run_id: int):
-    try:
-        services.run_cancel(run=_run(run_id))
-        messages.success(request, f"Run {run_id} cancelled; stored shards are kept for a resume.")
-    except services.PipelineError as exc:
-        messages.error(request, str(exc))
+    # A refusal (PipelineConflict) goes back to the page as a message: core.errors middleware.
+    services.run_cancel(run=_run(run_id), actor=request.user)
+    messages.success(request, f"Run {run_id} cancelled; stored shards are kept for a resume.")
     return redirect("dissect:run-detail", run_id=run_id)
 
 
 @require_POST
-@researcher_required
+@requires("run.control")
 def run_resume(request, run_id: int):
-    try:
-        services.run_resume(run=_run(run_id), background=True)
-        messages.success(request, f"Run {run_id} resumed from its stored shards.")
-    except services.PipelineError as exc:
-        messages.error(request, str(exc))
+    services.run_resume(run=_run(run_id), background=True, actor=request.user)
+    messages.success(request, f"Run {run_id} resumed from its stored shards.")
     return redirect("dissect:run-detail", run_id=run_id)
 
 
-@researcher_required
+@requires("run.view")
 def layer_detail(request, run_id: int, layer_name: str):
     run = _run(run_id)
     try:
@@ -134,7 +105,7 @@ def layer_detail(request, run_id: int, layer_name: str):
     )
 
 
-@researcher_required
+@requires("run.view")
 def unit_detail(request, run_id: int, layer_name: str, index: int):
     run = _run(run_id)
     try:

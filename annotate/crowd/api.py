@@ -1,7 +1,7 @@
 """REST API of the crowd workflow (DRF; schema at /api/schema/). Session or token auth.
 
 Annotators: lease tasks, read and answer their own assignments. Researchers and admins: campaigns,
-every assignment and answer, review. Permissions come from the one table in permissions.py.
+every assignment and answer, review. Permissions come from the one table in core/access.py.
 """
 
 from django.db.models import Count, Q
@@ -9,26 +9,21 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, Throttled, ValidationError
+from rest_framework.exceptions import Throttled
 from rest_framework.response import Response as ApiResponse
 from rest_framework.routers import DefaultRouter
 
 from annotate.crowd import selectors, services
 from annotate.crowd.instructions import CATEGORY_HELP
 from annotate.crowd.models import Answer, Assignment, Campaign, Task
-from annotate.crowd.permissions import HasAction, can
-from annotate.crowd.services import AnswerInvalid, CrowdError, NoTask
+from annotate.crowd.spec import CAMPAIGN_SPEC
 from annotate.crowd.throttling import submit_wait_seconds
+from core.access import HasAction, can
 from core.concepts import CATEGORY_SLUGS
+from core.errors import MAX_INT64, int_param
 from dissect.models import DissectionRun
 
 A = Assignment.Status
-
-
-def _raise_for(error: CrowdError):
-    if isinstance(error, AnswerInvalid):
-        raise ValidationError(error.errors)
-    raise ValidationError({error.field or "detail": [str(error)]})
 
 
 # --- campaigns --------------------------------------------------------------------------------------
@@ -62,27 +57,20 @@ class CampaignSerializer(serializers.ModelSerializer):
 
 
 class GoldSerializer(serializers.Serializer):
-    unit = serializers.IntegerField()
+    unit = serializers.IntegerField(min_value=1, max_value=MAX_INT64)
     concept = serializers.CharField(max_length=40)
     category = serializers.ChoiceField(choices=CATEGORY_SLUGS)
 
 
 class CampaignCreateSerializer(serializers.Serializer):
+    """A new campaign: run, layers, gold units, then annotate.crowd.spec.CAMPAIGN_SPEC."""
+
     run = serializers.PrimaryKeyRelatedField(queryset=DissectionRun.objects.all())
-    layers = serializers.ListField(child=serializers.CharField(), min_length=1)
-    name = serializers.CharField(required=False, default="")
-    tiles_per_task = serializers.IntegerField(required=False, default=60, min_value=11)
-    controls_per_task = serializers.IntegerField(required=False, default=3, min_value=1)
-    redundancy = serializers.IntegerField(required=False, default=3, min_value=1)
-    lease_minutes = serializers.IntegerField(required=False, default=20, min_value=1)
-    reward_cents = serializers.IntegerField(required=False, default=0, min_value=0)
-    instructions = serializers.CharField(required=False, default="", allow_blank=True)
-    gold_rate = serializers.FloatField(required=False, default=0.0, min_value=0, max_value=1)
+    layers = serializers.ListField(child=serializers.CharField(max_length=200), min_length=1)
     gold = GoldSerializer(many=True, required=False, default=list)
-    max_tasks_per_worker = serializers.IntegerField(required=False, allow_null=True, default=None)
-    min_gold_accuracy = serializers.FloatField(required=False, default=0.5)
-    auto_approve_hours = serializers.IntegerField(required=False, default=72, min_value=1)
-    seed = serializers.IntegerField(required=False, default=0)
+
+    def get_fields(self):
+        return {**super().get_fields(), **CAMPAIGN_SPEC.serializer_fields()}
 
 
 class CampaignStatusSerializer(serializers.Serializer):
@@ -113,10 +101,7 @@ class CampaignViewSet(
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         values["gold"] = {g["unit"]: (g["concept"], g["category"]) for g in values.pop("gold")}
-        try:
-            campaign = services.campaign_create(created_by=request.user, **values)
-        except CrowdError as error:
-            _raise_for(error)
+        campaign = services.campaign_create(created_by=request.user, **values)
         return ApiResponse(CampaignSerializer(campaign).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=CampaignStatusSerializer, responses=CampaignSerializer)
@@ -124,12 +109,9 @@ class CampaignViewSet(
     def set_status(self, request, pk=None):
         data = CampaignStatusSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            campaign = services.campaign_set_status(
-                campaign=self.get_object(), status=data.validated_data["status"], actor=request.user
-            )
-        except CrowdError as error:
-            _raise_for(error)
+        campaign = services.campaign_set_status(
+            campaign=self.get_object(), status=data.validated_data["status"], actor=request.user
+        )
         return ApiResponse(CampaignSerializer(campaign).data)
 
 
@@ -172,9 +154,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             )
             .order_by("pk")
         )
-        campaign = self.request.query_params.get("campaign")
-        if campaign and campaign.isdigit():
-            qs = qs.filter(campaign_id=int(campaign))
+        if campaign := self.request.query_params.get("campaign"):
+            qs = qs.filter(campaign_id=int_param(campaign, field="campaign"))
         return qs
 
 
@@ -251,11 +232,13 @@ class ReviewAssignmentSerializer(AssignmentSerializer):
 
 
 class NextTaskSerializer(serializers.Serializer):
-    campaign = serializers.IntegerField()
+    campaign = serializers.IntegerField(min_value=1, max_value=MAX_INT64)
 
 
 class ReviewSerializer(serializers.Serializer):
-    assignments = serializers.ListField(child=serializers.IntegerField(), min_length=1)
+    assignments = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_INT64), min_length=1
+    )
     decision = serializers.ChoiceField(choices=["approve", "reject"])
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
@@ -280,9 +263,8 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             return qs.none()
         if not can(self.request.user, "answer.view_all"):
             qs = qs.filter(worker=services.worker_for_user(user=self.request.user))
-        campaign = self.request.query_params.get("campaign")
-        if campaign and campaign.isdigit():
-            qs = qs.filter(task__campaign_id=int(campaign))
+        if campaign := self.request.query_params.get("campaign"):
+            qs = qs.filter(task__campaign_id=int_param(campaign, field="campaign"))
         return qs
 
     def get_serializer_class(self):
@@ -293,7 +275,9 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def _own(self, pk) -> Assignment:
         worker = services.worker_for_user(user=self.request.user)
         return get_object_or_404(
-            Assignment.objects.select_related("task__campaign"), pk=pk, worker=worker
+            Assignment.objects.select_related("task__campaign"),
+            pk=int_param(pk, field="id", low=1),
+            worker=worker,
         )
 
     def _mine(self, assignment) -> ApiResponse:
@@ -309,12 +293,9 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         data = NextTaskSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         campaign = get_object_or_404(Campaign, pk=data.validated_data["campaign"])
-        try:
-            assignment = services.assignment_next(
-                worker=services.worker_for_user(user=request.user), campaign=campaign
-            )
-        except NoTask as error:
-            raise NotFound(str(error)) from None
+        assignment = services.assignment_next(
+            worker=services.worker_for_user(user=request.user), campaign=campaign
+        )
         return self._mine(assignment)
 
     @extend_schema(
@@ -332,17 +313,14 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         data = SubmitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        try:
-            outcome = services.assignment_submit(
-                assignment=assignment,
-                worker=assignment.worker,
-                concept=values["concept"],
-                category=values["category"],
-                flagged_positions=values["flagged"],
-                active_seconds=values["active_seconds"],
-            )
-        except CrowdError as error:
-            _raise_for(error)
+        outcome = services.assignment_submit(
+            assignment=assignment,
+            worker=assignment.worker,
+            concept=values["concept"],
+            category=values["category"],
+            flagged_positions=values["flagged"],
+            active_seconds=values["active_seconds"],
+        )
         body = AssignmentSerializer(outcome.assignment, context={"request": request}).data
         body["revise"] = outcome.messages if outcome.revise else []
         return ApiResponse(body)
@@ -351,20 +329,14 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @action(detail=True, methods=["post"], url_path="return")
     def return_task(self, request, pk=None):
         assignment = self._own(pk)
-        try:
-            assignment = services.assignment_return(assignment=assignment, worker=assignment.worker)
-        except CrowdError as error:
-            _raise_for(error)
+        assignment = services.assignment_return(assignment=assignment, worker=assignment.worker)
         return self._mine(assignment)
 
     @extend_schema(request=None, responses=AssignmentSerializer)
     @action(detail=True, methods=["post"])
     def skip(self, request, pk=None):
         assignment = self._own(pk)
-        try:
-            following = services.assignment_skip(assignment=assignment, worker=assignment.worker)
-        except CrowdError as error:
-            _raise_for(error)
+        following = services.assignment_skip(assignment=assignment, worker=assignment.worker)
         if following is None:
             return ApiResponse(status=status.HTTP_204_NO_CONTENT)
         return self._mine(following)
@@ -375,15 +347,12 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         data = ReviewSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        try:
-            changed = services.assignment_review(
-                assignment_ids=values["assignments"],
-                approve=values["decision"] == "approve",
-                actor=request.user,
-                reason=values["reason"],
-            )
-        except CrowdError as error:
-            _raise_for(error)
+        changed = services.assignment_review(
+            assignment_ids=values["assignments"],
+            approve=values["decision"] == "approve",
+            actor=request.user,
+            reason=values["reason"],
+        )
         return ApiResponse(ReviewAssignmentSerializer(changed, many=True).data)
 
 
@@ -449,9 +418,8 @@ class AnswerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         qs = Answer.objects.select_related(
             "assignment__worker", "assignment__task", "concept"
         ).order_by("pk")
-        campaign = self.request.query_params.get("campaign")
-        if campaign and campaign.isdigit():
-            qs = qs.filter(assignment__task__campaign_id=int(campaign))
+        if campaign := self.request.query_params.get("campaign"):
+            qs = qs.filter(assignment__task__campaign_id=int_param(campaign, field="campaign"))
         return qs
 
 
@@ -479,3 +447,7 @@ router.register("tasks", TaskViewSet, basename="api-task")
 router.register("assignments", AssignmentViewSet, basename="api-assignment")
 router.register("answers", AnswerViewSet, basename="api-answer")
 router.register("categories", CategoryViewSet, basename="api-category")
+
+# Mounted at /api/crowd/ by config/urls.py (the one API mount).
+app_name = "crowd-api"
+urlpatterns = router.urls

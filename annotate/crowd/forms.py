@@ -5,6 +5,7 @@ import re
 from django import forms
 from django.core.exceptions import ValidationError
 
+from annotate.crowd.spec import CAMPAIGN_SPEC
 from core.concepts import CATEGORIES, CATEGORY_SLUGS
 from core.concepts.store import CONCEPT_MAX_CHARS
 from dissect.models import DissectionRun, Unit
@@ -29,35 +30,36 @@ _GOLD_LINE = re.compile(
 
 
 class CampaignForm(forms.Form):
-    name = forms.CharField(max_length=200, required=False)
     run = forms.ModelChoiceField(queryset=DissectionRun.objects.none())
     layers = forms.CharField(
         help_text="Layer names of the run, separated by commas, e.g. conv3, pool5."
     )
-    tiles_per_task = forms.IntegerField(initial=60, min_value=11, max_value=200)
-    controls_per_task = forms.IntegerField(initial=3, min_value=1, max_value=20)
-    redundancy = forms.IntegerField(
-        initial=3, min_value=1, max_value=50, help_text="Workers per unit."
-    )
-    lease_minutes = forms.IntegerField(initial=20, min_value=1, max_value=24 * 60)
-    reward_cents = forms.IntegerField(initial=0, min_value=0)
-    gold_rate = forms.FloatField(initial=0.0, min_value=0, max_value=1)
     gold = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Gold units, one per line: layer#unit, concept, category (e.g. conv5#12, car, object).",
     )
-    max_tasks_per_worker = forms.IntegerField(required=False, min_value=1)
-    min_gold_accuracy = forms.FloatField(initial=0.5, min_value=0, max_value=1)
-    auto_approve_hours = forms.IntegerField(initial=72, min_value=1)
-    seed = forms.IntegerField(initial=0)
-    instructions = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["run"].queryset = DissectionRun.objects.filter(
             status=DissectionRun.Status.DONE
         ).select_related("network")
+        # The parameters come from CAMPAIGN_SPEC (the same as the API's and the command's).
+        self.fields.update(
+            CAMPAIGN_SPEC.form_fields(instructions={"widget": forms.Textarea(attrs={"rows": 4})})
+        )
+        self.order_fields(["name", "run", "layers"])
+
+    def campaign_kwargs(self) -> dict:
+        """Keyword arguments of services.campaign_create (empty parameters take their defaults)."""
+        data = self.cleaned_data
+        return {
+            "run": data["run"],
+            "layers": data["layers"],
+            "gold": data["gold"],
+            **CAMPAIGN_SPEC.form_values(data),
+        }
 
     def clean_layers(self) -> list[str]:
         return [x.strip() for x in self.cleaned_data["layers"].split(",") if x.strip()]

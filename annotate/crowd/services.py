@@ -24,16 +24,17 @@ from annotate.crowd.concepts import concept_for_text
 from annotate.crowd.models import Answer, Assignment, Campaign, Task, Worker
 from annotate.crowd.quality import gold_accuracy
 from annotate.crowd.signals import answers_changed
+from annotate.crowd.spec import CAMPAIGN_SPEC, MIN_UNMARKED_UNIT_TILES
 from core.audit import audit_record
 from core.concepts import CATEGORY_NAMES, CATEGORY_SLUGS
 from core.concepts.store import CONCEPT_MAX_CHARS
+from core.errors import AppError, Conflict, NotFound
 from core.models import AuditAction
 from dissect.models import DissectionRun, Layer, Unit, UnitImage
 
 A = Assignment.Status
 S = Campaign.Status
 
-MIN_UNMARKED_UNIT_TILES = 10
 
 # Letters (any script) and digits, with single spaces, hyphens or apostrophes between them.
 CONCEPT_PATTERN = re.compile(r"^[^\W_]+(?:[ '\-]+[^\W_]+)*$")
@@ -48,28 +49,29 @@ _TRANSITIONS: dict[str, set[str]] = {
 }
 
 
-class CrowdError(Exception):
+class CrowdError(AppError):
     """A request the user can fix; the message says what to do. `field` names the input, if any."""
 
-    def __init__(self, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.field = field
+
+class NoTask(CrowdError, NotFound):
+    """No task for this worker right now; the message says why (404)."""
 
 
-class NoTask(CrowdError):
-    """No task for this worker right now; the message says why."""
-
-
-class LeaseExpired(CrowdError):
-    """The lease ran out before the answer arrived; the task went back to the pool."""
+class LeaseExpired(CrowdError, Conflict):
+    """The lease ran out before the answer arrived; the task went back to the pool (409)."""
 
 
 class AnswerInvalid(CrowdError):
     """The answer has field errors: `errors` maps field name -> messages."""
 
     def __init__(self, errors: dict[str, list[str]]):
-        super().__init__(" ".join(m for ms in errors.values() for m in ms))
+        super().__init__(
+            " ".join(m for ms in errors.values() for m in ms), field=next(iter(errors))
+        )
         self.errors = errors
+
+    def messages_by_field(self) -> dict[str, list[str]]:
+        return self.errors
 
 
 @dataclass
@@ -177,28 +179,22 @@ def campaign_create(
     *,
     run: DissectionRun,
     layers: list[str],
-    name: str = "",
-    tiles_per_task: int = 60,
-    controls_per_task: int = 3,
-    redundancy: int = 3,
-    lease_minutes: int = 20,
-    reward_cents: int = 0,
-    instructions: str = "",
-    gold_rate: float = 0.0,
     gold: Mapping[int, tuple[str, str]] | None = None,
-    max_tasks_per_worker: int | None = None,
-    min_gold_accuracy: float = 0.5,
-    auto_approve_hours: int = 72,
-    seed: int = 0,
     created_by=None,
+    **parameters,
 ) -> Campaign:
     """A draft campaign over `layers` of a finished run, with one task per unit.
 
+    `parameters` are CAMPAIGN_SPEC's (annotate/crowd/spec.py: tiles_per_task, controls_per_task,
+    redundancy, lease_minutes, ...); any left out take their defaults, a bad one raises
+    CrowdError naming it with the message every door gives.
     Each task shows up to `tiles_per_task - controls_per_task` of the unit's top tiles plus
     `controls_per_task` tiles from its lowest-scoring images, shuffled (seeded, recorded in
     Task.tile_order). `gold` maps unit id -> (concept, category) for gold tasks with a known answer.
     Units with fewer than 10 rendered top tiles are left out (named in the audit event).
     """
+    values = CAMPAIGN_SPEC.clean(parameters, error=CrowdError)
+    tiles_per_task, controls_per_task = values["tiles_per_task"], values["controls_per_task"]
     if run.status != DissectionRun.Status.DONE:
         raise CrowdError(
             f"run: run {run.pk} is {run.status}; campaigns start from a finished (done) run.",
@@ -214,15 +210,11 @@ def campaign_create(
             f"layers: {', '.join(unknown)} not in run {run.pk}; choose from {', '.join(known)}.",
             field="layers",
         )
-    if not 1 <= controls_per_task < tiles_per_task - MIN_UNMARKED_UNIT_TILES + 1:
+    if controls_per_task > tiles_per_task - MIN_UNMARKED_UNIT_TILES:
         raise CrowdError(
             "controls_per_task: use at least 1 control and leave at least 10 tiles for the unit.",
             field="controls_per_task",
         )
-    if redundancy < 1 or lease_minutes < 1:
-        raise CrowdError("redundancy and lease_minutes must be at least 1.", field="redundancy")
-    if not 0.0 <= gold_rate <= 1.0:
-        raise CrowdError("gold_rate: give a share between 0 and 1 (e.g. 0.1).", field="gold_rate")
     gold = dict(gold or {})
     for unit_id, (concept, category) in gold.items():
         if category not in CATEGORY_SLUGS or not concept.strip():
@@ -230,26 +222,16 @@ def campaign_create(
                 f"gold: unit {unit_id} needs a concept and one of {', '.join(CATEGORY_SLUGS)}.",
                 field="gold",
             )
-    if gold_rate > 0 and not gold:
+    if values["gold_rate"] > 0 and not gold:
         raise CrowdError(
             "gold_rate: a gold rate needs gold units with known answers.", field="gold"
         )
 
+    values["name"] = values["name"] or f"{run.network.name} {', '.join(layers)}"
     campaign = Campaign.objects.create(
-        name=name or f"{run.network.name} {', '.join(layers)}",
+        **values,
         run=run,
         layers=layers,
-        tiles_per_task=tiles_per_task,
-        controls_per_task=controls_per_task,
-        redundancy=redundancy,
-        lease_minutes=lease_minutes,
-        reward_cents=reward_cents,
-        instructions=instructions,
-        gold_rate=gold_rate,
-        max_tasks_per_worker=max_tasks_per_worker,
-        min_gold_accuracy=min_gold_accuracy,
-        auto_approve_hours=auto_approve_hours,
-        seed=seed,
         created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
     )
     units = list(
@@ -272,7 +254,7 @@ def campaign_create(
                 campaign=campaign,
                 unit=unit,
                 tile_order=tile_order_for(
-                    top_ids=tops, control_ids=controls, seed=seed, unit_id=unit.pk
+                    top_ids=tops, control_ids=controls, seed=campaign.seed, unit_id=unit.pk
                 ),
                 is_gold=unit.pk in gold,
                 gold_concept=concept.strip(),
@@ -289,7 +271,12 @@ def campaign_create(
         actor=created_by,
         action=AuditAction.CAMPAIGN_CREATE,
         target=campaign,
-        data={"tasks": len(tasks), "skipped_units": skipped, "seed": seed, "gold_units": len(gold)},
+        data={
+            "tasks": len(tasks),
+            "skipped_units": skipped,
+            "seed": campaign.seed,
+            "gold_units": len(gold),
+        },
     )
     return campaign
 
@@ -419,7 +406,8 @@ def assignment_next(*, worker: Worker, campaign: Campaign) -> Assignment:
     """Lease the worker's next task in `campaign` (or return the lease they already hold).
 
     Rules: never the same unit twice for a worker; never more than `redundancy` answered-or-leased
-    assignments per task; fewest answers first; gold tasks mixed in at the campaign's gold rate.
+    assignments per task; tasks in the campaign's fill order (complete: units nearest their
+    redundancy first; spread: fewest answers first); gold tasks mixed in at the gold rate.
     Raises NoTask with the reason when there is nothing for this worker.
     """
     worker = _lock_worker(worker)

@@ -1,8 +1,8 @@
 """Crowd routes; included at the site root, so every path carries its own prefix."""
 
-from django.urls import include, path
+from django.urls import path
 
-from annotate.crowd import api, views
+from annotate.crowd import views
 
 app_name = "crowd"
 
@@ -24,5 +24,4 @@ urlpatterns = [
     path("campaigns/<int:pk>/status/", views.campaign_status, name="campaign-status"),
     path("campaigns/<int:pk>/review/", views.campaign_review, name="campaign-review"),
     path("campaigns/workers/<int:pk>/block/", views.worker_block, name="worker-block"),
-    path("api/crowd/", include(api.router.urls)),
 ]

@@ -4,12 +4,8 @@ Views are thin: they read a form, call one service or selector, and render. The 
 shows which tiles are controls, gold answers, or anyone else's answers.
 """
 
-from functools import wraps
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -26,29 +22,13 @@ from annotate.crowd.concepts import vocabulary_datalist
 from annotate.crowd.forms import AnswerForm, CampaignForm
 from annotate.crowd.instructions import CATEGORY_HELP
 from annotate.crowd.models import Assignment, Campaign, Task, Worker
-from annotate.crowd.permissions import can
 from annotate.crowd.services import AnswerInvalid, CrowdError, LeaseExpired, NoTask
 from annotate.crowd.throttling import submit_wait_seconds
+from core.access import can, requires
 from dissect.models import UnitImage
 
 A = Assignment.Status
 MTURK_PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
-
-
-def action_required(action: str):
-    """Login, then the role x action table (annotate.crowd.permissions)."""
-
-    def decorator(view):
-        @wraps(view)
-        @login_required
-        def wrapped(request, *args, **kwargs):
-            if not can(request.user, action):
-                raise PermissionDenied(f"Your role may not {action.replace('.', ' ')}.")
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
 
 
 def _worker(request) -> Worker:
@@ -125,7 +105,7 @@ def _handle_submit(request, *, assignment: Assignment, worker: Worker, render_ta
     return outcome, None
 
 
-@action_required("task.work")
+@requires("task.work")
 @require_GET
 def annotator_home(request):
     worker = _worker(request)
@@ -138,7 +118,7 @@ def annotator_home(request):
     return render(request, "crowd/annotator_home.html", context)
 
 
-@action_required("task.work")
+@requires("task.work")
 @require_GET
 def campaign_preview(request, pk: int):
     campaign = get_object_or_404(Campaign, pk=pk, status=Campaign.Status.LIVE)
@@ -153,7 +133,7 @@ def campaign_preview(request, pk: int):
     return render(request, "crowd/task.html", context)
 
 
-@action_required("task.work")
+@requires("task.work")
 @require_POST
 def task_start(request, pk: int):
     campaign = get_object_or_404(Campaign, pk=pk)
@@ -165,7 +145,7 @@ def task_start(request, pk: int):
     return redirect("crowd:task", pk=assignment.pk)
 
 
-@action_required("task.work")
+@requires("task.work")
 @require_POST
 def task_accept(request, pk: int):
     task = get_object_or_404(Task.objects.select_related("campaign"), pk=pk)
@@ -185,7 +165,7 @@ def _own_assignment(request, pk: int) -> tuple[Assignment, Worker]:
     return assignment, worker
 
 
-@action_required("task.work")
+@requires("task.work")
 @never_cache
 def task_page(request, pk: int):
     assignment, worker = _own_assignment(request, pk)
@@ -224,7 +204,7 @@ def task_page(request, pk: int):
     return redirect("crowd:task", pk=following.pk)
 
 
-@action_required("task.work")
+@requires("task.work")
 @require_POST
 def task_return(request, pk: int):
     assignment, worker = _own_assignment(request, pk)
@@ -236,7 +216,7 @@ def task_return(request, pk: int):
     return redirect("crowd:annotator-home")
 
 
-@action_required("task.work")
+@requires("task.work")
 @require_POST
 def task_skip(request, pk: int):
     assignment, worker = _own_assignment(request, pk)
@@ -394,7 +374,7 @@ def _external_done(request, assignment: Assignment):
 # --- researcher pages -------------------------------------------------------------------------------
 
 
-@action_required("campaign.view")
+@requires("campaign.view")
 @require_GET
 def campaign_list(request):
     campaigns = Campaign.objects.select_related("run__network")
@@ -406,15 +386,14 @@ def campaign_list(request):
     )
 
 
-@action_required("campaign.create")
+@requires("campaign.create")
 def campaign_new(request):
     form = CampaignForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        data = dict(form.cleaned_data)
         try:
-            campaign = services.campaign_create(created_by=request.user, **data)
-        except CrowdError as error:
-            form.add_error(error.field if error.field in form.fields else None, str(error))
+            campaign = services.campaign_create(created_by=request.user, **form.campaign_kwargs())
+        except CrowdError as error:  # shown on the form, beside its field
+            form.add_error(error.field if error.field in form.fields else None, error.message)
         else:
             messages.success(
                 request, f"Campaign created with {campaign.tasks.count()} tasks (draft)."
@@ -423,7 +402,7 @@ def campaign_new(request):
     return render(request, "crowd/campaign_form.html", {"form": form})
 
 
-@action_required("campaign.view")
+@requires("campaign.view")
 @require_GET
 def campaign_detail(request, pk: int):
     campaign = get_object_or_404(Campaign.objects.select_related("run__network"), pk=pk)
@@ -444,7 +423,7 @@ def campaign_detail(request, pk: int):
     return render(request, "crowd/campaign_detail.html", context)
 
 
-@action_required("campaign.status")
+@requires("campaign.status")
 @require_POST
 def campaign_status(request, pk: int):
     campaign = get_object_or_404(Campaign, pk=pk)
@@ -458,7 +437,7 @@ def campaign_status(request, pk: int):
     return redirect("crowd:campaign-detail", pk=pk)
 
 
-@action_required("assignment.review")
+@requires("assignment.review")
 @require_POST
 def campaign_review(request, pk: int):
     campaign = get_object_or_404(Campaign, pk=pk)
@@ -484,7 +463,7 @@ def campaign_review(request, pk: int):
     return redirect("crowd:campaign-detail", pk=pk)
 
 
-@action_required("worker.block")
+@requires("worker.block")
 @require_POST
 def worker_block(request, pk: int):
     worker = get_object_or_404(Worker, pk=pk)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from rest_framework import serializers, status
+from django.urls import path
+from rest_framework import serializers
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.explain.selectors import DEFAULT_MIN_IOU, LABEL_SOURCES
-from annotate.explain.services import ExplainError, explain_image
-from annotate.explain.uploads import UploadRefused, load_upload
-from dissect.api import IsResearcher
+from annotate.explain.services import explain_image
+from annotate.explain.uploads import load_upload
+from core.access import HasAction
 from dissect.models import Network
 
 
@@ -32,7 +33,8 @@ class ExplainAPIView(APIView):
     Response: ``scenes`` [{label, probability}], ``concepts`` [{concept, category, confidence,
     area, best_unit, units, mask_rle, color, layer_url}], ``overlay_url``, ``image_url``."""
 
-    permission_classes = [IsResearcher]
+    permission_classes = [HasAction]
+    required_action = "explain.use"
     parser_classes = [MultiPartParser, FormParser]
     serializer_class = ExplainRequestSerializer
 
@@ -40,14 +42,17 @@ class ExplainAPIView(APIView):
         serializer = ExplainRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["image"]
-        try:
-            image = load_upload(upload, filename=upload.name, size_bytes=upload.size)
-            payload = explain_image(
-                network=serializer.validated_data["network"],
-                image=image,
-                source=serializer.validated_data["labels"],
-                min_iou=serializer.validated_data["min_iou"],
-            )
-        except (UploadRefused, ExplainError) as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        # UploadRefused / ExplainError are core.errors.AppError: 400 through the one handler.
+        image = load_upload(upload, filename=upload.name, size_bytes=upload.size)
+        payload = explain_image(
+            network=serializer.validated_data["network"],
+            image=image,
+            source=serializer.validated_data["labels"],
+            min_iou=serializer.validated_data["min_iou"],
+        )
         return Response(payload)
+
+
+# Mounted at /api/explain/ by config/urls.py (the one API mount).
+app_name = "explain-api"
+urlpatterns = [path("", ExplainAPIView.as_view(), name="explain")]

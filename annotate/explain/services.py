@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from annotate.explain.selectors import DEFAULT_MIN_IOU, labeled_units
+from core.errors import AppError
 from dissect.models import Network
 from dissect.storage import media_url, save_content_addressed
 
@@ -26,8 +27,8 @@ __all__ = [
 DISPLAY_PX = 512
 
 
-class ExplainError(ValueError):
-    """explain cannot run as asked; the message says what to do."""
+class ExplainError(AppError, ValueError):
+    """explain cannot run as asked; the message says what to do (400)."""
 
 
 def _png(image: Image.Image) -> bytes:

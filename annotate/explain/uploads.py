@@ -15,6 +15,8 @@ from typing import BinaryIO
 
 from PIL import Image
 
+from core.errors import AppError
+
 __all__ = ["MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "UploadRefused", "sniff_type", "load_upload"]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -22,8 +24,11 @@ MAX_UPLOAD_PIXELS = 40_000_000  # the engine's DEFAULT_MAX_PIXELS (dissect.image
 ACCEPTED = "JPEG, PNG or WebP"
 
 
-class UploadRefused(ValueError):
-    """The upload is refused; ``str(exc)`` tells the user why and what to send instead."""
+class UploadRefused(AppError, ValueError):
+    """The upload is refused; ``str(exc)`` tells the user why and what to send instead (400)."""
+
+    def __init__(self, message: str, *, field: str | None = "image"):
+        super().__init__(message, field=field)
 
 
 def sniff_type(head: bytes) -> str | None:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotate.explain import api, views
+from annotate.explain import views
 
 app_name = "explain"
 
@@ -10,5 +10,4 @@ urlpatterns = [
     path("", views.page, name="page"),
     path("images/<int:image_id>/", views.image_file, name="image-file"),
     path("runs/<int:run_id>/agreement/", views.agreement, name="agreement"),
-    path("api/", api.ExplainAPIView.as_view(), name="api"),
 ]

@@ -13,9 +13,9 @@ from django.shortcuts import get_object_or_404, render
 from annotate.explain import selectors
 from annotate.explain.services import ExplainError, explain_image
 from annotate.explain.uploads import MAX_UPLOAD_BYTES, UploadRefused, load_upload
+from core.access import requires
 from dissect import selectors as dissect_selectors
 from dissect.models import DissectionRun, Image, Network
-from dissect.views import researcher_required
 
 LABEL_CHOICES = [
     ("both", "crowd and automatic"),
@@ -75,7 +75,7 @@ def _demo_images(network: Network | None) -> list[Image]:
     return selectors.demo_images(run=run, limit=DEMO_IMAGES)
 
 
-@researcher_required
+@requires("explain.use")
 def page(request):
     networks = selectors.explain_networks()
     initial_network = networks[0] if networks else None
@@ -120,7 +120,7 @@ def page(request):
     return render(request, "explain/page.html", context, status=status)
 
 
-@researcher_required
+@requires("explain.use")
 def image_file(request, image_id: int):
     """A stored image set's file (the demo images offered on the page)."""
     image = get_object_or_404(
@@ -134,7 +134,7 @@ def image_file(request, image_id: int):
     return FileResponse(open(path, "rb"), content_type=content_type)  # noqa: SIM115 - closed by Django
 
 
-@researcher_required
+@requires("explain.use")
 def agreement(request, run_id: int):
     """Crowd vs automatic labels of a run, per layer; plus the units that could seed gold units."""
     run = get_object_or_404(DissectionRun.objects.select_related("network", "image_set"), pk=run_id)

@@ -1,22 +1,15 @@
 """Read-only API for unit labels and layer reports (researchers and admins)."""
 
+from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
-from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.labels import reports
 from annotate.labels.models import UnitLabel
-from annotate.labels.permissions import can
-
-
-class CanViewReports(BasePermission):
-    message = "Reports are for researchers and admins."
-
-    def has_permission(self, request, view) -> bool:
-        return can(request.user, "report.view")
+from core.access import HasAction
 
 
 class UnitLabelSerializer(serializers.ModelSerializer):
@@ -53,7 +46,8 @@ class UnitLabelList(ListAPIView):
     """Crowd unit labels; filters: network, layer, category, q (concept), detectors=1."""
 
     serializer_class = UnitLabelSerializer
-    permission_classes = [CanViewReports]
+    permission_classes = [HasAction]
+    required_action = "report.view"
 
     def get_queryset(self):
         params = self.request.query_params
@@ -94,7 +88,8 @@ class LayerReportSerializer(serializers.Serializer):
 class LayerReport(APIView):
     """Per-layer report of a network: category shares, mean precision, detectors."""
 
-    permission_classes = [CanViewReports]
+    permission_classes = [HasAction]
+    required_action = "report.view"
     serializer_class = LayerReportSerializer
 
     @extend_schema(
@@ -105,9 +100,15 @@ class LayerReport(APIView):
         ],
     )
     def get(self, request, network: str):
-        try:
-            run = reports.run_for_network(network=network)
-            rows = reports.layer_report(run=run, layers=request.query_params.getlist("layer"))
-        except reports.ReportError as exc:
-            return Response({"detail": str(exc)}, status=404)
+        # reports.ReportError is a core.errors.NotFound: 404 through the one handler.
+        run = reports.run_for_network(network=network)
+        rows = reports.layer_report(run=run, layers=request.query_params.getlist("layer"))
         return Response({"network": network, "run": run.pk, "layers": [r.as_dict() for r in rows]})
+
+
+# Mounted at /api/labels/ by config/urls.py (the one API mount).
+app_name = "labels-api"
+urlpatterns = [
+    path("unit-labels/", UnitLabelList.as_view(), name="unit-labels"),
+    path("network/<slug:network>/layers/", LayerReport.as_view(), name="layers"),
+]

@@ -18,10 +18,11 @@ from annotate.labels.agreement import (
     percent_agreement,
 )
 from core.concepts.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
+from core.errors import NotFound
 
 
-class ReportError(LookupError):
-    """A report was asked for something that does not exist (the message says what to do)."""
+class ReportError(NotFound, LookupError):
+    """A report was asked for something that does not exist (the message says what to do): 404."""
 
 
 def network_runs() -> list[dict]:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate.labels import api, views
+from annotate.labels import views
 
 app_name = "labels"
 
@@ -18,6 +18,4 @@ urlpatterns = [
     path("network/<slug:network>/detectors/", views.detectors, name="detectors"),
     path("network/<slug:network>/concepts/", views.concepts, name="concept-detectors"),
     path("network/<slug:network>/precision/", views.precision, name="precision"),
-    path("api/unit-labels/", api.UnitLabelList.as_view(), name="api-unit-labels"),
-    path("api/network/<slug:network>/layers/", api.LayerReport.as_view(), name="api-layers"),
 ]

@@ -2,12 +2,9 @@
 selector or service, render a table + chart, or hand out the same data as CSV or SVG."""
 
 import csv
-from functools import wraps
 from pathlib import Path
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,25 +13,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from annotate.labels import plots, reports, tables
-from annotate.labels.permissions import can
+from core.access import can, requires
 from core.concepts.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
 from dissect.storage import media_url
-
-
-def requires(action: str):
-    """Login plus the role table in permissions.py."""
-
-    def decorator(view):
-        @wraps(view)
-        @login_required
-        def wrapped(request, *args, **kwargs):
-            if not can(request.user, action):
-                raise PermissionDenied("Reports are for researchers and admins.")
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
 
 
 def _csv_response(table: tables.Table, filename: str) -> HttpResponse:

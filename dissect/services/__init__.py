@@ -5,7 +5,7 @@ The numeric work is the engine's (``dissect.engine``, ``dissect.networks``, ``di
 this package turns it into rows and files and keeps every run's status row current. torch is only
 imported inside the functions that compute, so the web process can import it.
 
-- ``common``: parameters and defaults, ``PipelineError``, code version, a run's folder;
+- ``common``: ``PipelineError`` / ``PipelineConflict``, code version, a run's folder;
 - ``networks``: register and load networks;
 - ``image_sets``: scan folders of images;
 - ``runs``: create, start, resume, cancel, fail, finish and wait for runs;
@@ -14,11 +14,9 @@ imported inside the functions that compute, so the web process can import it.
 - ``demo``: the README's demo runs.
 """
 
+from dissect.parameters import DEFAULTS, DEVICES, RUN_OPTIONS, RUN_PARAMETERS, SEGMENTATIONS
 from dissect.services.common import (
-    DEFAULTS,
-    DEVICES,
-    OPTION_RANGES,
-    SEGMENTATIONS,
+    PipelineConflict,
     PipelineError,
     code_version,
     run_dir,
@@ -49,8 +47,10 @@ from dissect.services.runs import (
 __all__ = [
     "DEFAULTS",
     "DEVICES",
-    "OPTION_RANGES",
+    "RUN_OPTIONS",
+    "RUN_PARAMETERS",
     "SEGMENTATIONS",
+    "PipelineConflict",
     "PipelineError",
     "code_version",
     "demo_runs_create",

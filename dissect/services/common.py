@@ -1,4 +1,4 @@
-"""What every part of the pipeline shares: parameters and their defaults, the error type,
+"""What every part of the pipeline shares: parameter defaults (from dissect.parameters), the error types,
 the code version, a run's folder, the active-run check and image encoding."""
 
 from __future__ import annotations
@@ -11,45 +11,24 @@ from pathlib import Path
 
 from django.conf import settings
 
+from core.errors import AppError, Conflict
 from dissect.models import DissectionRun
+from dissect.parameters import DEFAULTS  # noqa: F401  (the stages read their defaults here)
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
-SEGMENTATIONS = ("rf-disk", "activation", "quantile")
-DEVICES = ("auto", "cpu", "cuda")
-DEFAULTS = {
-    "top_k": 60,
-    "controls": 3,
-    "shard_size": 1000,
-    "segmentation": "quantile",
-    "quantile": 0.995,
-    "tile_px": 120,
-    "montage_tile_px": 64,
-    "batch_size": 32,
-    "workers": 0,
-    "receptive_field": False,
-    "device": "auto",
-    # Empirical receptive field: top images per unit, occluder side and grid stride (paper: 11, 3).
-    "rf_images": 5,
-    "rf_patch_px": 11,
-    "rf_stride_px": 3,
-}
-# Advanced parameters (``run_create(options=...)``), each with its type and allowed range.
-# auto_labels: the optional automatic-label stage (dissect.tasks.auto_label_run).
-OPTION_RANGES: dict[str, tuple[type, float | None, float | None]] = {
-    "quantile": (float, 0.0, 1.0),  # strictly between: the unit threshold's activation quantile
-    "montage_tile_px": (int, 16, 512),
-    "rf_images": (int, 1, 100),
-    "rf_patch_px": (int, 1, None),
-    "rf_stride_px": (int, 1, None),
-    "auto_labels": (bool, None, None),
-}
+# The run's parameters, their ranges and defaults live in dissect/parameters.py (one schema for
+# the service, the form, the API and the command); a new run option is a Param in RUN_OPTIONS.
 
 
-class PipelineError(ValueError):
-    """A request the pipeline cannot carry out; the message says what to change."""
+class PipelineError(AppError, ValueError):
+    """A request the pipeline cannot carry out; the message says what to change (400)."""
+
+
+class PipelineConflict(PipelineError, Conflict):
+    """The run is in the wrong state for this action (start a done run, cancel a failed one): 409."""
 
 
 def code_version() -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from django.db import transaction
 
+from core.audit import audit_record
+from core.models import AuditAction
 from dissect.models import Image, ImageSet
 from dissect.run_progress import show_bars
 from dissect.services.common import PipelineError, Progress
@@ -94,6 +96,7 @@ def image_set_scan(
     description: str = "",
     progress: Progress | None = None,
     chunk_size: int = SCAN_CHUNK,
+    actor=None,
 ) -> ImageSet:
     """Scan ``root`` recursively (jpg, png, webp, bmp) or the files a CSV ``manifest`` lists
     (column ``path`` relative to ``root``; optional ``label``/``split``) into Image rows.
@@ -182,7 +185,14 @@ def image_set_scan(
     gone = [image_id for path, (image_id, _values) in existing.items() if path not in seen]
     for start in range(0, len(gone), chunk_size):
         Image.objects.filter(id__in=gone[start : start + chunk_size]).delete()
-    return image_set_refresh_summary(image_set=image_set)
+    with transaction.atomic():
+        image_set = image_set_refresh_summary(image_set=image_set)
+        audit_record(
+            actor=actor, action=AuditAction.IMAGE_SET_SCAN, target=image_set,
+            data={"root": str(root), "images": image_set.image_count, "bad": image_set.bad_count,
+                  "removed": len(gone)},
+        )  # fmt: skip
+    return image_set
 
 
 def image_set_refresh_summary(*, image_set: ImageSet) -> ImageSet:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from django.db import transaction
+
+from core.audit import audit_record
+from core.models import AuditAction
 from dissect.models import Network
 from dissect.services.common import PipelineError
 
@@ -19,6 +23,7 @@ def network_register(
     preprocessing: dict | None = None,
     training_data: str = "",
     description: str = "",
+    actor=None,
 ) -> Network:
     """Load the network once (to check that the checkpoint fits the architecture) and store it
     as a Network row (created, or updated when ``name`` exists). ``preprocessing`` overrides
@@ -45,6 +50,21 @@ def network_register(
         source = Network.Source.PICKLE
     else:
         source = Network.Source.TORCHVISION
+    with transaction.atomic():
+        network = _network_store(
+            name=name, arch=arch, source=source, checkpoint=checkpoint, net=net,
+            trust_pickle=trust_pickle, training_data=training_data, description=description,
+        )  # fmt: skip
+        audit_record(
+            actor=actor, action=AuditAction.NETWORK_REGISTER, target=network,
+            data={"arch": arch, "source": source, "weights_sha256": network.weights_sha256},
+        )  # fmt: skip
+    return network
+
+
+def _network_store(
+    *, name, arch, source, checkpoint, net, trust_pickle, training_data, description
+) -> Network:
     network, _ = Network.objects.update_or_create(
         name=name,
         defaults={

@@ -14,51 +14,21 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.audit import audit_record
+from core.models import AuditAction
 from dissect.models import DissectionRun, Image, ImageSet, Network, Shard
+from dissect.parameters import DEFAULTS, RUN_OPTIONS, RUN_PARAMETERS
 from dissect.run_progress import progress_set
-from dissect.services.common import (
-    DEFAULTS,
-    DEVICES,
-    OPTION_RANGES,
-    SEGMENTATIONS,
-    PipelineError,
-    active_run,
-    code_version,
-)
+from dissect.services.common import PipelineConflict, PipelineError, active_run, code_version
 from dissect.services.networks import network_load
 
 logger = logging.getLogger(__name__)
 
 
 def options_clean(options: dict) -> dict:
-    """``options`` checked against OPTION_RANGES and converted to their types; raises
+    """``options`` checked against RUN_OPTIONS and converted to their types; raises
     PipelineError naming the first unknown or out-of-range option."""
-    unknown = sorted(set(options) - set(OPTION_RANGES))
-    if unknown:
-        raise PipelineError(
-            f"unknown option(s) {', '.join(unknown)}: use {', '.join(OPTION_RANGES)}"
-        )
-    cleaned = {}
-    for name, value in options.items():
-        kind, low, high = OPTION_RANGES[name]
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise PipelineError(f"{name} must be true or false (got {value!r})")
-            cleaned[name] = value
-            continue
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not is_number or not math.isfinite(value) or (kind is int and value != int(value)):
-            what = "a whole number" if kind is int else "a number"
-            raise PipelineError(f"{name} must be {what} (got {value!r})")
-        number = kind(value)
-        if name == "quantile":
-            if not low < number < high:
-                raise PipelineError(f"quantile must be between 0 and 1, exclusive (got {value})")
-        elif number < low or (high is not None and number > high):
-            limit = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise PipelineError(f"{name} must be {limit} (got {value})")
-        cleaned[name] = number
-    return cleaned
+    return RUN_OPTIONS.clean(options, partial=True, error=PipelineError)
 
 
 def _check_layers(network: Network, layers: Sequence[str]) -> list[str]:
@@ -66,9 +36,9 @@ def _check_layers(network: Network, layers: Sequence[str]) -> list[str]:
     (module paths). Raises PipelineError listing the valid names."""
     names = [name.strip() for name in layers if name.strip()]
     if not names:
-        raise PipelineError("choose at least one layer (e.g. --layers conv5,pool5)")
+        raise PipelineError("layers: choose at least one layer (e.g. conv5,pool5)", field="layers")
     if len(set(names)) != len(names):
-        raise PipelineError(f"a layer was chosen twice: {', '.join(names)}")
+        raise PipelineError(f"layers: a layer was chosen twice: {', '.join(names)}", field="layers")
     if all(name in network.layer_aliases for name in names):
         return names
     from dissect.networks import NetworkLoadError, resolve_layers
@@ -79,8 +49,9 @@ def _check_layers(network: Network, layers: Sequence[str]) -> list[str]:
     except NetworkLoadError as exc:
         valid = ", ".join(network.layer_aliases) or "see `python manage.py layers NETWORK`"
         raise PipelineError(
-            f"{exc}. Valid layer names for network {network.name}: {valid} "
-            f"(all module paths: `python manage.py layers {network.name}`)"
+            f"layers: {exc}. Valid layer names for network {network.name}: {valid} "
+            f"(all module paths: `python manage.py layers {network.name}`)",
+            field="layers",
         ) from exc
     return names
 
@@ -94,36 +65,27 @@ def run_create(
     controls: int = DEFAULTS["controls"],
     shard_size: int = DEFAULTS["shard_size"],
     segmentation: str = DEFAULTS["segmentation"],
-    receptive_field: bool = False,
-    device: str = "auto",
+    receptive_field: bool = DEFAULTS["receptive_field"],
+    device: str = DEFAULTS["device"],
     tile_px: int = DEFAULTS["tile_px"],
     batch_size: int = DEFAULTS["batch_size"],
     workers: int = DEFAULTS["workers"],
-    seed: int = 0,
+    seed: int = RUN_PARAMETERS["seed"].default,
     options: dict | None = None,
     created_by=None,
 ) -> DissectionRun:
     """Validate the parameters and create a pending run with its shards (``shard_size``
-    usable images each, in image id order). ``options`` sets advanced parameters (quantile,
-    montage_tile_px, rf_images, rf_patch_px, rf_stride_px). Raises PipelineError naming the
-    bad parameter."""
+    usable images each, in image id order). ``options`` sets advanced parameters
+    (dissect.parameters.RUN_OPTIONS). Raises PipelineError naming the bad parameter, with the
+    message every door gives (dissect.parameters)."""
     options = options_clean(options or {})
-    if segmentation not in SEGMENTATIONS:
-        raise PipelineError(
-            f"unknown segmentation {segmentation!r}: use one of {', '.join(SEGMENTATIONS)}"
-        )
-    if device not in DEVICES:
-        raise PipelineError(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
-    for field_name, value, low in (
-        ("top_k", top_k, 1),
-        ("controls", controls, 0),
-        ("shard_size", shard_size, 1),
-        ("tile_px", tile_px, 16),
-        ("batch_size", batch_size, 1),
-        ("workers", workers, 0),
-    ):
-        if int(value) < low:
-            raise PipelineError(f"{field_name} must be at least {low} (got {value})")
+    checked = RUN_PARAMETERS.clean(
+        {"top_k": top_k, "controls": controls, "shard_size": shard_size,
+         "segmentation": segmentation, "receptive_field": receptive_field, "device": device,
+         "tile_px": tile_px, "batch_size": batch_size, "workers": workers, "seed": seed},
+        error=PipelineError,
+    )  # fmt: skip
+    shard_size, seed = checked["shard_size"], checked.pop("seed")
     names = _check_layers(network, layers)
     ids = list(
         image_set.images.filter(status=Image.Status.OK).order_by("id").values_list("id", flat=True)
@@ -132,20 +94,13 @@ def run_create(
     if n_images == 0:
         raise PipelineError(
             f"image set {image_set.name} has no usable images ({image_set.bad_count} bad files); "
-            "scan a folder with images first (`python manage.py scan_images`)"
+            "scan a folder with images first (`python manage.py scan_images`)",
+            field="image_set",
         )
     parameters = {
         **DEFAULTS,
         **options,
-        "top_k": int(top_k),
-        "controls": int(controls),
-        "shard_size": int(shard_size),
-        "segmentation": segmentation,
-        "receptive_field": bool(receptive_field),
-        "device": device,
-        "tile_px": int(tile_px),
-        "batch_size": int(batch_size),
-        "workers": int(workers),
+        **checked,
         "n_images": n_images,
         # Shard i covers image ids [bounds[i], bounds[i+1]): fixed at creation, so an image
         # found broken by one shard (and marked bad) never shifts another shard's slice.
@@ -153,7 +108,7 @@ def run_create(
         "image_set_sha256": image_set.manifest_sha256,
         "weights_sha256": network.weights_sha256,
     }
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         run = DissectionRun.objects.create(
             network=network,
             image_set=image_set,
@@ -167,11 +122,14 @@ def run_create(
             Shard(
                 run=run,
                 index=i,
-                first_image=i * shard_size,
                 image_count=min(shard_size, n_images - i * shard_size),
             )
             for i in range(math.ceil(n_images / shard_size))
         )
+        audit_record(
+            actor=created_by, action=AuditAction.RUN_CREATE, target=run,
+            data={"network": network.name, "image_set": image_set.name, "layers": names},
+        )  # fmt: skip
     return run
 
 
@@ -185,7 +143,7 @@ def run_start(*, run: DissectionRun, background: bool = False) -> DissectionRun:
     (the embedded default) runs it right there, in this process; with ``background=True`` (web
     requests) in a thread instead. Shards already stored are not redone."""
     if run.status in (DissectionRun.Status.DONE, DissectionRun.Status.IMPORTED):
-        raise PipelineError(f"run {run.pk} is {run.status}: nothing to start")
+        raise PipelineConflict(f"run {run.pk} is {run.status}: nothing to start")
     device = run.parameters.get("device", "auto")
     run.device = "" if device == "auto" else device  # the worker records what it resolved
     run.status = DissectionRun.Status.RUNNING
@@ -247,23 +205,32 @@ def _shards_to_do(run: DissectionRun) -> list[int]:
     return todo
 
 
-def run_resume(*, run: DissectionRun, background: bool = False) -> DissectionRun:
+def run_resume(*, run: DissectionRun, background: bool = False, actor=None) -> DissectionRun:
     """Continue a failed, cancelled or interrupted run from the shards already stored."""
     if run.status == DissectionRun.Status.DONE:
-        raise PipelineError(f"run {run.pk} is already done: nothing to resume")
+        raise PipelineConflict(f"run {run.pk} is already done: nothing to resume")
     if run.status == DissectionRun.Status.IMPORTED:
-        raise PipelineError(f"run {run.pk} was imported (labels only): it cannot be resumed")
-    return run_start(run=run, background=background)
+        raise PipelineConflict(f"run {run.pk} was imported (labels only): it cannot be resumed")
+    with transaction.atomic():
+        audit_record(
+            actor=actor, action=AuditAction.RUN_RESUME, target=run,
+            data={"from_status": run.status, "attempt": int(run.parameters.get("attempt", 0)) + 1},
+        )  # fmt: skip
+        return run_start(run=run, background=background)
 
 
-def run_cancel(*, run: DissectionRun) -> DissectionRun:
+def run_cancel(*, run: DissectionRun, actor=None) -> DissectionRun:
     """Cancel a pending or running run: workers stop at their next batch; stored shards stay,
     so ``--resume`` can continue it later."""
     if run.status not in (DissectionRun.Status.PENDING, DissectionRun.Status.RUNNING):
-        raise PipelineError(f"run {run.pk} is {run.status}: only pending or running runs cancel")
-    DissectionRun.objects.filter(pk=run.pk).update(
-        status=DissectionRun.Status.CANCELLED, finished_at=timezone.now()
-    )
+        raise PipelineConflict(f"run {run.pk} is {run.status}: only pending or running runs cancel")
+    with transaction.atomic():
+        DissectionRun.objects.filter(pk=run.pk).update(
+            status=DissectionRun.Status.CANCELLED, finished_at=timezone.now()
+        )
+        audit_record(
+            actor=actor, action=AuditAction.RUN_CANCEL, target=run, data={"from_status": run.status}
+        )
     run.refresh_from_db()
     return run
 

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from annotate.crowd import services
 from annotate.crowd.models import Assignment, Worker
-from annotate.crowd.permissions import PERMISSIONS, can
+from core.access import PERMISSIONS, can
 from core.roles import ROLES
 from dissect.models import UnitImage
 
@@ -43,14 +43,41 @@ def _requests(campaign):
                               ("api", "post", "/api/crowd/assignments/review/", {"assignments": [0], "decision": "approve"})],
         "answer.view_all": [("api", "get", "/api/crowd/answers/", None)],
         "worker.block": [("html", "post", reverse("crowd:worker-block", args=[worker.pk]), {"reason": ""})],
+        "run.view": [("html", "get", reverse("dissect:run-list"), None),
+                     ("html", "get", reverse("dissect:run-detail", args=[campaign.run_id]), None),
+                     ("api", "get", "/api/dissect/runs/", None),
+                     ("api", "get", f"/api/dissect/units/?run={campaign.run_id}", None)],
+        "run.create": [("html", "get", reverse("dissect:run-create"), None),
+                       ("api", "post", "/api/dissect/runs/", {"layers": []})],
+        # The run is done: allowed roles get 409 (a conflict), never 403.
+        "run.control": [("html", "post", reverse("dissect:run-cancel", args=[campaign.run_id]), {}),
+                        ("api", "post", f"/api/dissect/runs/{campaign.run_id}/cancel/", None)],
+        "report.view": [("html", "get", reverse("labels:index"), None),
+                        ("api", "get", "/api/labels/unit-labels/", None)],
+        "labels.recompute": [("html", "post", reverse("labels:recompute"), {"run": "0"})],
+        "concept.merge": [("html", "get", reverse("labels:concepts"), None)],
+        "export.create": [("html", "get", reverse("labels:exports"), None)],
+        "export.download": [("html", "get", reverse("labels:export-download", args=[10**6]), None)],
+        "explain.use": [("html", "get", reverse("explain:page"), None),
+                        ("api", "post", "/api/explain/", {})],
     }  # fmt: skip
 
 
-def test_the_permission_table_walked_for_every_role_and_action(client, make_user, campaign):
+def _staff_without_role(django_user_model):
+    """A staff user in no group: counted as a researcher everywhere (core.access)."""
+    return django_user_model.objects.create_user("staffer", password="pw", is_staff=True)
+
+
+def test_the_permission_table_walked_for_every_role_and_action(
+    client, make_user, campaign, django_user_model
+):
+    """Every action of every app, through its pages and its API, for each role and for a staff
+    user without a role (treated as a researcher)."""
     requests = _requests(campaign)
     assert set(requests) == set(PERMISSIONS), "every action in the table needs a request here"
-    for role in ROLES:
-        user = make_user(role)
+    users = [(role, make_user(role)) for role in ROLES]
+    users.append(("researcher", _staff_without_role(django_user_model)))
+    for role, user in users:
         client.force_login(user)
         api = APIClient()
         api.force_authenticate(user)
@@ -64,8 +91,14 @@ def test_the_permission_table_walked_for_every_role_and_action(client, make_user
                 denied = response.status_code == 403
                 assert denied == (role not in allowed), (role, action, url, response.status_code)
     client.logout()
-    assert client.get(reverse("crowd:annotator-home")).status_code == 302  # to the login page
-    assert APIClient().get("/api/crowd/assignments/").status_code in (401, 403)
+    for action, cells in requests.items():  # anonymous: pages send to the login page
+        for kind, method, url, data in cells:
+            if kind == "html":
+                response = getattr(client, method)(url, data or {})
+                assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+            else:
+                response = getattr(APIClient(), method)(url, data, format="json")
+                assert response.status_code in (401, 403), (action, url)
 
 
 def test_api_lease_submit_and_review_with_token_auth(make_user, campaign):

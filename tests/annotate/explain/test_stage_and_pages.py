@@ -146,7 +146,7 @@ def test_api_returns_the_same_explanation(labeled_run, client, make_user):
     upload = io.BytesIO(png_bytes(image))
     upload.name = "api.png"
     answer = client.post(
-        "/explain/api/", {"network": "color-net", "labels": "auto", "image": upload}
+        "/api/explain/", {"network": "color-net", "labels": "auto", "image": upload}
     )
     assert answer.status_code == 200, answer.content
     data = answer.json()
@@ -156,7 +156,7 @@ def test_api_returns_the_same_explanation(labeled_run, client, make_user):
     Image.new("P", (8, 8)).save(gif, format="GIF")
     gif.seek(0)
     gif.name = "a.png"
-    refused = client.post("/explain/api/", {"network": "color-net", "image": gif})
+    refused = client.post("/api/explain/", {"network": "color-net", "image": gif})
     assert refused.status_code == 400 and "not a JPEG, PNG or WebP" in refused.json()["detail"]
 
 
@@ -209,10 +209,10 @@ def test_a_higher_iou_level_keeps_only_strong_automatic_labels(labeled_run, clie
     upload = io.BytesIO(png_bytes(pixels))
     upload.name = "strong.png"
     form = {"network": "color-net", "labels": "auto", "image": upload, "min_iou": f"{level}"}
-    answer = client.post("/explain/api/", form)
+    answer = client.post("/api/explain/", form)
     assert answer.status_code == 200 and used(answer.json()) == strong
     upload.seek(0)
-    refused = client.post("/explain/api/", {**form, "min_iou": "1.5"})
+    refused = client.post("/api/explain/", {**form, "min_iou": "1.5"})
     assert refused.status_code == 400 and "min_iou" in refused.json()
     upload.seek(0)
     page = client.post("/explain/", {**form, "min_iou": "1"})

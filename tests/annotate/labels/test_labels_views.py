@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from annotate.labels.aggregation import run_labels_recompute
-from annotate.labels.permissions import ACTIONS, PERMISSIONS, can
+from core.access import ACTIONS, PERMISSIONS, can
 from core.roles import ROLES
 
 ANSWERS = [
@@ -146,16 +146,16 @@ def test_admin_starts_and_downloads_an_export(client, make_user, world):
 
 def test_api_lists_labels_and_layer_report(client, make_user, world):
     client_for(client, make_user, "researcher")
-    data = client.get(reverse("labels:api-unit-labels") + "?network=tiny-net&q=sky").json()
+    data = client.get(reverse("labels-api:unit-labels") + "?network=tiny-net&q=sky").json()
     assert data["count"] == 1
     assert data["results"][0]["concept_text"] == "sky"
     assert data["results"][0]["layer"] == "conv5"
-    layers = client.get(reverse("labels:api-layers", args=["tiny-net"])).json()
+    layers = client.get(reverse("labels-api:layers", args=["tiny-net"])).json()
     assert layers["layers"][0]["answers"] == 6
-    assert client.get(reverse("labels:api-layers", args=["nope"])).status_code == 404
+    assert client.get(reverse("labels-api:layers", args=["nope"])).status_code == 404
     client.logout()
     client_for(client, make_user, "annotator")
-    assert client.get(reverse("labels:api-unit-labels")).status_code == 403
+    assert client.get(reverse("labels-api:unit-labels")).status_code == 403
 
 
 def test_recompute_button_redirects_only_to_this_site(client, make_user, world):

@@ -1,0 +1,34 @@
+"""A campaign's parameters, once: type, range, default and help of each. ``campaign_create``
+checks them with ``CAMPAIGN_SPEC.clean``; ``CampaignForm``, ``CampaignCreateSerializer`` and
+``manage.py create_campaign`` build their fields from the same entries, so every door refuses
+a bad value with one message."""
+
+from __future__ import annotations
+
+from core.errors import MAX_INT64
+from core.parameters import Param, ParamSet
+
+# A task shows at least this many of the unit's own tiles besides its controls.
+MIN_UNMARKED_UNIT_TILES = 10
+
+CAMPAIGN_SPEC = ParamSet((
+    Param("name", str, "", "Shown to researchers (default: network and layers).",
+          max_length=200),
+    Param("tiles_per_task", int, 60, "Tiles per task, controls included.", low=11, high=200,
+          cli="tiles"),
+    Param("controls_per_task", int, 3, "Planted control tiles per task.", low=1, high=20,
+          cli="controls"),
+    Param("redundancy", int, 3, "Workers per unit.", low=1, high=50),
+    Param("lease_minutes", int, 20, "How long a worker holds a task.", low=1, high=24 * 60),
+    Param("reward_cents", int, 0, "Reward per task (outside crowds).", low=0, high=100_000),
+    Param("instructions", str, "", "Extra instructions shown on every task.",
+          max_length=10_000),
+    Param("gold_rate", float, 0.0, "Share of tasks that are gold units.", low=0.0, high=1.0),
+    Param("max_tasks_per_worker", int, None, "Tasks one worker may answer (empty: no limit).",
+          low=1, high=1_000_000, nullable=True),
+    Param("min_gold_accuracy", float, 0.5,
+          "Gold accuracy below which a worker's answers stop counting.", low=0.0, high=1.0),
+    Param("auto_approve_hours", int, 72, "Submitted answers are approved after this long.",
+          low=1, high=24 * 365),
+    Param("seed", int, 0, "Random seed of tile order and gold choice.", low=0, high=MAX_INT64),
+))  # fmt: skip
