@@ -36,8 +36,9 @@ class CampaignSerializer(serializers.ModelSerializer):
         model = Campaign
         fields = [
             "id", "name", "run", "layers", "tiles_per_task", "controls_per_task", "redundancy",
-            "lease_minutes", "reward_cents", "instructions", "gold_rate", "max_tasks_per_worker",
-            "min_gold_accuracy", "auto_approve_hours", "seed", "status", "created_at", "progress",
+            "fill_order", "lease_minutes", "reward_cents", "instructions", "gold_rate",
+            "max_tasks_per_worker", "min_gold_accuracy", "auto_approve_hours", "seed", "status",
+            "created_at", "progress",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -19,6 +19,9 @@ CAMPAIGN_SPEC = ParamSet((
     Param("controls_per_task", int, 3, "Planted control tiles per task.", low=1, high=20,
           cli="controls"),
     Param("redundancy", int, 3, "Workers per unit.", low=1, high=50),
+    Param("fill_order", str, "complete",
+          "complete: finish units to their redundancy before opening new ones (labels early); "
+          "spread: the fewest-answered unit first.", choices=("complete", "spread")),
     Param("lease_minutes", int, 20, "How long a worker holds a task.", low=1, high=24 * 60),
     Param("reward_cents", int, 0, "Reward per task (outside crowds).", low=0, high=100_000),
     Param("instructions", str, "", "Extra instructions shown on every task.",

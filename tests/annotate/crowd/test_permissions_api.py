@@ -166,6 +166,19 @@ def test_api_creates_and_starts_a_campaign(make_user, crowd_run):
     assert created.status_code == 201, created.content
     pk = created.json()["id"]
     assert created.json()["progress"][0]["units"] == 2  # the gold unit is not counted as work
+    assert created.json()["fill_order"] == "complete"  # the default: finish units first
+    spread = api.post(
+        "/api/crowd/campaigns/",
+        {"run": crowd_run.pk, "layers": ["conv5"], "fill_order": "spread"},
+        format="json",
+    )
+    assert spread.status_code == 201 and spread.json()["fill_order"] == "spread"
+    bad = api.post(
+        "/api/crowd/campaigns/",
+        {"run": crowd_run.pk, "layers": ["conv5"], "fill_order": "random"},
+        format="json",
+    )
+    assert bad.status_code == 400 and "fill_order" in str(bad.json())
     live = api.post(f"/api/crowd/campaigns/{pk}/status/", {"status": "live"}, format="json")
     assert live.json()["status"] == "live"
     tasks = api.get(f"/api/crowd/tasks/?campaign={pk}").json()["results"]

@@ -123,7 +123,10 @@ def test_fill_order_complete_is_the_default_and_finishes_units_before_opening_ne
 
 def test_fill_order_spread_gives_every_unit_a_first_answer_first():
     run = build_run(units=4)
-    campaign = _fill_order(_live(run, redundancy=3), "spread")
+    with pytest.raises(CrowdError, match="fill_order: give one of complete, spread"):
+        services.campaign_create(run=run, layers=["conv5"], fill_order="random")
+    campaign = _live(run, redundancy=3, fill_order="spread")
+    assert campaign.fill_order == "spread"
     workers = [_worker(f"s{i}") for i in range(4)]
     units = []
     for w in workers:
