@@ -8,10 +8,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-from dissect.models import DissectionRun, ImageSet, Network
+from dissect.models import DissectionRun, ImageSet
 from dissect.services.common import Progress
 from dissect.services.image_sets import image_set_scan
-from dissect.services.networks import network_register
+from dissect.services.networks import network_by_name
 from dissect.services.runs import run_create, run_resume, run_start, run_wait
 
 DEMO_NETWORKS = (("demo-places", "scenes"), ("demo-objects", "objects"))
@@ -46,13 +46,8 @@ def demo_runs_create(
             description=f"Demo world, {n_images} procedural scenes at 128 px (seed 0).",
         )
     runs = []
-    for name, training in DEMO_NETWORKS:
-        network = Network.objects.filter(name=name).first() or network_register(
-            name=name,
-            arch=name,
-            training_data=f"demo world ({training})",
-            description=f"Small AlexNet-style network trained on the demo world's {training}.",
-        )
+    for name, _training in DEMO_NETWORKS:
+        network = network_by_name(name)  # built in: BUILTIN_NETWORKS has its description
         run = (
             DissectionRun.objects.filter(
                 network=network, image_set=image_set, layers=list(DEMO_LAYERS)

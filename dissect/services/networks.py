@@ -87,6 +87,43 @@ def _network_store(
     return network
 
 
+# The networks that ship with CrowdDissect (their checkpoints are in dissect/demo/): usable by name
+# in every command and page on a fresh install; registered on first use.
+BUILTIN_NETWORKS: dict[str, tuple[str, str]] = {
+    "demo-places": (
+        "demo world (scenes)",
+        "Small AlexNet-style network trained on the demo world's scenes.",
+    ),
+    "demo-objects": (
+        "demo world (objects)",
+        "Small AlexNet-style network trained on the demo world's objects.",
+    ),
+}
+
+
+def network_by_name(name: str, *, actor=None) -> Network | None:
+    """The registered network called ``name``; a built-in network (``BUILTIN_NETWORKS``) is
+    registered on first use, so ``demo-places`` works everywhere on a fresh install. None when
+    ``name`` is neither (``network_unknown_message`` says what to do)."""
+    network = Network.objects.filter(name=name).first()
+    if network is not None or name not in BUILTIN_NETWORKS:
+        return network
+    training_data, description = BUILTIN_NETWORKS[name]
+    return network_register(
+        name=name, arch=name, training_data=training_data, description=description, actor=actor
+    )
+
+
+def network_unknown_message(name: str) -> str:
+    """Why ``name`` names no network, with the registered and built-in names and the fix."""
+    registered = ", ".join(Network.objects.order_by("name").values_list("name", flat=True))
+    return (
+        f"no network {name!r}; registered: {registered or 'none'}; built in: "
+        f"{', '.join(BUILTIN_NETWORKS)}. Register yours with `python manage.py register_network "
+        f"{name} --arch ARCH --checkpoint FILE [--classes FILE]`."
+    )
+
+
 _NET_CACHE: dict[tuple, object] = {}
 
 

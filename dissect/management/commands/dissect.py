@@ -13,6 +13,7 @@ from django.utils.text import slugify
 from dissect import services
 from dissect.management.commands._pipeline_cli import follow, get_run, status_lines
 from dissect.models import DissectionRun, ImageSet, Network
+from dissect.services.networks import network_by_name
 
 # services.RUN_OPTIONS the command line sets. Automatic labels come with the run's one pass when
 # the image set has pixel labels (--no-auto-labels skips them; `auto_label RUN` for old runs).
@@ -155,7 +156,7 @@ class Command(BaseCommand):
         if network is not None:
             return network
         if name in DEMO_NETWORKS:
-            return services.network_register(name=name, arch=name, training_data="demo world")
+            return network_by_name(name)  # built in: registered on first use, as everywhere
         raise CommandError(
             f"unknown network {name!r}: register it first with `python manage.py "
             f"register_network {name} --arch ARCH --checkpoint FILE [--classes FILE]`, or pass "

@@ -19,7 +19,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "target", help="An image file or a folder of images (searched recursively)."
         )
-        parser.add_argument("--network", required=True, help="Registered network name.")
+        parser.add_argument(
+            "--network",
+            required=True,
+            help="Registered network name, or a built-in one (demo-places, demo-objects).",
+        )
         parser.add_argument("--labels", choices=("crowd", "auto", "both"), default="both")
         parser.add_argument(
             "--min-iou",
@@ -41,6 +45,8 @@ class Command(BaseCommand):
         from annotate.explain.services import ExplainError, explain_files
         from dissect.images import IMAGE_EXTENSIONS
         from dissect.models import Network
+        from dissect.services.common import PipelineError
+        from dissect.services.networks import network_by_name, network_unknown_message
 
         target = Path(o["target"]).expanduser()
         if target.is_dir():
@@ -54,10 +60,12 @@ class Command(BaseCommand):
             raise CommandError(f"{target}: no such file or folder")
         out = Path(o["out"]).expanduser() if o["out"] else default_out
         paths = [p for p in paths if out not in p.parents]  # never explain our own overlays
-        network = Network.objects.filter(name=o["network"]).first()
+        try:
+            network = network_by_name(o["network"])  # a built-in one is registered on first use
+        except PipelineError as exc:
+            raise CommandError(str(exc)) from exc
         if network is None:
-            names = ", ".join(Network.objects.values_list("name", flat=True)) or "none registered"
-            raise CommandError(f"no network {o['network']!r}; known networks: {names}")
+            raise CommandError(network_unknown_message(o["network"]))
         bar = tqdm(total=len(paths), unit="img", disable=o["verbosity"] == 0)
         try:
             summaries = explain_files(
@@ -70,7 +78,14 @@ class Command(BaseCommand):
                 progress=lambda done, total: bar.update(done - bar.n),
             )
         except ExplainError as exc:
-            raise CommandError(str(exc)) from exc
+            hint = ""
+            if network.source == Network.Source.BUILTIN and not network.runs.exists():
+                hint = (
+                    f"; {network.name} is built in but not dissected yet: `python manage.py demo` "
+                    f"dissects it on the demo world and labels its units (or `python manage.py "
+                    f"dissect --network {network.name} --images DIR --layers conv5`)"
+                )
+            raise CommandError(f"{exc}{hint}") from exc
         finally:
             bar.close()
         failed = [s for s in summaries if not s["ok"]]
