@@ -37,7 +37,6 @@ urlpatterns += [
     path("reports/", include("annotate.labels.urls")),
 ]
 
-# Media (tiles, montages, overlays) on local storage are served by the app itself, so the embedded
-# default and the compose deployment need no extra web server; put a CDN or proxy cache in front
-# for heavy traffic. Annotators' tiles go through the task views, never through these paths.
-urlpatterns.append(path("media/<path:path>", views.media, name="media"))
+# Media is private: no /media/ folder is served. Researchers read tiles, montages, RF maps and
+# overlays through dissect's role-checked /files/ view, annotators through the signed tile URLs
+# of their tasks, admins exports through the audited download (docs/security.md).

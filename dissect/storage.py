@@ -1,7 +1,14 @@
-"""Content-addressed writes to media storage (tiles, montages, receptive-field maps).
+"""Content-addressed writes to media storage (tiles, montages, receptive-field maps, explain
+overlays), and the URL that serves them.
 
 A file's name is the sha256 of its bytes, so re-rendering a unit rewrites nothing that did not
 change, two units that share a tile share one file, and a name can be cached forever.
+
+Media is private: nothing under ``MEDIA_ROOT`` is served as a static folder. Researchers read
+these files through ``dissect.views.media_file`` (role-checked, streamed from ``default_storage``,
+so it works the same on a shared volume or an object store with private objects); annotators see
+tiles only through the crowd's signed, position-only tile URLs; exports only through their audited
+download view.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ def content_name(data: bytes, *, kind: str, ext: str) -> str:
 
 def save_content_addressed(data: bytes, *, kind: str, ext: str) -> str:
     """Write ``data`` once under its content name (skipped when it is already stored); returns
-    the name to keep in a ``*_path`` field (``default_storage.url(name)`` serves it)."""
+    the name to keep in a ``*_path`` field (``media_url(name)`` serves it)."""
     name = content_name(data, kind=kind, ext=ext)
     if not default_storage.exists(name):
         saved = default_storage.save(name, ContentFile(data))
@@ -31,6 +38,24 @@ def save_content_addressed(data: bytes, *, kind: str, ext: str) -> str:
     return name
 
 
+# Names the researchers' media view serves: what save_content_addressed writes, nothing else
+# (exports and anything a later part stores under MEDIA_ROOT stay unreachable through it).
+SERVED_PREFIX = "dissect/"
+
+
+def is_served_name(name: str) -> bool:
+    """A stored name the media view may serve: under ``dissect/``, relative, no ``..`` segment."""
+    if not name.startswith(SERVED_PREFIX) or "\\" in name or "\x00" in name:
+        return False
+    parts = name.split("/")
+    return all(part not in ("", ".", "..") for part in parts)
+
+
 def media_url(name: str) -> str:
-    """URL of a stored name, or '' for an empty name (a unit without a montage yet)."""
-    return default_storage.url(name) if name else ""
+    """URL of a stored name (the role-checked media view), or '' for an empty name (a unit
+    without a montage yet)."""
+    if not name:
+        return ""
+    from django.urls import reverse
+
+    return reverse("dissect:media-file", kwargs={"name": name})

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from dissect import views
+from dissect import media, views
 
 app_name = "dissect"
 
@@ -13,10 +13,17 @@ urlpatterns = [
     path("runs/<int:run_id>/status.json", views.run_status, name="run-status"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("runs/<int:run_id>/resume/", views.run_resume, name="run-resume"),
+    path(
+        "runs/<int:run_id>/auto-label-counts.csv",
+        views.auto_label_counts,
+        name="auto-label-counts",
+    ),
     path("runs/<int:run_id>/layers/<str:layer_name>/", views.layer_detail, name="layer-detail"),
     path(
         "runs/<int:run_id>/layers/<str:layer_name>/units/<int:index>/",
         views.unit_detail,
         name="unit-detail",
     ),
+    # Media (tiles, montages, RF maps, explain overlays): role-checked, never a public folder.
+    path("files/<path:name>", media.media_file, name="media-file"),
 ]

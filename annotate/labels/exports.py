@@ -15,10 +15,10 @@ Formats (Export.Kind):
 - zip: labels.jsonl + tiles/<layer>/<unit>/<kind>-<rank>.<ext> + datacard.json + README.md.
 """
 
-import csv
 import hashlib
 import io
 import json
+import secrets
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotate.labels.aggregation import counted_statuses
+from core import csv_safe
 
 Progress = Callable[[int, int], None]
 EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "tally": "csv", "milan": "json", "zip": "zip"}
@@ -229,7 +230,7 @@ def write_jsonl(records: Iterator[dict], out: io.TextIOBase) -> int:
 
 
 def write_csv(records: Iterator[dict], out: io.TextIOBase) -> int:
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer = csv_safe.dict_writer(out, CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     count = 0
     for record in records:
@@ -245,7 +246,7 @@ def write_csv(records: Iterator[dict], out: io.TextIOBase) -> int:
 
 def write_tally(records: Iterator[dict], out: io.TextIOBase) -> int:
     """NetDissect's tally.csv columns (unit numbered from 1, score) with the layer first."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv_safe.writer(out, lineterminator="\n")
     writer.writerow(["layer", "unit", "category", "label", "score", "agreement", "answers"])
     count = 0
     for r in records:
@@ -435,7 +436,24 @@ def sha256_of(path: Path) -> str:
 
 
 def exports_dir() -> Path:
+    """Where export files are written: beside the media (a volume the workers share), never
+    served as a folder; the only way out is the audited download view."""
     return Path(settings.MEDIA_ROOT) / "exports"
+
+
+def stored_name(export) -> str:
+    """An export's file name on disk: its id and a random token, nothing from user input (a
+    name with ``/`` or ``..`` never reaches the file system) and nothing guessable."""
+    return f"{export.pk}-{secrets.token_urlsafe(24)}.{EXTENSIONS[export.kind]}"
+
+
+def download_name(export) -> str:
+    """The file name a download is offered under: id, network (as a slug), kind, date."""
+    from django.utils.text import slugify
+
+    network = slugify(str((export.parameters or {}).get("network", ""))) or "network"
+    stamp = export.created_at.strftime("%Y%m%d-%H%M%S")
+    return f"{export.pk}-{network}-{export.kind}-{stamp}.{EXTENSIONS[export.kind]}"
 
 
 @transaction.atomic
@@ -498,10 +516,7 @@ def export_run(*, export_id: int):
     run = DissectionRun.objects.select_related("network", "image_set").get(pk=params["run"])
     folder = exports_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = export.created_at.strftime("%Y%m%d-%H%M%S")
-    path = (
-        folder / f"{export.pk}-{run.network.name}-{export.kind}-{stamp}.{EXTENSIONS[export.kind]}"
-    )
+    path = folder / stored_name(export)
     partial = path.with_suffix(path.suffix + ".part")
 
     def progress(done: int, total: int) -> None:

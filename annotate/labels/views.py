@@ -1,7 +1,6 @@
 """Report pages (researchers and admins) and exports (admins). Thin: parse the query, call one
 selector or service, render a table + chart, or hand out the same data as CSV or SVG."""
 
-import csv
 from pathlib import Path
 
 from django.contrib import messages
@@ -13,6 +12,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from annotate.labels import plots, reports, tables
+from core import csv_safe
 from core.access import can, requires
 from core.concepts.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
 from dissect.storage import media_url
@@ -22,7 +22,7 @@ def _csv_response(table: tables.Table, filename: str) -> HttpResponse:
     header, rows = table
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
-    writer = csv.writer(response, lineterminator="\n")
+    writer = csv_safe.writer(response, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
     return response
@@ -501,6 +501,8 @@ def export_download(request, export_id: int):
         target=export,
         data={"sha256": export.sha256},
     )
-    response = FileResponse(open(path, "rb"), as_attachment=True, filename=path.name)  # noqa: SIM115
+    from annotate.labels.exports import download_name
+
+    response = FileResponse(open(path, "rb"), as_attachment=True, filename=download_name(export))  # noqa: SIM115
     response["X-Checksum-SHA256"] = export.sha256
     return response

@@ -47,7 +47,7 @@ def test_pages_render_progress_layers_units_and_bad_files(client, researcher, do
     grid = client.get(reverse("dissect:layer-detail", args=[done_run.pk, "features.1"]))
     page = grid.content.decode()
     assert grid.status_code == 200 and page.count('class="unit-grid"') == 1
-    assert page.count("/media/dissect/montages/") == 48  # first page of 64 units
+    assert page.count("/files/dissect/montages/") == 48  # first page of 64 units
 
     # A crowd label (annotate's model, reached only through the reverse relation) is shown.
     labelled = done_run.layer_set.get().units.get(index=5)
@@ -125,7 +125,7 @@ def test_api_creates_starts_and_reads_a_run(
     assert units["count"] == 16
     unit = api.get(f"/api/dissect/units/{units['results'][0]['id']}/").json()
     assert [i["rank"] for i in unit["images"] if i["kind"] == "top"] == [0, 1]
-    assert all(i["tile_url"].startswith("/media/dissect/tiles/") for i in unit["images"])
+    assert all(i["tile_url"].startswith("/files/dissect/tiles/") for i in unit["images"])
     again = api.post(f"/api/dissect/runs/{run_id}/start/")
     assert again.status_code == 409
     bad = api.post("/api/dissect/runs/", {"network": "tiny", "image_set": image_set.name,
@@ -149,9 +149,9 @@ def test_api_sets_advanced_options_and_names_a_bad_one(researcher, tiny_network,
     assert parameters["rf_patch_px"] == 11  # left out: the pipeline's default
 
     for options, message in [
-        ({"quantile": 1.5}, "quantile must be between 0 and 1"),
-        ({"rf_images": 0}, "rf_images must be between 1 and 100 (got 0)"),
-        ({"montage_tile_px": 4096}, "montage_tile_px must be between 16 and 512"),
+        ({"quantile": 1.5}, "quantile: give a number between 0 and 1, exclusive."),
+        ({"rf_images": 0}, "rf_images: give a whole number from 1 to 100."),
+        ({"montage_tile_px": 4096}, "montage_tile_px: give a whole number from 16 to 512."),
     ]:
         bad = api.post("/api/dissect/runs/", {**request, "options": options}, format="json")
         assert bad.status_code == 400 and message in bad.json()["detail"], bad.json()
