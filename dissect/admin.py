@@ -55,7 +55,7 @@ class DissectionRunAdmin(admin.ModelAdmin):
 
 @admin.register(models.Shard)
 class ShardAdmin(admin.ModelAdmin):
-    list_display = ["run", "index", "first_image", "image_count", "status", "worker", "seconds"]
+    list_display = ["run", "index", "image_count", "status", "worker", "seconds"]
     list_filter = ["status"]
     search_fields = ["worker", "run__network__name"]
 

@@ -145,7 +145,6 @@ class Shard(models.Model):
 
     run = models.ForeignKey(DissectionRun, on_delete=models.CASCADE, related_name="shards")
     index = models.PositiveIntegerField()
-    first_image = models.PositiveIntegerField(help_text="Offset into the run's ordered images.")
     image_count = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     state_path = models.CharField(max_length=500, blank=True)
