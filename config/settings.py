@@ -129,7 +129,12 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_THROTTLE_RATES": {"submit": env.os.environ.get("CROWDDISSECT_SUBMIT_RATE", "30/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "submit": env.os.environ.get("CROWDDISSECT_SUBMIT_RATE", "30/min"),
+        # Outside-crowd doors (no login): requests per client IP, new leases per worker id.
+        "external_entry": env.os.environ.get("CROWDDISSECT_EXTERNAL_ENTRY_RATE", "30/min"),
+        "external_lease": env.os.environ.get("CROWDDISSECT_EXTERNAL_LEASE_RATE", "60/hour"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CrowdDissect API",
@@ -186,6 +191,10 @@ CROWDDISSECT = {
     "DETECTOR_PRECISION": float(env.os.environ.get("CROWDDISSECT_DETECTOR_PRECISION", "0.75")),
     # Where run artifacts (shard states, receptive-field maps) live.
     "RUNS_DIR": Path(env.os.environ.get("CROWDDISSECT_RUNS_DIR", DATA_DIR / "runs")).resolve(),
+    # Leases outside-crowd doors may hold at once in a campaign: this share of its open slots
+    # (and at most EXTERNAL_LEASES_MAX when set), so anonymous worker ids never exhaust it.
+    "EXTERNAL_LEASE_SHARE": float(env.os.environ.get("CROWDDISSECT_EXTERNAL_LEASE_SHARE", "0.5")),
+    "EXTERNAL_LEASES_MAX": env.env_int("CROWDDISSECT_EXTERNAL_LEASES_MAX", 0) or None,
 }
 
 LOGGING = {

@@ -57,6 +57,17 @@ class NoTask(CrowdError, NotFound):
     """No task for this worker right now; the message says why (404)."""
 
 
+class TooManyRequests(CrowdError):
+    """Too many requests or leases in a short time from one client or worker id (429);
+    `retry_after` is the wait in seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float, field: str | None = None):
+        super().__init__(message, field=field)
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+
 class LeaseExpired(CrowdError, Conflict):
     """The lease ran out before the answer arrived; the task went back to the pool (409)."""
 
@@ -497,7 +508,13 @@ def assignment_for_external(
         ).first()
         if linked is not None:
             return linked
-    a = assignment_next(worker=worker, campaign=campaign)
+    with transaction.atomic():
+        # Outside-crowd entries of one campaign take turns, so the cap below is never overshot by
+        # a burst; local annotators never wait on this lock.
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if selectors.worker_active_lease(worker=worker, campaign=campaign) is None:
+            _external_lease_check(worker=worker, campaign=campaign)
+        a = assignment_next(worker=worker, campaign=campaign)
     if external_assignment_id and a.external_assignment_id != external_assignment_id:
         a.external_assignment_id = external_assignment_id
         a.external_submit_url = submit_url
@@ -509,6 +526,61 @@ def assignment_for_external(
             data={"source": worker.source, "external_assignment_id": external_assignment_id},
         )
     return a
+
+
+def external_lease_cap(*, campaign: Campaign) -> int:
+    """How many leases outside-crowd doors (Mechanical Turk, link-out; no login) may hold at once
+    in `campaign`: a share of its open slots (settings CROWDDISSECT['EXTERNAL_LEASE_SHARE'],
+    default 0.5), at most CROWDDISSECT['EXTERNAL_LEASES_MAX'] when set, and at least 1 while a
+    slot is open. Open slots: redundancy x non-gold tasks, less the answers already in."""
+    from django.conf import settings
+
+    options = getattr(settings, "CROWDDISSECT", {})
+    share = float(options.get("EXTERNAL_LEASE_SHARE", 0.5))
+    hard_max = options.get("EXTERNAL_LEASES_MAX")
+    tasks = Task.objects.filter(campaign=campaign, is_gold=False)
+    answered = Assignment.objects.filter(
+        task__in=tasks, status__in=[A.SUBMITTED, A.APPROVED]
+    ).count()
+    open_slots = max(0, tasks.count() * campaign.redundancy - answered)
+    if open_slots == 0:
+        return 0
+    cap = max(1, int(share * open_slots))
+    return min(cap, int(hard_max)) if hard_max is not None else cap
+
+
+def external_leases_active(*, campaign: Campaign, now: datetime | None = None) -> int:
+    """Leases held right now in `campaign` by outside-crowd workers."""
+    return Assignment.objects.filter(
+        task__campaign=campaign,
+        status=A.LEASED,
+        lease_expires_at__gt=now or timezone.now(),
+        worker__source__in=[Worker.Source.MTURK, Worker.Source.LINK],
+    ).count()
+
+
+def _external_lease_check(*, worker: Worker, campaign: Campaign) -> None:
+    """Refuse a new lease from an outside-crowd door when the campaign's share for those doors is
+    taken, or when this worker id took too many new leases lately (NoTask / TooManyRequests)."""
+    from annotate.crowd.throttling import external_lease_wait_seconds
+
+    if campaign.status != S.LIVE:
+        return  # assignment_next refuses it with the campaign's status
+    now = timezone.now()
+    cap = external_lease_cap(campaign=campaign)
+    if external_leases_active(campaign=campaign, now=now) >= cap:
+        raise NoTask(
+            "All tasks this campaign offers through outside panels are taken right now; leases "
+            f"run for {campaign.lease_minutes} minutes, so try again later. Thank you!"
+        )
+    wait = external_lease_wait_seconds(worker=worker)
+    if wait is not None:
+        raise TooManyRequests(
+            f"workerId: this worker id took many new tasks in a short time; try again in "
+            f"{max(1, int(wait + 0.999))} s.",
+            retry_after=wait,
+            field="workerId",
+        )
 
 
 def _own_open_assignment(*, assignment: Assignment, worker: Worker) -> Assignment:

@@ -23,7 +23,7 @@ from annotate.crowd.forms import AnswerForm, CampaignForm
 from annotate.crowd.instructions import CATEGORY_HELP
 from annotate.crowd.models import Assignment, Campaign, Task, Worker
 from annotate.crowd.services import AnswerInvalid, CrowdError, LeaseExpired, NoTask
-from annotate.crowd.throttling import submit_wait_seconds
+from annotate.crowd.throttling import external_entry_wait_seconds, submit_wait_seconds
 from core.access import can, requires
 from dissect.models import UnitImage
 
@@ -269,12 +269,32 @@ def _external_preview(request, campaign: Campaign, *, note: str):
     )
 
 
+def _too_many(request, error):
+    response = render(
+        request, "crowd/message.html", {"title": "Please wait", "text": str(error)}, status=429
+    )
+    response["Retry-After"] = str(error.retry_after)
+    return response
+
+
 def _external_entry(
     request, pk: int, *, source: str, worker_id: str, external_assignment: str, submit_url: str = ""
 ):
     campaign = get_object_or_404(Campaign, pk=pk)
     if source == Worker.Source.MTURK and external_assignment in ("", MTURK_PREVIEW_ID):
         return _external_preview(request, campaign, note="Accept the HIT to start working on it.")
+    # No login at these doors: each request may create a worker and a lease, so they are
+    # rate-limited per client, and the service caps their leases per campaign and worker id.
+    wait = external_entry_wait_seconds(request=request)
+    if wait is not None:
+        return _too_many(
+            request,
+            services.TooManyRequests(
+                "Too many requests from your network in a short time; wait "
+                f"{max(1, int(wait + 0.999))} s and reload this page.",
+                retry_after=wait,
+            ),
+        )
     try:
         worker = services.worker_for_external(source=source, external_id=worker_id)
         assignment = services.assignment_for_external(
@@ -283,6 +303,8 @@ def _external_entry(
             external_assignment_id=external_assignment,
             submit_url=submit_url,
         )
+    except services.TooManyRequests as error:
+        return _too_many(request, error)
     except CrowdError as error:
         return render(
             request, "crowd/message.html", {"title": "No task", "text": str(error)}, status=409
