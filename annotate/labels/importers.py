@@ -67,9 +67,14 @@ def iclr15_import(
     from dissect.models import DissectionRun, Layer, Network, Unit
 
     path = Path(path)
-    data = read_iclr15(path)
     file_network = network_name_from_path(path)
     name = network_name or file_network
+    from core.names import name_error
+
+    problem = name_error(name, field="network", what="network name")
+    if problem:
+        raise ValueError(problem)
+    data = read_iclr15(path)
     training = next((v for k, v in TRAINING_DATA.items() if file_network.startswith(k)), "")
     if Network.objects.filter(name=name).exists():
         if not replace:

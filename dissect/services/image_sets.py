@@ -12,6 +12,7 @@ from django.db import transaction
 
 from core.audit import audit_record
 from core.models import AuditAction
+from core.names import name_error
 from dissect.models import Image, ImageSet
 from dissect.run_progress import show_bars
 from dissect.services.common import PipelineError, Progress
@@ -129,6 +130,9 @@ def image_set_scan(
     if progress is None and show_bars():
         from tqdm import tqdm
 
+    problem = name_error(name, what="image-set name")
+    if problem:
+        raise PipelineError(problem, field="name")
         bar = tqdm(total=total, desc=f"scan {name}", unit="file", leave=False)
 
     def flush(chunk: list[_Scanned]) -> None:
@@ -241,3 +245,6 @@ def import_broden(*, root: str | Path, name: str, description: str = "", progres
         description=description or f"Broden-layout dataset at {dataset.root.resolve()}",
         progress=progress,
     )
+    problem = name_error(name, what="image-set name")
+    if problem:  # before the name becomes the manifest's file name
+        raise PipelineError(problem, field="name")

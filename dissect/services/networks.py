@@ -9,6 +9,7 @@ from django.db import transaction
 
 from core.audit import audit_record
 from core.models import AuditAction
+from core.names import name_error
 from dissect.models import Network
 from dissect.services.common import PipelineError
 
@@ -30,6 +31,9 @@ def network_register(
     the architecture's defaults (e.g. ``{"input_size": 64}``). Raises PipelineError."""
     from dissect.networks import DEMO_NETWORKS, NetworkLoadError, load_network
 
+    problem = name_error(name, what="network name")
+    if problem:
+        raise PipelineError(problem, field="name")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise PipelineError(f"checkpoint {checkpoint}: no such file")
     try:

@@ -1,9 +1,9 @@
-import csv
 import json
 
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.labels.reports import ReportError, layer_report, run_for_network
+from core import csv_safe
 from core.concepts.vocabulary import CATEGORY_KEYS
 
 
@@ -52,7 +52,7 @@ class Command(BaseCommand):
                 + [row.detectors_by_category[c] for c in CATEGORY_KEYS]
             )
         if format == "csv":
-            writer = csv.writer(self.stdout, lineterminator="\n")
+            writer = csv_safe.writer(self.stdout, lineterminator="\n")
             writer.writerow(header)
             writer.writerows(table)
             return
