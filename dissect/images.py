@@ -7,8 +7,10 @@ No Django here: callers turn the records into rows.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import os
+import stat
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,9 @@ __all__ = [
     "inspect_image",
     "load_rgb",
     "scan_folder",
+    "entry_problem",
+    "long_path_reason",
+    "PATH_MAX_CHARS",
     "read_manifest_csv",
     "network_view",
     "preprocess_transform",
@@ -184,6 +189,88 @@ def _exif_swaps_axes(img: Image.Image) -> bool:
     return orientation in (5, 6, 7, 8)
 
 
+# The longest relative path an Image row keeps (dissect.models.Image.path): longer paths are
+# refused with the reason, never truncated into a path that names another file (or none).
+PATH_MAX_CHARS = 500
+
+
+def long_path_reason(relpath: str) -> str | None:
+    """The refusal for a relative path too long to store, or None."""
+    if len(relpath) <= PATH_MAX_CHARS:
+        return None
+    return (
+        f"the path is {len(relpath)} characters, more than the {PATH_MAX_CHARS} an image path "
+        "may have: shorten the folder or file names"
+    )
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a regular file"
+
+
+def _resolve_link(path: Path) -> tuple[Path | None, str | None]:
+    """(target, None) for a symbolic link that resolves, or (None, reason) for a loop or a
+    dangling link. Never opens the target."""
+    try:
+        return path.resolve(strict=True), None
+    except FileNotFoundError:
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return None, f"a dangling symbolic link (its target {target} does not exist)"
+    except RuntimeError:  # Python < 3.13: "Symlink loop from ..."
+        return None, "a symbolic link loop (the link points back at itself)"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "a symbolic link loop (the link points back at itself)"
+        return None, f"a symbolic link that cannot be followed ({exc.strerror or exc})"
+
+
+def entry_problem(root: Path, relpath: str) -> str | None:
+    """Why the entry ``root/relpath`` cannot be read as an image file, or None. Refused: paths
+    too long to store, symbolic links that loop, dangle or point outside ``root`` (a link is
+    followed only to a regular file inside the folder), and anything that is not a regular
+    file (named pipes, sockets, devices, folders). Never opens the file, so a FIFO never blocks.
+
+    ``root`` should be resolved (``Path.resolve()``); reasons name ``root/relpath``."""
+    path = root / relpath
+    where = f"{path}:"
+    reason = long_path_reason(relpath)
+    if reason:
+        return reason[0].upper() + reason[1:]  # the path itself would not fit in a reason
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return f"{where} no such file"
+    except OSError as exc:
+        return f"{where} cannot read the file ({exc.strerror or exc})"
+    if stat.S_ISLNK(info.st_mode):
+        target, reason = _resolve_link(path)
+        if reason:
+            return f"{where} {reason}"
+        if target != root and root not in target.parents:
+            return (
+                f"{where} a symbolic link to {target}, outside the image folder: copy the file "
+                "into the folder instead"
+            )
+        try:
+            info = os.stat(target)
+        except OSError as exc:
+            return f"{where} cannot read the link's target ({exc.strerror or exc})"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{where} {_kind_of(info.st_mode)}, not an image file"
+    return None
+
+
 def scan_folder(
     root: str | Path,
     *,
@@ -191,45 +278,85 @@ def scan_folder(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     decode: bool = True,
 ) -> Iterator[ImageRecord]:
-    """Yield an ``ImageRecord`` for every .jpg/.jpeg/.png/.webp/.bmp file under ``root``
+    """Yield an ``ImageRecord`` for every .jpg/.jpeg/.png/.webp/.bmp entry under ``root``
     (recursive, case-insensitive extensions), in sorted relative-path order.
+
+    Entries that cannot be read as images are yielded too, with ``check.ok`` False and the
+    reason (``entry_problem``): symbolic links that loop, dangle or leave the folder, named
+    pipes and other special files, paths too long to store, and folders that cannot be listed
+    or that a link would enter twice (loops) or outside the folder. Symbolic links to files and
+    folders inside the folder are followed (each folder once).
 
     Streams: only one directory listing is held at a time, so 100k files are fine.
     ``progress(done, total)`` is called after each file (with a progress callback, a quick
     listing pass counts the files first).
     """
-    root = Path(root)
+    root = Path(root).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
-    total = sum(1 for _ in _walk_sorted(root, "")) if progress is not None else 0
+    total = sum(1 for _ in _walk_sorted(root, "", set())) if progress is not None else 0
     done = 0
-    for relpath in _walk_sorted(root, ""):
-        check = inspect_image(root / relpath, max_pixels=max_pixels, decode=decode)
+    for relpath, problem in _walk_sorted(root, "", set()):
+        problem = problem or entry_problem(root, relpath)
+        if problem:
+            check = ImageCheck(False, problem)
+        else:
+            check = inspect_image(root / relpath, max_pixels=max_pixels, decode=decode)
         done += 1
         if progress is not None:
             progress(done, total)
         yield ImageRecord(relpath, check)
 
 
-def _walk_sorted(root: Path, prefix: str) -> Iterator[str]:
-    # Sorting each directory and treating a folder 'a' as 'a/' gives global path order.
+def _walk_sorted(root: Path, prefix: str, visited: set[Path]) -> Iterator[tuple[str, str | None]]:
+    """(relpath, None) for each image entry to check, (relpath, reason) for a folder that is
+    refused; sorting each directory and treating a folder 'a' as 'a/' gives global path order.
+    ``visited`` holds the real paths of the folders entered (a link back is a loop)."""
+    folder = root / prefix if prefix else root
     try:
-        entries = list(os.scandir(root / prefix if prefix else root))
-    except OSError:
+        real = folder.resolve()
+        visited.add(real)
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        yield prefix.rstrip("/"), f"{folder}: cannot list the folder ({exc.strerror or exc})"
         return
-    keyed = []
+    keyed: list[tuple[str, str | None, bool]] = []
     for entry in entries:
         rel = f"{prefix}{entry.name}"
-        if entry.is_dir(follow_symlinks=False):
-            keyed.append((rel + "/", True))
-        elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
-            keyed.append((rel, False))
+        image_name = entry.name.lower().endswith(IMAGE_EXTENSIONS)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                keyed.append((rel + "/", None, True))
+                continue
+            if not entry.is_symlink():
+                if image_name:  # regular or special file: entry_problem tells them apart
+                    keyed.append((rel, None, False))
+                continue
+        except OSError as exc:
+            keyed.append(
+                (rel, f"{root / rel}: cannot read the entry ({exc.strerror or exc})", False)
+            )
+            continue
+        target, reason = _resolve_link(Path(entry.path))
+        if target is not None and target.is_dir():
+            if target != root and root not in target.parents:
+                keyed.append((rel, f"{root / rel}: a symbolic link to the folder {target}, "
+                              "outside the image folder: not followed", False))  # fmt: skip
+            elif target in visited or target == real or target in real.parents:
+                keyed.append((rel, f"{root / rel}: a symbolic link loop (the folder links back "
+                              f"to {target}): not followed", False))  # fmt: skip
+            else:
+                keyed.append((rel + "/", None, True))
+        elif image_name or (reason and "loop" in reason):
+            # Links to files, and loops whatever their name, are judged by entry_problem;
+            # a dangling link without an image extension is not an image anyone meant.
+            keyed.append((rel, None, False))
     del entries
-    for rel, is_dir in sorted(keyed):
+    for rel, reason, is_dir in sorted(keyed, key=lambda k: k[0]):
         if is_dir:
-            yield from _walk_sorted(root, rel)
+            yield from _walk_sorted(root, rel, visited)
         else:
-            yield rel
+            yield rel, reason
 
 
 class ManifestError(ValueError):

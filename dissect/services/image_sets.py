@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from django.db import transaction
@@ -33,6 +33,17 @@ class _Scanned:
     split: str = ""
 
 
+def stored_path(path: str) -> str:
+    """The path an Image row keeps: the path itself, or for a path too long to keep (refused as
+    bad by the scanner, with the reason) a shortened form that stays unique and says so."""
+    from dissect.images import PATH_MAX_CHARS
+
+    if len(path) <= PATH_MAX_CHARS:
+        return path
+    digest = hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"{path[: PATH_MAX_CHARS - 40]}...(too long, sha1 {digest})"
+
+
 def _count_image_files(root: Path) -> int:
     from dissect.images import IMAGE_EXTENSIONS
 
@@ -46,7 +57,13 @@ def _count_image_files(root: Path) -> int:
 
 def _scan_records(root: Path, manifest: Path | None) -> tuple[int, Iterable[_Scanned]]:
     """(total, records) for a folder walk or a CSV manifest (paths relative to root)."""
-    from dissect.images import ManifestError, inspect_image, read_manifest_csv, scan_folder
+    from dissect.images import (
+        ManifestError,
+        entry_problem,
+        inspect_image,
+        read_manifest_csv,
+        scan_folder,
+    )
 
     def relative(reason: str) -> str:
         # The engine names the absolute file; the run page lists paths relative to the root.
@@ -71,14 +88,20 @@ def _scan_records(root: Path, manifest: Path | None) -> tuple[int, Iterable[_Sca
 
     def listed():
         for row in rows:
-            file = root / row.path
-            if not file.is_file():
+            problem = entry_problem(root, row.path)
+            if problem == f"{root / row.path}: no such file":
                 yield _Scanned(
                     row.path, False, f"{row.path}: listed in {manifest.name} line {row.line} "
                     "but no such file", 0, 0, "", 0,
                 )  # fmt: skip
                 continue
-            c = inspect_image(file)
+            if problem:  # a link out of the folder, a loop, a FIFO, a path too long to keep
+                yield _Scanned(
+                    row.path, False, f"{relative(problem)} (listed in {manifest.name} line "
+                    f"{row.line})", 0, 0, "", 0,
+                )  # fmt: skip
+                continue
+            c = inspect_image(root / row.path)
             label = row.extra.get("label") or row.extra.get("class") or row.extra.get("scene", "")
             yield _Scanned(
                 row.path, c.ok, relative(c.reason), c.width, c.height, c.sha1, c.size_bytes,
@@ -107,12 +130,17 @@ def image_set_scan(
     in place (paths that vanished are removed), so runs keep their images. Rows are written in
     chunks of ``chunk_size``; ``progress(done, total)`` after each chunk.
     """
+    problem = name_error(name, what="image-set name")
+    if problem:
+        raise PipelineError(problem, field="name")
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise PipelineError(f"image folder {root}: no such folder")
     manifest_path = Path(manifest).expanduser().resolve() if manifest else None
     if manifest_path is not None and not manifest_path.is_file():
         raise PipelineError(f"manifest {manifest_path}: no such file")
+    from dissect.images import PATH_MAX_CHARS, long_path_reason
+
     total, records = _scan_records(root, manifest_path)
 
     image_set, _ = ImageSet.objects.update_or_create(
@@ -130,9 +158,6 @@ def image_set_scan(
     if progress is None and show_bars():
         from tqdm import tqdm
 
-    problem = name_error(name, what="image-set name")
-    if problem:
-        raise PipelineError(problem, field="name")
         bar = tqdm(total=total, desc=f"scan {name}", unit="file", leave=False)
 
     def flush(chunk: list[_Scanned]) -> None:
@@ -140,7 +165,7 @@ def image_set_scan(
             Image(
                 id=existing[r.path][0] if r.path in existing else None,
                 image_set=image_set,
-                path=r.path[:500],
+                path=r.path,
                 sha1=r.sha1,
                 size_bytes=r.size_bytes,
                 width=r.width,
@@ -166,6 +191,11 @@ def image_set_scan(
 
     done, chunk = 0, []
     for record in records:
+        if len(record.path) > PATH_MAX_CHARS:  # kept as a bad row, never as a truncated "ok"
+            record = replace(
+                record, path=stored_path(record.path), ok=False,
+                reason=record.reason if not record.ok else long_path_reason(record.path),
+            )  # fmt: skip
         if record.path in seen:
             continue
         seen.add(record.path)
@@ -228,6 +258,9 @@ def import_broden(*, root: str | Path, name: str, description: str = "", progres
 
     from dissect.broden import read_broden
 
+    problem = name_error(name, what="image-set name")
+    if problem:  # before the name becomes the manifest's file name
+        raise PipelineError(problem, field="name")
     dataset = read_broden(root)
     manifest_dir = Path(settings.DATA_DIR) / "broden"
     manifest_dir.mkdir(parents=True, exist_ok=True)
@@ -245,6 +278,3 @@ def import_broden(*, root: str | Path, name: str, description: str = "", progres
         description=description or f"Broden-layout dataset at {dataset.root.resolve()}",
         progress=progress,
     )
-    problem = name_error(name, what="image-set name")
-    if problem:  # before the name becomes the manifest's file name
-        raise PipelineError(problem, field="name")
