@@ -167,15 +167,18 @@ class Param:
         """The command-line option: converts the text to the type; the service checks the range,
         so the command prints the same message as the other doors."""
         default = self.default if default is _UNSET else default
-        help_text = f"{self.help} {self.expectation()[0].upper()}{self.expectation()[1:]}"
         if self.kind is bool:
-            parser.add_argument(self.flag(), dest=self.name, action="store_true",
-                                help=help_text.strip())  # fmt: skip
+            parser.add_argument(self.flag(), dest=self.name, action="store_true", help=self.help)
             return
         shown = "" if default is None else f" (default {default})"
-        kwargs = {"dest": self.name, "default": default, "help": f"{help_text.strip()}{shown}."}
-        if self.choices:
-            kwargs["choices"] = self.choices
+        expected = self.expectation()
+        kwargs = {
+            "dest": self.name,
+            "default": default,
+            "help": f"{self.help} {expected[0].upper()}{expected[1:]}{shown}.".strip(),
+        }
+        if self.choices:  # listed, not enforced by argparse: the service refuses with its message
+            kwargs["metavar"] = "{" + ",".join(self.choices) + "}"
         elif self.kind in (int, float):
             kwargs["type"] = _number_type(self)
             kwargs["metavar"] = self.name.upper()

@@ -13,12 +13,13 @@ from django.utils.text import slugify
 from dissect import services
 from dissect.management.commands._pipeline_cli import follow, get_run, status_lines
 from dissect.models import DissectionRun, ImageSet, Network
+from dissect.parameters import RUN_OPTIONS, RUN_PARAMETERS
 from dissect.services.networks import network_by_name
 
-# services.RUN_OPTIONS the command line sets. Automatic labels come with the run's one pass when
-# the image set has pixel labels (--no-auto-labels skips them; `auto_label RUN` for old runs).
-ADVANCED_OPTIONS = ("quantile", "montage_tile_px", "rf_images", "rf_patch_px", "rf_stride_px",
-                    "iou_denominator", "iou_px")  # fmt: skip
+# dissect.parameters.RUN_OPTIONS the command line sets, with their ranges and help. Automatic
+# labels come with the run's one pass when the image set has pixel labels (--no-auto-labels
+# skips them; `auto_label RUN` for old runs).
+ADVANCED_OPTIONS = tuple(name for name in RUN_OPTIONS.names() if name != "auto_labels")
 
 
 class Command(BaseCommand):
@@ -39,42 +40,18 @@ class Command(BaseCommand):
         what.add_argument("--manifest", help="CSV manifest (column 'path') inside --images.")
         what.add_argument("--rescan", action="store_true", help="Scan --images again.")
         what.add_argument("--layers", help="Comma-separated layer names, e.g. conv5,pool5.")
-        what.add_argument("--top-k", type=int, default=services.DEFAULTS["top_k"])
-        what.add_argument("--controls", type=int, default=services.DEFAULTS["controls"])
-        what.add_argument("--shard-size", type=int, default=services.DEFAULTS["shard_size"])
-        what.add_argument(
-            "--segmentation", choices=services.SEGMENTATIONS,
-            default=services.DEFAULTS["segmentation"],
-        )  # fmt: skip
-        what.add_argument("--receptive-field", action="store_true",
-                          help="Also measure each layer's empirical receptive field.")  # fmt: skip
-        what.add_argument("--device", choices=services.DEVICES, default="auto")
-        what.add_argument("--tile-px", type=int, default=services.DEFAULTS["tile_px"])
-        what.add_argument("--batch-size", type=int,
-                          help=f"Images per forward pass ({services.DEFAULTS['batch_size']}); "
-                          "with --resume, changes the run's (e.g. after a GPU out-of-memory).")  # fmt: skip
-        what.add_argument("--workers", type=int, default=services.DEFAULTS["workers"],
-                          help="Image decoding processes.")  # fmt: skip
-        what.add_argument("--seed", type=int, default=0)
+        # The run's parameters, from the one spec (the form's and the API's too); --batch-size
+        # has no default here: with --resume it changes the run's (e.g. after a GPU out of memory).
+        for param in RUN_PARAMETERS:
+            param.add_argument(what, default=None if param.name == "batch_size" else param.default)
         what.add_argument("--no-wait", action="store_true",
                           help="With a broker: enqueue and return instead of following.")  # fmt: skip
         advanced = parser.add_argument_group("advanced (defaults: the pipeline's)")
-        advanced.add_argument("--quantile", type=float,
-                              help="Activation quantile of each unit's threshold (0.995).")  # fmt: skip
-        advanced.add_argument("--montage-tile-px", type=int)
-        advanced.add_argument("--rf-images", type=int,
-                              help="Top images per unit for the empirical receptive field.")  # fmt: skip
-        advanced.add_argument("--rf-patch-px", type=int, help="Occluder side in pixels.")
-        advanced.add_argument("--rf-stride-px", type=int, help="Occluder grid stride in pixels.")
+        for name in ADVANCED_OPTIONS:
+            RUN_OPTIONS[name].add_argument(advanced, default=None)
         advanced.add_argument("--no-auto-labels", action="store_true",
                               help="Skip the automatic labels (computed in the same pass when "
                               "the image set has pixel labels).")  # fmt: skip
-        advanced.add_argument("--iou-denominator", choices=("plain", "category"),
-                              help="IoU union of automatic labels: plain (default) or category "
-                              "(NetDissect's: unit area over images annotated in the category).")  # fmt: skip
-        advanced.add_argument("--iou-px", type=int,
-                              help="Side at which masks meet label maps (default: the label "
-                              "maps' own size).")  # fmt: skip
         other = parser.add_argument_group("an existing run").add_mutually_exclusive_group()
         other.add_argument("--status", type=int, metavar="RUN")
         other.add_argument("--resume", type=int, metavar="RUN")

@@ -96,7 +96,7 @@ def _classes(folder):
 def test_advanced_options_reach_the_run_and_a_bad_one_is_named(tiny_network, image_folder):
     args = ["dissect", "--network", "tiny", "--images", str(image_folder), "--layers", SMALL]
     args += ["--top-k", "2", "--controls", "0", "--shard-size", "12", "--tile-px", "20"]
-    with pytest.raises(CommandError, match=r"rf_patch_px must be at least 1 \(got 0\)"):
+    with pytest.raises(CommandError, match=r"rf_patch_px: give a whole number from 1 to 1024\."):
         _call(*args, "--rf-patch-px", "0")
     assert not DissectionRun.objects.exists()  # nothing half-made
 

@@ -91,14 +91,14 @@ def test_a_failing_stage_marks_the_run_failed_with_the_reason(
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"bogus": 1}, "unknown option(s) bogus: use quantile, montage_tile_px"),
-        ({"quantile": 0.0}, "quantile must be between 0 and 1, exclusive (got 0.0)"),
-        ({"quantile": "high"}, "quantile must be a number (got 'high')"),
-        ({"quantile": float("nan")}, "quantile must be a number (got nan)"),
-        ({"rf_stride_px": 2.5}, "rf_stride_px must be a whole number (got 2.5)"),
-        ({"rf_images": True}, "rf_images must be a whole number (got True)"),
-        ({"montage_tile_px": 8}, "montage_tile_px must be between 16 and 512 (got 8)"),
-        ({"auto_labels": "yes"}, "auto_labels must be true or false (got 'yes')"),
+        ({"bogus": 1}, "bogus: unknown parameter; use quantile, montage_tile_px"),
+        ({"quantile": 0.0}, "quantile: give a number between 0 and 1, exclusive."),
+        ({"quantile": "high"}, "quantile: give a number between 0 and 1, exclusive."),
+        ({"quantile": float("nan")}, "quantile: give a number between 0 and 1, exclusive."),
+        ({"rf_stride_px": 2.5}, "rf_stride_px: give a whole number from 1 to 1024."),
+        ({"rf_images": True}, "rf_images: give a whole number from 1 to 100."),
+        ({"montage_tile_px": 8}, "montage_tile_px: give a whole number from 16 to 512."),
+        ({"auto_labels": "yes"}, "auto_labels: give true or false."),
     ],
 )
 def test_bad_advanced_options_are_named(options, message):

@@ -4,6 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.crowd.services import CrowdError, campaign_create, campaign_set_status
+from annotate.crowd.spec import CAMPAIGN_SPEC
 from dissect.models import DissectionRun, Unit
 
 
@@ -15,16 +16,6 @@ class Command(BaseCommand):
         parser.add_argument(
             "--layers", required=True, help="Comma-separated layer names, e.g. conv5,pool5."
         )
-        parser.add_argument("--name", default="")
-        parser.add_argument("--tiles", type=int, default=60, help="Tiles per task (default 60).")
-        parser.add_argument(
-            "--controls", type=int, default=3, help="Planted controls per task (default 3)."
-        )
-        parser.add_argument(
-            "--redundancy", type=int, default=3, help="Workers per unit (default 3)."
-        )
-        parser.add_argument("--lease-minutes", type=int, default=20)
-        parser.add_argument("--reward-cents", type=int, default=0)
         parser.add_argument(
             "--gold", type=Path, help="CSV with columns layer,unit,concept,category."
         )
@@ -34,12 +25,11 @@ class Command(BaseCommand):
             metavar="MIN_IOU",
             help="Use units whose automatic (Network Dissection) label reaches this IoU as gold units.",
         )
-        parser.add_argument("--gold-rate", type=float, default=0.0)
-        parser.add_argument("--max-tasks-per-worker", type=int, default=None)
-        parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
             "--live", action="store_true", help="Make the campaign live right away."
         )
+        # The campaign's parameters, from the one spec (the form's and the API's too).
+        CAMPAIGN_SPEC.add_arguments(parser.add_argument_group("campaign parameters"))
 
     def handle(self, *args, run, layers, gold, gold_from_auto_labels, live, **options):
         try:
@@ -55,16 +45,8 @@ class Command(BaseCommand):
             campaign = campaign_create(
                 run=run_row,
                 layers=[x.strip() for x in layers.split(",") if x.strip()],
-                name=options["name"],
-                tiles_per_task=options["tiles"],
-                controls_per_task=options["controls"],
-                redundancy=options["redundancy"],
-                lease_minutes=options["lease_minutes"],
-                reward_cents=options["reward_cents"],
                 gold=gold_units,
-                gold_rate=options["gold_rate"],
-                max_tasks_per_worker=options["max_tasks_per_worker"],
-                seed=options["seed"],
+                **{name: options[name] for name in CAMPAIGN_SPEC.names()},
             )
             if live:
                 campaign = campaign_set_status(campaign=campaign, status="live", actor=None)
