@@ -35,12 +35,18 @@ class ImageSetSerializer(serializers.ModelSerializer):
 class RunSerializer(serializers.ModelSerializer):
     network = serializers.SlugRelatedField(slug_field="name", read_only=True)
     image_set = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    notes = serializers.SerializerMethodField(
+        help_text="What the run adapted or warns about, e.g. top-K lowered for a small image set."
+    )
 
     class Meta:
         model = DissectionRun
-        fields = ["id", "network", "image_set", "layers", "parameters", "seed", "status", "stage",
-                  "progress", "timings", "error", "code_version", "device", "created_at",
+        fields = ["id", "network", "image_set", "layers", "parameters", "notes", "seed", "status",
+                  "stage", "progress", "timings", "error", "code_version", "device", "created_at",
                   "started_at", "finished_at"]  # fmt: skip
+
+    def get_notes(self, run) -> list[str]:
+        return list((run.parameters or {}).get("notes", []))
 
 
 class StageProgressSerializer(serializers.Serializer):
@@ -88,7 +94,9 @@ class RunCreateSerializer(serializers.Serializer):
 
     def get_fields(self):
         fields = super().get_fields()
-        return {**fields, **RUN_PARAMETERS.serializer_fields()}
+        # top_k left out: the default K, adapted to the image set's size (the run's notes say so).
+        top_k = {"top_k": RUN_PARAMETERS["top_k"].serializer_field(with_default=False)}
+        return {**fields, **RUN_PARAMETERS.serializer_fields(), **top_k}
 
 
 class LayerSerializer(serializers.ModelSerializer):

@@ -18,6 +18,14 @@ class RunForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields.update(RUN_PARAMETERS.form_fields())
+        # Left empty, top-K is the default adapted to the image set's size (the run page says so).
+        top_k, default = self.fields["top_k"], RUN_PARAMETERS["top_k"].default
+        top_k.initial = None
+        top_k.widget.attrs["placeholder"] = f"{default}, adapted to the image set"
+        top_k.help_text = (
+            f"Top images kept per unit. Empty: {default}, lowered for image sets under 10 images "
+            "per top image (docs/pipeline.md)."
+        )
 
     def run_kwargs(self) -> dict:
         """Keyword arguments of services.run_create (empty parameters take their defaults)."""

@@ -56,12 +56,73 @@ def _check_layers(network: Network, layers: Sequence[str]) -> list[str]:
     return names
 
 
+# How large an image set should be for a given K (docs/pipeline.md, "How many images"): a unit's
+# top-K images are meant to be its rare, strongest responses, so K should be at most a tenth of
+# the set; and its controls come from outside the top-K (the lowest-scoring images), so K +
+# controls can never exceed it.
+IMAGES_PER_TOP_IMAGE = 10
+# The smallest K a crowd task can use: a task shows at least 10 of the unit's own tiles.
+MIN_USEFUL_TOP_K = 10
+
+
+def images_needed(*, top_k: int, controls: int) -> int:
+    """The recommended size of an image set for top-``top_k`` plus ``controls`` controls."""
+    return max(IMAGES_PER_TOP_IMAGE * top_k, top_k + controls)
+
+
+def top_k_fit(
+    *, n_images: int, top_k: int | None, controls: int, image_set: str = "the image set"
+) -> tuple[int, list[str]]:
+    """(K, notes) for an image set of ``n_images`` usable images. ``top_k`` None means the
+    default K, adapted to the set: lowered to a tenth of it (not below 10, nor past what leaves
+    room for the controls), with a note that says so. An explicit ``top_k`` is kept when top-K
+    and the controls fit (a note warns when the set is smaller than recommended) and refused
+    otherwise, with the numbers and what to do. Controls are never dropped."""
+    default = DEFAULTS["top_k"]
+    wanted = default if top_k is None else top_k
+    recommended = images_needed(top_k=wanted, controls=controls)
+    if top_k is None and n_images < recommended:
+        k = min(default, max(n_images // IMAGES_PER_TOP_IMAGE, MIN_USEFUL_TOP_K))
+        k = min(k, n_images - controls)
+        if k < 1:
+            raise PipelineError(
+                f"image set {image_set} has {n_images} usable images: too few for even one top "
+                f"image plus {controls} controls; add images (at least "
+                f"{images_needed(top_k=MIN_USEFUL_TOP_K, controls=controls)} for top-"
+                f"{MIN_USEFUL_TOP_K}) or lower --controls",
+                field="top_k",
+            )
+        return k, [
+            f"top-K adapted: image set {image_set} has {n_images} usable images, too few for "
+            f"the default top-{default} + {controls} controls (recommended: "
+            f"{recommended} images); this run keeps top-{k} + {controls} controls per unit. "
+            f"For top-{default}, use at least {recommended} images (docs/pipeline.md)."
+        ]
+    if wanted + controls > n_images:
+        fits = max(0, min(n_images // IMAGES_PER_TOP_IMAGE, n_images - controls))
+        hint = f"--top-k {fits} (a tenth of the set)" if fits >= 1 else "fewer --controls"
+        raise PipelineError(
+            f"top_k: image set {image_set} has {n_images} usable images, too few for top-"
+            f"{wanted} + {controls} controls (each unit's controls come from outside its top "
+            f"images, so at least {wanted + controls} are needed and {recommended} recommended); "
+            f"add images, lower top-K (e.g. {hint}) or leave it out to adapt it to the set",
+            field="top_k",
+        )
+    if n_images < recommended:
+        return wanted, [
+            f"small image set: top-{wanted} of {n_images} usable images is "
+            f"{100 * wanted / n_images:.0f}% of the set, so top images are barely selective; "
+            f"for top-{wanted}, use at least {recommended} images (docs/pipeline.md)."
+        ]
+    return wanted, []
+
+
 def run_create(
     *,
     network: Network,
     image_set: ImageSet,
     layers: Sequence[str],
-    top_k: int = DEFAULTS["top_k"],
+    top_k: int | None = None,
     controls: int = DEFAULTS["controls"],
     shard_size: int = DEFAULTS["shard_size"],
     segmentation: str = DEFAULTS["segmentation"],
@@ -75,12 +136,13 @@ def run_create(
     created_by=None,
 ) -> DissectionRun:
     """Validate the parameters and create a pending run with its shards (``shard_size``
-    usable images each, in image id order). ``options`` sets advanced parameters
+    usable images each, in image id order). ``top_k`` None: the default, adapted to the image
+    set's size (``top_k_fit``; the run's ``parameters["notes"]`` say so). ``options`` sets advanced parameters
     (dissect.parameters.RUN_OPTIONS). Raises PipelineError naming the bad parameter, with the
     message every door gives (dissect.parameters)."""
     options = options_clean(options or {})
     checked = RUN_PARAMETERS.clean(
-        {"top_k": top_k, "controls": controls, "shard_size": shard_size,
+        {"top_k": DEFAULTS["top_k"] if top_k is None else top_k, "controls": controls, "shard_size": shard_size,
          "segmentation": segmentation, "receptive_field": receptive_field, "device": device,
          "tile_px": tile_px, "batch_size": batch_size, "workers": workers, "seed": seed},
         error=PipelineError,
@@ -97,11 +159,19 @@ def run_create(
             "scan a folder with images first (`python manage.py scan_images`)",
             field="image_set",
         )
+    checked["top_k"], notes = top_k_fit(
+        n_images=n_images,
+        top_k=None if top_k is None else checked["top_k"],
+        controls=checked["controls"],
+        image_set=image_set.name,
+    )
     parameters = {
         **DEFAULTS,
         **options,
         **checked,
         "n_images": n_images,
+        # Said on the command line, the run page and in the API (parameters.notes).
+        "notes": notes,
         # Shard i covers image ids [bounds[i], bounds[i+1]): fixed at creation, so an image
         # found broken by one shard (and marked bad) never shifts another shard's slice.
         "shard_bounds": [ids[i] for i in range(0, n_images, shard_size)] + [ids[-1] + 1],

@@ -42,8 +42,10 @@ class Command(BaseCommand):
         what.add_argument("--layers", help="Comma-separated layer names, e.g. conv5,pool5.")
         # The run's parameters, from the one spec (the form's and the API's too); --batch-size
         # has no default here: with --resume it changes the run's (e.g. after a GPU out of memory).
+        # --top-k has none either: left out, the default K is adapted to the image set's size.
         for param in RUN_PARAMETERS:
-            param.add_argument(what, default=None if param.name == "batch_size" else param.default)
+            no_default = param.name in ("batch_size", "top_k")
+            param.add_argument(what, default=None if no_default else param.default)
         what.add_argument("--no-wait", action="store_true",
                           help="With a broker: enqueue and return instead of following.")  # fmt: skip
         advanced = parser.add_argument_group("advanced (defaults: the pipeline's)")
@@ -79,8 +81,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"run {run.pk}: {run.network.name} on {run.image_set.name} "
                 f"({run.parameters['n_images']} images, {run.shards.count()} shards), "
-                f"layers {', '.join(run.layers)}"
+                f"layers {', '.join(run.layers)}, top-{run.parameters['top_k']} + "
+                f"{run.parameters['controls']} controls per unit"
             )
+            for note in run.parameters.get("notes", []):
+                self.stdout.write(self.style.WARNING(f"note: {note}"))
             self._execute(run, lambda: services.run_start(run=run), o["no_wait"])
         except services.PipelineError as exc:
             raise CommandError(str(exc)) from exc
