@@ -17,7 +17,7 @@ from annotate.labels.agreement import (
     pairwise_cohen_kappa,
     percent_agreement,
 )
-from core.concepts.vocabulary import CATEGORY_KEYS, CATEGORY_LABELS
+from core.concepts.vocabulary import CATEGORY_KEYS
 from core.errors import NotFound
 
 
@@ -440,15 +440,9 @@ def compute_agreement_report(*, run=None, campaign=None, method: str | None = No
     }
 
 
-def category_labels() -> dict[str, str]:
-    """Category key -> human label, in the paper's order."""
-    return {c: CATEGORY_LABELS[c] for c in CATEGORY_KEYS}
-
-
 __all__ = [
     "ReportError",
     "agreement_report",
-    "category_labels",
     "compute_agreement_report",
     "cohen_kappa",
     "concept_detectors",

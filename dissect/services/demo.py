@@ -14,7 +14,9 @@ from dissect.services.image_sets import image_set_scan
 from dissect.services.networks import network_by_name
 from dissect.services.runs import run_create, run_resume, run_start, run_wait
 
-DEMO_NETWORKS = (("demo-places", "scenes"), ("demo-objects", "objects"))
+# The README demo's runs: (network, what it was trained on). The architectures themselves are
+# dissect.networks.DEMO_NETWORKS.
+DEMO_RUN_NETWORKS = (("demo-places", "scenes"), ("demo-objects", "objects"))
 DEMO_LAYERS = ("conv5", "pool5")
 
 
@@ -46,7 +48,7 @@ def demo_runs_create(
             description=f"Demo world, {n_images} procedural scenes at 128 px (seed 0).",
         )
     runs = []
-    for name, _training in DEMO_NETWORKS:
+    for name, _training in DEMO_RUN_NETWORKS:
         network = network_by_name(name)  # built in: BUILTIN_NETWORKS has its description
         run = (
             DissectionRun.objects.filter(
