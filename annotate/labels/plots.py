@@ -118,12 +118,17 @@ def stacked_bars(
     value_suffix: str = "",
     width: int = 900,
     height: int = 420,
+    subtitle: str = "",
 ) -> str:
-    """Vertical stacked bars with a legend on the right (the paper's Fig. 9 shape)."""
+    """Vertical stacked bars with a legend on the right (the paper's Fig. 9 shape). ``subtitle``
+    (e.g. the key of short bar labels) goes under the title; a bar's ``title`` is its tooltip name."""
     series_labels = series_labels or {}
     colors = colors or {s: SEQUENCE_COLORS[i % len(SEQUENCE_COLORS)] for i, s in enumerate(series)}
     svg = Svg(width, height, title)
     left, right, top, bottom = 64, 215, 40, 70 if any(b.group for b in bars) else 50
+    if subtitle:
+        top += 16
+        svg.text(left, 44, subtitle, size=12)
     plot_w, plot_h = width - left - right, height - top - bottom
     totals = [sum(b.segments.get(s, 0) for s in series) for b in bars]
     top_value = y_max if y_max is not None else _nice_max(max(totals, default=0))
@@ -148,7 +153,7 @@ def stacked_bars(
             if value <= 0:
                 continue
             h = plot_h * value / top_value
-            tip = f"{bar.group + ' ' if bar.group else ''}{bar.label}: "
+            tip = f"{bar.group + ' ' if bar.group else ''}{bar.title or bar.label}: "
             tip += f"{series_labels.get(key, key)} {value:.1f}{value_suffix}"
             svg.rect(cx - bar_w / 2, y - h, bar_w, h, colors[key], tip)
             if h >= 16 and bar_w >= 34:
@@ -290,21 +295,31 @@ def category_distribution_chart(*, rows: list[dict], title: str) -> str:
 
 
 def comparison_chart(*, comparison: dict, title: str) -> str:
-    """Two or more networks side by side: one stacked bar per network within each layer."""
+    """Two or more networks side by side: one stacked bar per network within each layer. Bars
+    are lettered A, B, ... under the axis; the key under the title gives each network's whole
+    name (names such as demo-places and demo-objects share their first word)."""
+    letters = {name: _bar_letter(i) for i, name in enumerate(comparison["networks"])}
     bars = []
     for layer_index, layer in enumerate(comparison["layers"]):
         for net_index, (network, rows) in enumerate(comparison["networks"].items()):
             row = next(r for r in rows if r["layer"] == layer)
             bars.append(
                 Bar(
-                    label=network.split("-")[0],
+                    label=letters[network],
+                    title=network,
                     group=layer,
                     segments=row["category_percent"],
                     gap_before=layer_index > 0 and net_index == 0,
                 )
             )
+    key = " · ".join(f"{letter} = {name}" for name, letter in letters.items())
     return _category_bars(bars, title=title, y_label="share of answers (%)", y_max=100,
-                          value_suffix="%", width=1000)  # fmt: skip
+                          value_suffix="%", width=1000, subtitle=key)  # fmt: skip
+
+
+def _bar_letter(index: int) -> str:
+    """A, B, ..., Z, then A2, B2, ... (a comparison rarely has more than a few networks)."""
+    return chr(ord("A") + index % 26) + (str(index // 26 + 1) if index >= 26 else "")
 
 
 def detector_chart(*, rows: list[dict], title: str) -> str:

@@ -171,3 +171,17 @@ def test_recompute_button_redirects_only_to_this_site(client, make_user, world):
     client.logout()
     client_for(client, make_user, "annotator")
     assert client.post(url, {"run": world["run"].pk}).status_code == 403
+
+
+def test_comparison_chart_names_each_network_whole():
+    """demo-places and demo-objects share their first word: the chart's key gives whole names."""
+    from annotate.labels.plots import comparison_chart
+
+    row = {"layer": "conv5", "category_percent": {"object": 60.0, "scene": 40.0}}
+    svg = comparison_chart(
+        comparison={"layers": ["conv5"], "networks": {"demo-places": [row], "demo-objects": [row]}},
+        title="Categories",
+    )
+    assert "A = demo-places · B = demo-objects" in svg
+    assert ">demo<" not in svg  # no name cut at the hyphen
+    assert "conv5 demo-objects: object 60.0%" in svg  # the tooltip names the network too
