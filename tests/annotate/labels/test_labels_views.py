@@ -185,3 +185,20 @@ def test_comparison_chart_names_each_network_whole():
     assert "A = demo-places · B = demo-objects" in svg
     assert ">demo<" not in svg  # no name cut at the hyphen
     assert "conv5 demo-objects: object 60.0%" in svg  # the tooltip names the network too
+
+
+def test_detector_columns_say_yes_or_no(client, make_user, world):
+    """The unit page and the unit browser answer the Detector column with yes or no, never blank."""
+    from annotate.labels.models import UnitLabel
+
+    client_for(client, make_user, "researcher")
+    run = world["run"]
+    for unit in world["units"]:
+        label = UnitLabel.objects.get(unit=unit, source="crowd")
+        page = client.get(
+            reverse("dissect:unit-detail", args=[run.pk, "conv5", unit.index])
+        ).content.decode()
+        expected = '<span class="badge ok">yes</span>' if label.is_detector else "<td>no</td>"
+        assert expected in page, (unit.index, label.is_detector)
+    browser = client.get(reverse("labels:units")).content.decode()
+    assert '<span class="badge ok">yes</span>' in browser and "<td>no</td>" in browser
