@@ -7,9 +7,9 @@ over-fill a task and never wait on each other. On SQLite (embedded default) writ
 """
 
 import random
-import re
 import secrets
 import time
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotate.crowd import selectors
-from annotate.crowd.concepts import concept_for_text
+from annotate.crowd.concepts import concept_for_text, concept_key
 from annotate.crowd.models import Answer, Assignment, Campaign, Task, Worker
 from annotate.crowd.quality import gold_accuracy
 from annotate.crowd.signals import answers_changed
@@ -28,6 +28,7 @@ from annotate.crowd.spec import CAMPAIGN_SPEC, MIN_UNMARKED_UNIT_TILES
 from core.audit import audit_record
 from core.concepts import CATEGORY_NAMES, CATEGORY_SLUGS
 from core.concepts.store import CONCEPT_MAX_CHARS
+from core.concepts.text import is_word_char
 from core.errors import AppError, Conflict, NotFound
 from core.models import AuditAction
 from dissect.models import DissectionRun, Layer, Unit, UnitImage
@@ -36,8 +37,8 @@ A = Assignment.Status
 S = Campaign.Status
 
 
-# Letters (any script) and digits, with single spaces, hyphens or apostrophes between them.
-CONCEPT_PATTERN = re.compile(r"^[^\W_]+(?:[ '\-]+[^\W_]+)*$")
+# Between words: spaces, hyphens and apostrophes (typed or typographic).
+_CONCEPT_JOINERS = frozenset(" -'\u2019")
 # A worker is judged on gold only after this many gold answers (one slip is not a verdict).
 GOLD_MIN_ANSWERS = 3
 
@@ -640,19 +641,33 @@ def leases_expire(*, now: datetime | None = None) -> int:
 # --- answers --------------------------------------------------------------------------------------
 
 
+def _concept_chars_ok(text: str) -> bool:
+    """Letters, marks and digits of any script, with spaces, hyphens or apostrophes between
+    them (the characters the normaliser keeps or reads as word breaks)."""
+    if not (is_word_char(text[0]) and is_word_char(text[-1])):
+        return False
+    return all(is_word_char(ch) or ch in _CONCEPT_JOINERS for ch in text)
+
+
 def validate_answer(*, concept: str, category: str) -> dict[str, list[str]]:
     """Field errors of the concept and category (empty when both are fine)."""
     errors: dict[str, list[str]] = {}
-    text = " ".join((concept or "").split())
+    # Judged in the normaliser's canonical form, so a decomposed "école" is the composed one.
+    text = " ".join(unicodedata.normalize("NFKC", concept or "").split())
     if not text:
         errors["concept"] = ["Concept: type the one or two words most images share."]
     elif len(text) > CONCEPT_MAX_CHARS:
         errors["concept"] = [
-            f"Concept: use at most {CONCEPT_MAX_CHARS} characters (one or two words)."
+            f"Concept: use at most {CONCEPT_MAX_CHARS} characters (one or two words); "
+            f"this one has {len(text)}."
         ]
-    elif not CONCEPT_PATTERN.match(text):
+    elif not _concept_chars_ok(text):
         errors["concept"] = [
             "Concept: use only letters, digits, spaces, hyphens (-) and apostrophes (')."
+        ]
+    elif not concept_key(text):
+        errors["concept"] = [
+            "Concept: name what the images show; small words like 'the' or 'of' alone do not count."
         ]
     if category not in CATEGORY_SLUGS:
         errors["category"] = [
@@ -723,7 +738,7 @@ def assignment_submit(
         )
     answer = Answer.objects.create(
         assignment=a,
-        concept_text=" ".join(concept.split()),
+        concept_text=" ".join(unicodedata.normalize("NFKC", concept).split()),
         concept=concept_for_text(concept),
         category=category,
         flagged_tiles=flagged_ids,

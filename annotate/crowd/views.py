@@ -66,6 +66,25 @@ def _task_context(*, task: Task, assignment: Assignment | None, mode: str, **ext
     return context
 
 
+def _form_errors(request, form: AnswerForm) -> dict[str, list[str]]:
+    """Messages for a form the browser could not have sent as is (a 10,000-character concept, a
+    NUL byte, a tile position off the page), each under the field that is wrong: the concept and
+    category get the service's own messages; only broken tile or timing fields say reload."""
+    errors = {
+        name: messages_
+        for name, messages_ in services.validate_answer(
+            concept=request.POST.get("concept", ""), category=request.POST.get("category", "")
+        ).items()
+        if name in form.errors
+    }
+    for name in ("concept", "category"):
+        if name in form.errors and name not in errors:
+            errors[name] = [f"{name.capitalize()}: {' '.join(form.errors[name])}"]
+    if "flagged" in form.errors or "active_seconds" in form.errors:
+        errors["flagged"] = ["Tiles: the page sent tile marks it could not have made; reload it."]
+    return errors
+
+
 def _handle_submit(request, *, assignment: Assignment, worker: Worker, render_task):
     """Shared POST handling of the local and outside-crowd task pages.
 
@@ -79,9 +98,7 @@ def _handle_submit(request, *, assignment: Assignment, worker: Worker, render_ta
         return None, render_task(form=None, status=429)
     form = AnswerForm(request.POST, tile_count=len(assignment.task.tile_order))
     if not form.is_valid():
-        return None, render_task(
-            form=form, errors={"flagged": ["Tiles: reload the page."]}, status=400
-        )
+        return None, render_task(form=form, errors=_form_errors(request, form), status=400)
     data = form.cleaned_data
     try:
         outcome = services.assignment_submit(

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 
 # Joiners that mean "and" in a concept ("black/white", "red & green").
 _AND_RE = re.compile(r"\s*[/&+]\s*")
-_NON_WORD_RE = re.compile(r"[^a-z0-9 ]+")
 _SPACE_RE = re.compile(r"\s+")
 
 # Words dropped wherever they stand: they never change which concept is meant.
@@ -121,13 +120,33 @@ _IES_KEEP = frozenset(
 )
 
 
+def fold(text: str) -> str:
+    """Unicode-aware case folding in a canonical form: NFKC, casefold, NFKC again. Composed and
+    decomposed spellings ("école" as one code point or as e + U+0301), full-width letters and
+    ligatures compare equal; "Straße" -> "strasse"; "İstanbul" -> "istanbul" (the dot that
+    casefold leaves on a dotted capital I is dropped, as in every other spelling of the word)."""
+    text = unicodedata.normalize("NFKC", text or "").casefold()
+    text = text.replace("i\u0307", "i")
+    return unicodedata.normalize("NFKC", text)
+
+
+def is_word_char(ch: str) -> bool:
+    """Letters, marks (accents, vowel signs of Indic scripts) and digits of every script."""
+    return unicodedata.category(ch)[0] in "LMN"
+
+
+def _words_only(text: str) -> str:
+    return "".join(ch if is_word_char(ch) else " " for ch in text)
+
+
 def clean_text(text: str) -> str:
-    """Lower-case `text`, turn '/', '&', '+' into 'and', drop other punctuation and extra spaces."""
-    text = unicodedata.normalize("NFKC", text or "").lower()
+    """Fold `text` (``fold``), turn '/', '&', '+' into 'and', drop other punctuation and extra
+    spaces. Letters and digits of every script are kept: "١٢٣" stays "١٢٣", "猫" stays "猫"."""
+    text = fold(text)
     text = text.replace("'", "").replace("\u2019", "")  # "dog's" -> "dogs", not "dog s"
     text = _AND_RE.sub(" and ", text)
     text = text.replace("-", " ").replace("_", " ")
-    text = _NON_WORD_RE.sub(" ", text)
+    text = _words_only(text)
     return _SPACE_RE.sub(" ", text).strip()
 
 
@@ -158,5 +177,6 @@ def normalize_text(text: str, *, misspellings: Mapping[str, str] | None = None) 
         word = misspellings.get(word, word)
         if word in STOP_WORDS:
             continue
-        words.append(singularize(word))
+        # The plural rules are English: words in other scripts or with accents stay as typed.
+        words.append(singularize(word) if word.isascii() else word)
     return " ".join(words)
