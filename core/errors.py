@@ -143,6 +143,19 @@ def _json(body: dict, status: int):
 NUL = "\x00"
 
 
+def _error_page(request, exception: AppError) -> HttpResponse:
+    """A NotFound as the site's 404 page (like Http404); any other AppError as its message in
+    text, with its status."""
+    from django.http import Http404
+    from django.views import defaults
+
+    if exception.status == 404:
+        return defaults.page_not_found(request, Http404(exception.message))
+    return HttpResponse(
+        exception.message, status=exception.status, content_type="text/plain; charset=utf-8"
+    )
+
+
 class AppErrorMiddleware:
     """Pages: an AppError that a view let through becomes a message on the page it came from
     (POST) or an error page with its status (GET); a NUL byte in a query parameter is refused
@@ -173,6 +186,4 @@ class AppErrorMiddleware:
         ):
             messages.error(request, exception.message)
             return HttpResponseRedirect(back)
-        return HttpResponse(
-            exception.message, status=exception.status, content_type="text/plain; charset=utf-8"
-        )
+        return _error_page(request, exception)

@@ -35,13 +35,11 @@ def _svg_response(svg: str, filename: str) -> HttpResponse:
 
 
 def _run_or_404(request, network: str):
+    """The network's run (``?run=ID`` picks one); ReportError is a 404 (core.errors middleware)."""
     run_id = request.GET.get("run")
-    try:
-        return reports.run_for_network(
-            network=network, run_id=int(run_id) if run_id and run_id.isdigit() else None
-        )
-    except reports.ReportError as exc:
-        raise Http404(str(exc)) from None
+    return reports.run_for_network(
+        network=network, run_id=int(run_id) if run_id and run_id.isdigit() else None
+    )
 
 
 def _layers(request) -> list[str] | None:
@@ -87,10 +85,7 @@ def index(request):
 
 def _layer_rows(request, run) -> list[dict]:
     """The run's per-layer report rows for the layers asked for, or 404 naming the problem."""
-    try:
-        return [r.as_dict() for r in reports.layer_report(run=run, layers=_layers(request))]
-    except reports.ReportError as exc:
-        raise Http404(str(exc)) from None
+    return [r.as_dict() for r in reports.layer_report(run=run, layers=_layers(request))]
 
 
 @requires("report.view")
@@ -180,10 +175,7 @@ def concepts(request, network: str):
 @requires("report.view")
 def precision(request, network: str):
     run = _run_or_404(request, network)
-    try:
-        histogram = reports.precision_histogram(run=run, layers=_layers(request))
-    except reports.ReportError as exc:
-        raise Http404(str(exc)) from None
+    histogram = reports.precision_histogram(run=run, layers=_layers(request))
     title = f"{network}: unit precision"
     return _page(
         request,

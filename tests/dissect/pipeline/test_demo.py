@@ -1,6 +1,5 @@
 """The README demo's dissection half: demo world -> image set -> both demo networks dissected."""
 
-import importlib.util
 
 import pytest
 from django.core.files.storage import default_storage
@@ -8,23 +7,21 @@ from django.core.files.storage import default_storage
 from dissect.models import DissectionRun, ImageSet, Network, UnitImage
 
 
-def _demo_networks_installed() -> bool:
-    if importlib.util.find_spec("dissect.demo.networks") is None:
-        return False
+def _require_demo_networks() -> None:
+    """The demo checkpoints are committed: failing to load them fails the test (never a skip)."""
     from dissect.demo.networks import DemoNetworkError, load_demo_network
 
-    try:
-        load_demo_network("demo-places")
-        load_demo_network("demo-objects")
-    except (DemoNetworkError, FileNotFoundError, KeyError, ValueError):
-        return False
-    return True
+    for name in ("demo-places", "demo-objects"):
+        try:
+            load_demo_network(name)
+        except (DemoNetworkError, FileNotFoundError, KeyError, ValueError) as exc:
+            pytest.fail(f"the committed {name} checkpoint does not load: {exc}")
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_demo_runs_are_created_end_to_end_and_reused(settings, tmp_path):
-    if not _demo_networks_installed():
-        pytest.skip("the demo networks' checkpoints are not installed yet")
+    _require_demo_networks()
     from dissect.services import demo_runs_create
 
     settings.DATA_DIR = tmp_path / "data"
