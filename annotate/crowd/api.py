@@ -217,9 +217,11 @@ class ReviewAssignmentSerializer(AssignmentSerializer):
     unit = serializers.IntegerField(source="task.unit_id", read_only=True)
     is_gold = serializers.BooleanField(source="task.is_gold", read_only=True)
     control_failed = serializers.BooleanField(
-        source="answer.control_failed", read_only=True, default=None
+        source="answer.control_failed", read_only=True, default=None, allow_null=True
     )
-    precision = serializers.FloatField(source="answer.precision", read_only=True, default=None)
+    precision = serializers.FloatField(
+        source="answer.precision", read_only=True, default=None, allow_null=True
+    )
 
     class Meta(AssignmentSerializer.Meta):
         fields = AssignmentSerializer.Meta.fields + [
@@ -369,7 +371,9 @@ class AnswerSerializer(serializers.ModelSerializer):
     worker = serializers.CharField(source="assignment.worker.pseudonym", read_only=True)
     unit = serializers.IntegerField(source="assignment.task.unit_id", read_only=True)
     campaign = serializers.IntegerField(source="assignment.task.campaign_id", read_only=True)
-    concept_name = serializers.CharField(source="concept.name", read_only=True, default=None)
+    concept_name = serializers.CharField(
+        source="concept.name", read_only=True, default=None, allow_null=True
+    )
     flagged_positions = serializers.SerializerMethodField()
     flagged_images = serializers.SerializerMethodField()
     flagged_files = serializers.SerializerMethodField()
