@@ -336,7 +336,8 @@ class RunLabels:
             table[number] = cats[label.category]
         return table
 
-    def spec(self, *, quantile: float, denominator: str = "plain", window_thresholds=None):
+    def spec(self, *, quantile: float, denominator: str = "plain", window_thresholds=None,
+             below_fraction: float = 0.5):  # fmt: skip
         from dissect.engine.extract import LabelSpec
 
         return LabelSpec(
@@ -347,6 +348,7 @@ class RunLabels:
             resize_labels=False,  # the loader already returns every map at ``size``
             level=float(quantile),
             window_thresholds=window_thresholds,
+            below_fraction=below_fraction,
         )
 
 

@@ -1,9 +1,10 @@
 """Emergence check: do object detectors emerge in the demo networks? (Network Dissection measure.)
 
-For every unit of every layer: threshold at the unit's top-0.5% activation over a fresh set of
-demo-world scenes, upsample bilinearly to the label-map size, pool IoU over the set with every
-ground-truth label (objects, regions, parts, materials, colors, and the scene as a whole-image
-label, as Broden does), and take the best-IoU label as the unit's automatic label.
+For every unit of every layer: threshold at the unit's top-0.5% activation (``quantile=0.995``)
+over a fresh set of demo-world scenes, upsample bilinearly to the label-map size, pool IoU over the
+set with every ground-truth label (objects, regions, parts, materials, colors, and the scene as a
+whole-image label, as Broden does), and take the best-IoU label as the unit's automatic label.
+The counting is the pipeline's own engine piece (``dissect.engine``: one pass, ``BinnedIoU``).
 """
 
 from collections.abc import Callable
@@ -15,13 +16,7 @@ import torch
 from core.concepts import CATEGORY_SLUGS
 from dissect.demo.training import to_input
 from dissect.demo.world import LABELS, MAP_NAMES, render
-from dissect.netdissect import (
-    DEFAULT_QUANTILE,
-    IoUAccumulator,
-    RunningTopValues,
-    best_labels,
-    top_k_for_quantile,
-)
+from dissect.netdissect import DEFAULT_QUANTILE, best_labels
 from dissect.networks import ResolvedLayer, capture_outputs
 
 LAYERS: tuple[str, ...] = ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")
@@ -98,43 +93,48 @@ def network_emergence(
     world: LabeledWorld,
     quantile: float = DEFAULT_QUANTILE,
     batch_size: int = 50,
+    denominator: str = "plain",
+    device: str | torch.device = "auto",
     progress: Callable[[int, int], None] | None = None,
 ) -> list[LayerEmergence]:
     """Run the emergence check of ``model`` on ``world`` for the layers {alias: module path}.
 
-    Two passes over the images: the first finds each unit's top-quantile threshold exactly (the
-    k largest activations, k from the number of activations), the second pools IoU counts.
+    One pass, with the engine piece the pipeline's automatic labels use (``UnitStats`` with a
+    ``LabelSpec``: quantile sketch + ``BinnedIoU`` counts at the label maps' size): each unit's
+    threshold is its activations' ``quantile`` level from the sketch (within 0.78 % of the exact
+    k-th largest value), and the IoU counts at that threshold are exact. ``denominator``:
+    "plain" or NetDissect's "category" union (see ``dissect.engine.iou``).
     """
-    model.eval()
+    from dissect.engine.extract import LabelSpec, UnitStats, place_model
+    from dissect.networks import LoadedNetwork
+
+    dev = place_model(LoadedNetwork(model=model, arch="demo", class_names=[],
+                                    preprocessing={}, layer_aliases={}), device)  # fmt: skip
     n = len(world.images)
-    tops: dict[str, RunningTopValues] = {}
-    accumulators: dict[str, IoUAccumulator] = {}
+    size = tuple(int(v) for v in world.label_maps.shape[2:])
+    categories = {c: i for i, c in enumerate(sorted({lab.category for lab in LABELS[1:]}))}
+    label_category = torch.tensor([-1] + [categories[lab.category] for lab in LABELS[1:]])
+    spec = LabelSpec(n_labels=len(LABELS), label_category=label_category,
+                     denominator=denominator, size=size, level=quantile)  # fmt: skip
+    stats: dict[str, UnitStats] = {}
     batches = range(0, n, batch_size)
-    total = 2 * len(batches)
     layers = [
         ResolvedLayer(alias, path, model.get_submodule(path)) for alias, path in layer_paths.items()
     ]
     with capture_outputs(layers) as outputs:
         for step, start in enumerate(batches):
-            model(to_input(world.images[start : start + batch_size]))
+            model(to_input(world.images[start : start + batch_size]).to(dev))
+            maps = torch.from_numpy(world.label_maps[start : start + batch_size]).long().to(dev)
+            ids = torch.arange(start, start + maps.shape[0], device=dev)
             for alias, act in outputs.items():
-                if alias not in tops:
-                    _, units, h, w = act.shape
-                    tops[alias] = RunningTopValues(units, top_k_for_quantile(n * h * w, quantile))
-                tops[alias].add(act)
+                if alias not in stats:
+                    path = layer_paths[alias]
+                    stats[alias] = UnitStats.empty(alias, path, act.shape[1], act.shape[2:4],
+                                                   top_k=1, controls=1, device=dev, labels=spec)  # fmt: skip
+                stats[alias].add(act.float(), ids, maps)
             if progress:
-                progress(step + 1, total)
-        thresholds = {alias: top.threshold() for alias, top in tops.items()}
-        for step, start in enumerate(batches):
-            model(to_input(world.images[start : start + batch_size]))
-            maps = torch.from_numpy(world.label_maps[start : start + batch_size])
-            for alias, act in outputs.items():
-                if alias not in accumulators:
-                    accumulators[alias] = IoUAccumulator(act.shape[1], len(LABELS))
-                accumulators[alias].add_activations(act, thresholds[alias], maps)
-            if progress:
-                progress(len(batches) + step + 1, total)
-    return [layer_emergence(alias, accumulators[alias].iou()) for alias in layer_paths]
+                progress(step + 1, len(batches))
+    return [layer_emergence(alias, stats[alias].iou_counts().iou) for alias in layer_paths]
 
 
 def emergence_table(results: dict[str, list[LayerEmergence]]) -> str:

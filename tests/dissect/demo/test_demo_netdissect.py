@@ -79,8 +79,8 @@ def test_top_values_threshold_is_the_exact_quantile():
     gen = torch.Generator().manual_seed(3)
     acts = torch.randn(40, 6, 7, 7, generator=gen)
     n_values = 40 * 7 * 7
-    k = top_k_for_quantile(n_values, 0.005)
-    assert k == 10  # ceil(0.005 * 1960)
+    k = top_k_for_quantile(n_values, 0.995)
+    assert k == 10  # ceil((1 - 0.995) * 1960)
     top = RunningTopValues(6, k)
     for start in range(0, 40, 9):
         top.add(acts[start : start + 9])

@@ -1,6 +1,6 @@
 """One pass vs today's passes on demo-world images at conv5 (a script, not a test).
 
-    PYTHONPATH=. .venv/bin/python tests/dissect/engine/bench_one_pass.py --images 500
+    PYTHONPATH=. .venv/bin/python bench/bench_one_pass.py --images 500
 
 Writes the images (PNG) and their object label maps (PNG) to a temp folder, then times:
 
