@@ -232,6 +232,7 @@ class SceneSurvival:
     segments_kept: int = 0
     kept_objects: int = 0  # kept segments that are objects (vs regions)
     pixels_kept: float = 0.0  # summed share of pixels kept
+    empty: int = 0  # minimal images with no segment left (the fill alone names the scene)
 
     def share(self, name: str) -> float:
         return self.kept.get(name, 0) / self.present[name] if self.present.get(name) else 0.0
@@ -248,6 +249,7 @@ class SceneSurvival:
             if self.segments_kept
             else None,
             "mean_pixels_kept": self.pixels_kept / self.correct if self.correct else None,
+            "empty": self.empty,
             "labels": [
                 {
                     "name": n,
@@ -295,6 +297,7 @@ def demo_world_minimal(
             kept_names = {names[k] for k in result.kept}
             row.kept_objects += sum(1 for k in result.kept if categories[k] == "object")
             row.pixels_kept += float(np.isin(segments, result.kept).mean())
+            row.empty += not result.kept
             for name in names:
                 row.present[name] = row.present.get(name, 0) + 1
                 if name in kept_names:
@@ -320,6 +323,7 @@ def demo_world_minimal(
         "fill": fill,
         "overall": {
             "correct": correct,
+            "empty": sum(r.empty for r in per_scene.values()),
             "mean_segments": sum(r.segments_before for r in per_scene.values()) / correct
             if correct
             else None,
@@ -339,19 +343,26 @@ def demo_world_minimal(
 def survival_table(report: dict, top: int = 3) -> str:
     """Markdown: per scene class, the labels its minimal images keep most often."""
     lines = [
-        "| scene | images | correct | segments | kept | objects among kept | pixels kept | most kept (share of minimal images that keep it) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scene | images | correct | segments | kept | empty | objects among kept | pixels kept "
+        "| key object kept | most kept (share of minimal images that keep it) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    from dissect.demo.world.vocabulary import SCENE_SPECS
+
     for row in report["scenes"]:
         best = ", ".join(
             f"{lab['name']} {lab['share']:.0%} ({lab['kept']}/{lab['present']})"
             for lab in row["labels"][:top]
         )
+        key = SCENE_SPECS[row["scene"]].objects[0][0] if row["scene"] in SCENE_SPECS else ""
+        k = next((lab for lab in row["labels"] if lab["name"] == key), None)
+        key_text = f"{key} {k['share']:.0%} ({k['kept']}/{k['present']})" if k else "–"
         fmt = lambda v, f: format(v, f) if v is not None else "–"  # noqa: E731
         lines.append(
             f"| {row['scene']} | {row['images']} | {row['correct']} | "
             f"{fmt(row['mean_segments'], '.1f')} | {fmt(row['mean_segments_kept'], '.1f')} | "
-            f"{fmt(row['kept_object_share'], '.0%')} | {fmt(row['mean_pixels_kept'], '.0%')} | {best} |"
+            f"{row.get('empty', '–')} | {fmt(row['kept_object_share'], '.0%')} | "
+            f"{fmt(row['mean_pixels_kept'], '.0%')} | {key_text} | {best} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -70,6 +70,7 @@ def test_commands_write_json_reports(reports):
     _, reports = reports
     minimal = reports["minimal"]
     assert minimal["n_images"] == 4 and len(minimal["scenes"]) == 10
+    assert 0 <= minimal["overall"]["empty"] <= minimal["overall"]["correct"]
     example = minimal["examples"][0]
     assert example["image"].startswith("data:image/png;base64,")
     assert all(s["image"].startswith("data:image/png") for s in example["steps"])
