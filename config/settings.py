@@ -40,6 +40,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Oversize requests refused from Content-Length, before anything reads the body.
+    "core.request_limits.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -104,6 +106,9 @@ STORAGES = {
 }
 # Uploaded images for explain() are checked by size ourselves; keep Django's own cap just above it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
+# Whole requests: the 20 MB explain upload plus its form; larger ones are refused from their
+# Content-Length before they are read (core.request_limits).
+MAX_REQUEST_BYTES = env.env_int("CROWDDISSECT_MAX_REQUEST_BYTES", 21 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # --- Production hardening: on whenever DEBUG is off and not on the embedded loopback default.

@@ -5,6 +5,7 @@ error when it does not fit."""
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -36,6 +37,22 @@ def _is_torchscript(path: Path) -> bool:
     return any(n.endswith("constants.pkl") or "/code/" in n for n in names)
 
 
+# Terminal escape sequences (torch bolds part of its unpickling message) and other control
+# characters never belong in a message a page, the API or a log line shows.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def plain_text(text: str) -> str:
+    """``text`` without terminal escape codes and control characters."""
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = plain_text(str(exc))
+    return text.splitlines()[0] if text else ""
+
+
 def read_checkpoint(path: str | Path, *, trust_pickle: bool = False):
     """Load a checkpoint file on the CPU.
 
@@ -54,7 +71,7 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False):
                 scripted = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001
             raise NetworkLoadError(
-                f"{path}: looks like TorchScript but failed to load: {exc}"
+                f"{path}: looks like TorchScript but failed to load: {plain_text(str(exc))}"
             ) from exc
         return normalize_state_dict(scripted.state_dict(), source=str(path))
     try:
@@ -64,12 +81,12 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False):
             f"{path}: the file holds pickled Python objects (e.g. a whole saved model), which "
             "can run arbitrary code when loaded. Re-save it as a state_dict "
             "(torch.save(model.state_dict(), path)) or, only if you trust where the file came "
-            f"from, load it with trust_pickle=True. Detail: {str(exc).splitlines()[0]}"
+            f"from, load it with trust_pickle=True. Detail: {_first_line(exc)}"
         ) from exc
     except Exception as exc:  # noqa: BLE001 - torch raises many types for non-checkpoints
         raise NetworkLoadError(
             f"{path}: not a PyTorch checkpoint torch.load can read ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            f"{_first_line(exc)})"
         ) from exc
     if isinstance(obj, nn.Module):
         return obj
