@@ -219,7 +219,7 @@ def image_set_scan(
     gone = [image_id for path, (image_id, _values) in existing.items() if path not in seen]
     for start in range(0, len(gone), chunk_size):
         Image.objects.filter(id__in=gone[start : start + chunk_size]).delete()
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         image_set = image_set_refresh_summary(image_set=image_set)
         audit_record(
             actor=actor, action=AuditAction.IMAGE_SET_SCAN, target=image_set,

@@ -54,7 +54,7 @@ def network_register(
         source = Network.Source.PICKLE
     else:
         source = Network.Source.TORCHVISION
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         network = _network_store(
             name=name, arch=arch, source=source, checkpoint=checkpoint, net=net,
             trust_pickle=trust_pickle, training_data=training_data, description=description,

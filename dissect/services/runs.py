@@ -281,7 +281,7 @@ def run_resume(*, run: DissectionRun, background: bool = False, actor=None) -> D
         raise PipelineConflict(f"run {run.pk} is already done: nothing to resume")
     if run.status == DissectionRun.Status.IMPORTED:
         raise PipelineConflict(f"run {run.pk} was imported (labels only): it cannot be resumed")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         audit_record(
             actor=actor, action=AuditAction.RUN_RESUME, target=run,
             data={"from_status": run.status, "attempt": int(run.parameters.get("attempt", 0)) + 1},
@@ -294,7 +294,7 @@ def run_cancel(*, run: DissectionRun, actor=None) -> DissectionRun:
     so ``--resume`` can continue it later."""
     if run.status not in (DissectionRun.Status.PENDING, DissectionRun.Status.RUNNING):
         raise PipelineConflict(f"run {run.pk} is {run.status}: only pending or running runs cancel")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         DissectionRun.objects.filter(pk=run.pk).update(
             status=DissectionRun.Status.CANCELLED, finished_at=timezone.now()
         )
