@@ -232,7 +232,13 @@ def test_api_docs_load_swagger_ui_and_redoc_from_our_static_files(make_user):
         "drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js",
     ):
         assert finders.find(name), name
-    assert client.get("/api/schema/").status_code == 200
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/docs/" not in schema.content and b"/api/redoc/" not in schema.content
+    # A CSP lets the browser fetch nothing from another host (Redoc's bundle asks for a CDN logo).
+    for path in ("/api/docs/", "/api/redoc/"):
+        csp = client.get(path)["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "img-src 'self' data:" in csp
 
 
 def test_foreign_host_tells_other_hosts_from_this_site():
