@@ -247,6 +247,11 @@ def task_skip(request, pk: int):
             request, "Skipped. There are no more tasks for you in this campaign right now."
         )
         return redirect("crowd:annotator-home")
+    messages.info(
+        request,
+        "Skipped: that unit goes to other workers and will not come back to you. "
+        "Here is your next task.",
+    )
     return redirect("crowd:task", pk=following.pk)
 
 

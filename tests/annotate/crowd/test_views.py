@@ -259,3 +259,23 @@ def test_researcher_creates_a_campaign_from_the_form(client, make_user, crowd_ru
     assert created.status_code == 302
     task = unit.tasks.get()
     assert task.is_gold and task.gold_concept == "car" and task.campaign.reward_cents == 5
+
+
+def test_skip_says_what_happened(client, annotator, campaign):
+    first = _start(client, campaign)
+    skipped = client.post(reverse("crowd:task-skip", args=[first.pk]), follow=True)
+    page = skipped.content.decode()
+    assert "Skipped: that unit goes to other workers" in page
+    following = skipped.redirect_chain[-1][0]
+    assert (
+        following != reverse("crowd:task", args=[first.pk]) and "/tasks/assignments/" in following
+    )
+
+
+def test_the_tasks_page_fits_a_phone(client, annotator, campaign):
+    """Each cell of the tasks tables carries its column's name, for the 390 px card layout."""
+    _start(client, campaign)
+    page = client.get(reverse("crowd:annotator-home")).content.decode()
+    assert page.count('<table class="stack">') == 2
+    for label in ("Campaign", "Network", "Reward", "Task", "Status", "Accepted"):
+        assert f'data-label="{label}"' in page
