@@ -186,7 +186,7 @@ def tile_order_for(
     return order
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)  # an entry point: never inside another transaction
 def campaign_create(
     *,
     run: DissectionRun,
@@ -298,7 +298,7 @@ def allowed_transitions(*, campaign: Campaign) -> set[str]:
     return set(_TRANSITIONS.get(campaign.status, set()))
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)  # an entry point: never inside another transaction
 def campaign_set_status(*, campaign: Campaign, status: str, actor) -> Campaign:
     """Move a campaign along draft -> live <-> paused -> finished."""
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
