@@ -21,6 +21,7 @@ from annotate.crowd.throttling import submit_wait_seconds
 from core.access import HasAction, can
 from core.concepts import CATEGORY_SLUGS
 from core.errors import MAX_INT64, int_param
+from core.schema import error_responses
 from dissect.models import DissectionRun
 
 A = Assignment.Status
@@ -96,7 +97,7 @@ class CampaignViewSet(
         "set_status": "campaign.status",
     }
 
-    @extend_schema(request=CampaignCreateSerializer, responses=CampaignSerializer)
+    @extend_schema(request=CampaignCreateSerializer, responses={201: CampaignSerializer})
     def create(self, request):
         data = CampaignCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -288,7 +289,7 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(
         request=NextTaskSerializer,
-        responses=AssignmentSerializer,
+        responses={200: AssignmentSerializer, **error_responses(404)},
         description="Lease the next task of a campaign (or return the lease already held).",
     )
     @action(detail=False, methods=["post"])
@@ -303,7 +304,7 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(
         request=SubmitSerializer,
-        responses=AssignmentSerializer,
+        responses={200: AssignmentSerializer, **error_responses(409, 429)},
         description="Answer a leased task. 200 with status 'leased' and a 'revise' message means: look "
         "again once (a tile that clearly does not fit was left unmarked); submit again to save.",
     )
@@ -328,14 +329,16 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         body["revise"] = outcome.messages if outcome.revise else []
         return ApiResponse(body)
 
-    @extend_schema(request=None, responses=AssignmentSerializer)
+    @extend_schema(request=None, responses={200: AssignmentSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"], url_path="return")
     def return_task(self, request, pk=None):
         assignment = self._own(pk)
         assignment = services.assignment_return(assignment=assignment, worker=assignment.worker)
         return self._mine(assignment)
 
-    @extend_schema(request=None, responses=AssignmentSerializer)
+    @extend_schema(
+        request=None, responses={200: AssignmentSerializer, 204: None, **error_responses(409)}
+    )
     @action(detail=True, methods=["post"])
     def skip(self, request, pk=None):
         assignment = self._own(pk)

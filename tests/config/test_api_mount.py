@@ -53,7 +53,7 @@ def test_every_drf_view_is_under_one_api_mount_and_in_the_schema(schema):
 
 def test_the_schema_documents_errors_nullable_fields_and_the_run_status(schema):
     submit = schema["paths"]["/api/crowd/assignments/{id}/submit/"]["post"]["responses"]
-    assert {"400", "401", "403", "404"} <= set(submit)
+    assert {"400", "401", "403", "404", "409", "429"} <= set(submit)
     assert submit["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
     status = schema["paths"]["/api/dissect/runs/{id}/status/"]["get"]["responses"]["200"]
     assert status["content"]["application/json"]["schema"]["$ref"].endswith("/RunStatus")
