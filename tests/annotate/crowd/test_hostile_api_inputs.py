@@ -57,3 +57,24 @@ def test_the_corpus_covers_the_issue(make_user):
     assert any(f == "max_tasks_per_worker" and "-1" in b for f, b in fields)
     assert any(f == "redundancy" and str(10**9) in b for f, b in fields)
     assert any(f == "lease_minutes" and str(10**7) in b for f, b in fields)
+
+
+@pytest.mark.parametrize("value", ["abc", str(2**63), "-1", "1%20OR%201=1"])
+def test_every_schema_endpoint_answers_bad_ids_and_filters_without_a_500(
+    value, make_user, crowd_run
+):
+    """A sweep: every path and method of the schema, its path parameters and the common
+    filters set to a bad value, as an admin (who passes every permission)."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    api = APIClient(raise_request_exception=False)
+    api.force_authenticate(make_user("admin"))
+    for path, operations in schema["paths"].items():
+        url = path.replace("{id}", value).replace("{network}", value)
+        for method in operations:
+            if method not in ("get", "post"):
+                continue
+            query = f"?run={value}&campaign={value}&page={value}" if method == "get" else ""
+            response = getattr(api, method)(url + query, {}, format="json")
+            assert response.status_code < 500, (method, url, response.content[:300])
