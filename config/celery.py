@@ -17,6 +17,7 @@ app.conf.task_routes = [
     {
         "dissect.tasks.render_*": {"queue": "cpu"},
         "dissect.tasks.merge_*": {"queue": "cpu"},
+        "dissect.tasks.watchdog_*": {"queue": "cpu"},
         "dissect.tasks.*": {"queue": "gpu"},
     }
 ]
@@ -25,11 +26,23 @@ app.conf.task_acks_late = True
 app.conf.task_reject_on_worker_lost = True
 app.conf.worker_prefetch_multiplier = 1
 app.conf.broker_connection_retry_on_startup = True
-# `celery -A config beat` sweeps the crowd workflow: expired leases return tasks to the pool (they
-# already stop counting when they end; the sweep updates their status), due answers get approved.
+# Redis (and SQS) hand an unacknowledged message to another worker after the visibility timeout.
+# kombu's default, 3,600 s, is shorter than the task time limit (a long task would then run
+# twice) and says nothing about the time limit; derive it instead: the hard time limit plus a
+# margin, so a live task is never redelivered. A dead worker's task is not left waiting for it:
+# the run watchdog (beat, below) resumes a run that stops moving within RUN_STALL_SECONDS.
+app.conf.broker_transport_options = {
+    **(app.conf.broker_transport_options or {}),
+    "visibility_timeout": int(app.conf.task_time_limit or 3600) + 300,
+}
+# `celery -A config beat` sweeps the crowd workflow (expired leases return tasks to the pool: they
+# already stop counting when they end; the sweep updates their status; due answers get approved)
+# and the runs (stalled ones are resumed).
 app.conf.beat_schedule = {
     "expire-leases": {"task": "annotate.crowd.tasks.expire_leases", "schedule": 60.0},
     "auto-approve": {"task": "annotate.crowd.tasks.auto_approve", "schedule": 600.0},
+    # Runs whose worker died: found, recorded on the run and resumed (dissect.watchdog).
+    "watchdog-runs": {"task": "dissect.tasks.watchdog_runs", "schedule": 60.0},
 }
 
 app.autodiscover_tasks(["config", "dissect", "annotate.crowd", "annotate.labels"])

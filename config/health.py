@@ -1,4 +1,5 @@
-"""Health checks behind /healthz: database, broker, a live worker per queue, torch device."""
+"""Health checks behind /healthz: database, broker, a live worker per queue, torch device, and
+no stalled run."""
 
 import os
 import sys
@@ -66,9 +67,29 @@ def check_broker_and_workers(timeout_s: float = 2.0) -> tuple[dict, dict]:
     return broker, workers
 
 
+def check_runs() -> dict:
+    """Runs the watchdog found stalled (no progress within RUN_STALL_SECONDS): not ok while
+    any is, so a run whose worker died never leaves /healthz green."""
+    from dissect.watchdog import stalled_runs
+
+    try:
+        stalled = stalled_runs()
+    except Exception as exc:  # noqa: BLE001 - the database check names the cause
+        return {"ok": True, "note": f"runs not checked ({type(exc).__name__})"}
+    report = {"ok": not stalled, "stalled": stalled}
+    if stalled:
+        report["error"] = (
+            f"{len(stalled)} run(s) stalled ({', '.join(str(r['run']) for r in stalled)}); the "
+            "watchdog resumes them; check the workers' logs"
+        )
+    return report
+
+
 def health_report() -> dict:
     database = check_database()
     broker, workers = check_broker_and_workers()
     checks = {"database": database, "broker": broker, "workers": workers}
+    if database["ok"]:
+        checks["runs"] = check_runs()
     down = [name for name, check in checks.items() if not check["ok"]]
     return {"ok": not down, "down": down, "checks": checks}

@@ -62,6 +62,15 @@ class ShardCountSerializer(serializers.Serializer):
     total = serializers.IntegerField()
 
 
+class RunStallSerializer(serializers.Serializer):
+    """The watchdog's record of a stalled run (dissect.watchdog)."""
+
+    since = serializers.DateTimeField(help_text="When its progress last changed.")
+    detected_at = serializers.DateTimeField()
+    stage = serializers.CharField()
+    recoveries = serializers.IntegerField(help_text="Automatic resumes so far.")
+
+
 class RunStatusSerializer(serializers.Serializer):
     """What ``runs/{id}/status/`` answers (dissect.selectors.run_status), not a full run."""
 
@@ -74,6 +83,7 @@ class RunStatusSerializer(serializers.Serializer):
     shards = ShardCountSerializer()
     device = serializers.CharField()
     code_version = serializers.CharField()
+    stalled = RunStallSerializer(allow_null=True)
 
 
 class RunOptionsSerializer(serializers.Serializer):

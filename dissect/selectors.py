@@ -87,6 +87,8 @@ def run_status(*, run: DissectionRun) -> dict:
         "shards": {"done": shards["done"] or 0, "total": shards["total"] or 0},
         "device": run.device,
         "code_version": run.code_version,
+        # Set by the watchdog while the run is stalled (no progress within RUN_STALL_SECONDS).
+        "stalled": (run.parameters or {}).get("stalled") or None,
     }
 
 

@@ -150,3 +150,12 @@ def enqueue_run(*, run_id: int, shard_indexes: Sequence[int]) -> None:
         attempt=run.parameters.get("attempt"),
     )
     signature.apply_async()
+
+
+@shared_task(name="dissect.tasks.watchdog_runs")
+def watchdog_runs() -> dict:
+    """Beat, every minute (queue cpu): find stalled runs, record it on them and resume them
+    (``dissect.watchdog``)."""
+    from dissect.watchdog import watchdog_sweep
+
+    return {str(k): v for k, v in watchdog_sweep().items()}

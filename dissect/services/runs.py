@@ -275,16 +275,29 @@ def _shards_to_do(run: DissectionRun) -> list[int]:
     return todo
 
 
-def run_resume(*, run: DissectionRun, background: bool = False, actor=None) -> DissectionRun:
-    """Continue a failed, cancelled or interrupted run from the shards already stored."""
+def run_resume(
+    *, run: DissectionRun, background: bool = False, actor=None, force: bool = False
+) -> DissectionRun:
+    """Continue a failed, cancelled, interrupted or stalled run from the shards already stored.
+    A running run that is still making progress (``dissect.watchdog.run_in_flight``) is refused,
+    so no shard a live worker is extracting runs twice; the watchdog resumes with ``force``."""
+    from dissect.watchdog import run_in_flight
+
     if run.status == DissectionRun.Status.DONE:
         raise PipelineConflict(f"run {run.pk} is already done: nothing to resume")
     if run.status == DissectionRun.Status.IMPORTED:
         raise PipelineConflict(f"run {run.pk} was imported (labels only): it cannot be resumed")
+    if not force and run_in_flight(run):
+        raise PipelineConflict(
+            f"run {run.pk} is running and made progress in the last few minutes (stage "
+            f"{run.stage or '?'}): a worker is on it, so resuming now would do its work twice. "
+            "Wait for it; if it stalls, the watchdog resumes it, or cancel it first."
+        )
     with transaction.atomic(durable=True):
         audit_record(
             actor=actor, action=AuditAction.RUN_RESUME, target=run,
-            data={"from_status": run.status, "attempt": int(run.parameters.get("attempt", 0)) + 1},
+            data={"from_status": run.status, "attempt": int(run.parameters.get("attempt", 0)) + 1,
+                  **({"by": "watchdog"} if force else {})},
         )  # fmt: skip
         return run_start(run=run, background=background)
 
