@@ -186,8 +186,21 @@ def compute_auto_labels(
     label maps are compared at ``mask_px`` square (default: half the network's input size, as
     Broden's 112 px label maps for 224 px images) in the network's view of each image.
     Returns {layer: LayerIoU}."""
+    from dissect.engine.extract import place_model
     from dissect.engine.quantile import RunningQuantile
-    from dissect.networks.forward import forward_with_layers
+    from dissect.networks import capture_outputs, resolve_layers
+
+    dev = place_model(net, device)  # once: the batches below never move the weights
+
+    def forward_with_layers(net, names, x, device=None):
+        resolved = resolve_layers(net, list(names))
+        with torch.inference_mode(), capture_outputs(resolved) as captured:
+            net.model(x.to(dev))
+            acts = {}
+            for name, layer in zip(names, resolved, strict=True):
+                act = captured[layer.alias].float()
+                acts[name] = act[:, :, None, None] if act.dim() == 2 else act
+        return None, acts
 
     rows = list(dataset.rows if rows is None else rows)
     if not rows:
@@ -202,10 +215,10 @@ def compute_auto_labels(
     if need:
         sketches: dict[str, RunningQuantile] = {}
         for x, _ in _batches(dataset, rows, net.preprocessing, out_px, batch_size, False, skipped):
-            _, acts = forward_with_layers(net, need, x, device=device)
+            _, acts = forward_with_layers(net, need, x)
             for layer, act in acts.items():
                 if layer not in sketches:
-                    sketches[layer] = RunningQuantile(act.shape[1])
+                    sketches[layer] = RunningQuantile(act.shape[1], device=dev)
                 sketches[layer].add(act)
             done += x.shape[0]
             if progress:
@@ -215,21 +228,22 @@ def compute_auto_labels(
                 raise AutoLabelError(
                     f"no image of the dataset could be read ({'; '.join(skipped[:3])})"
                 )
-            thresholds[layer] = sketches[layer].quantile(quantile)
+            thresholds[layer] = sketches[layer].quantile(quantile).cpu()
         done = len(rows)
         skipped.clear()  # the second pass meets the same files
     accumulators: dict[str, IoUAccumulator] = {}
     seen = 0
     for x, maps in _batches(dataset, rows, net.preprocessing, out_px, batch_size, True, skipped):
-        _, acts = forward_with_layers(net, layers, x, device=device)
+        _, acts = forward_with_layers(net, layers, x)
         # A pixel value missing from the label table counts as unlabeled, not as a label.
+        maps = maps.to(dev)
         maps_in_range = torch.where(maps < dataset.n_labels, maps, torch.zeros_like(maps))
         for layer, act in acts.items():
             units = act.shape[1]
             acc = accumulators.setdefault(layer, IoUAccumulator(units, dataset.n_labels))
             # A few images at a time keep the (images, units, H, W) mask tensor bounded.
             step = max(1, mask_budget // (units * out_px * out_px))
-            thr = torch.nan_to_num(thresholds[layer].float(), nan=float("inf"))
+            thr = torch.nan_to_num(thresholds[layer].float(), nan=float("inf")).to(dev)
             for start in range(0, act.shape[0], step):
                 masks = unit_masks(act[start : start + step], thr, (out_px, out_px))
                 acc.add(masks, maps_in_range[start : start + step])

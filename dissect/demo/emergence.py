@@ -21,6 +21,7 @@ from dissect.networks import ResolvedLayer, capture_outputs
 
 LAYERS: tuple[str, ...] = ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")
 IOU_LEVELS: tuple[float, ...] = (0.04, 0.2)
+WINDOW_SAMPLE = 256  # scenes whose quantile sketch places the IoU windows
 
 
 @dataclass
@@ -106,6 +107,7 @@ def network_emergence(
     "plain" or NetDissect's "category" union (see ``dissect.engine.iou``).
     """
     from dissect.engine.extract import LabelSpec, UnitStats, place_model
+    from dissect.engine.quantile import RunningQuantile
     from dissect.networks import LoadedNetwork
 
     dev = place_model(LoadedNetwork(model=model, arch="demo", class_names=[],
@@ -114,13 +116,24 @@ def network_emergence(
     size = tuple(int(v) for v in world.label_maps.shape[2:])
     categories = {c: i for i, c in enumerate(sorted({lab.category for lab in LABELS[1:]}))}
     label_category = torch.tensor([-1] + [categories[lab.category] for lab in LABELS[1:]])
-    spec = LabelSpec(n_labels=len(LABELS), label_category=label_category,
-                     denominator=denominator, size=size, level=quantile)  # fmt: skip
     stats: dict[str, UnitStats] = {}
     batches = range(0, n, batch_size)
     layers = [
         ResolvedLayer(alias, path, model.get_submodule(path)) for alias, path in layer_paths.items()
     ]
+    # As the pipeline: the IoU windows are centered on the quantile of a sample spread over the
+    # images (a forward pass only, the scenes are in memory), starting half an octave below it.
+    sample = world.images[:: max(1, n // WINDOW_SAMPLE)][:WINDOW_SAMPLE]
+    sketches: dict[str, RunningQuantile] = {}
+    with capture_outputs(layers) as outputs:
+        for start in range(0, len(sample), batch_size):
+            model(to_input(sample[start : start + batch_size]).to(dev))
+            for alias, act in outputs.items():
+                sketches.setdefault(alias, RunningQuantile(act.shape[1], device=dev)).add(act)
+    window = {alias: sketch.quantile(quantile) for alias, sketch in sketches.items()}
+    spec = LabelSpec(n_labels=len(LABELS), label_category=label_category,
+                     denominator=denominator, size=size, level=quantile,
+                     window_thresholds=window, below_fraction=0.25)  # fmt: skip
     with capture_outputs(layers) as outputs:
         for step, start in enumerate(batches):
             model(to_input(world.images[start : start + batch_size]).to(dev))
