@@ -114,9 +114,14 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, ValueError | OverflowError) and not isinstance(
         exc, exceptions.APIException
     ):
-        # A value the database cannot hold (a text id, 2**63, a NUL byte) slipped past a check.
-        logger.info("bad value in %s: %s", context.get("view"), exc)
-        return _json(error_body(f"a value of this request is not valid: {exc}", None), 400)
+        # A value the database cannot hold (a text id, 2**63, a NUL byte) slipped past a check:
+        # the client gets a 400; the log keeps the traceback, so the missing check gets found.
+        logger.warning("unchecked bad value in %s", context.get("view"), exc_info=exc)
+        message = (
+            "a value of this request cannot be used (text where a number belongs, a number "
+            "too large, a NUL byte); check the ids and numbers you sent."
+        )
+        return _json(error_body(message, None), 400)
     response = exception_handler(exc, context)
     if response is None:
         return None

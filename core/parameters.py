@@ -41,6 +41,8 @@ class Param:
     def __post_init__(self):
         if self.kind in (int, float) and (self.low is None or self.high is None):
             raise TypeError(f"parameter {self.name}: numbers need both bounds")
+        if self.kind is str and not self.choices and self.max_length is None:
+            raise TypeError(f"parameter {self.name}: text needs choices or a max_length")
 
     # --- the one check ---------------------------------------------------------------------
 

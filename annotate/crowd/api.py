@@ -19,7 +19,7 @@ from annotate.crowd.models import Answer, Assignment, Campaign, Task
 from annotate.crowd.spec import CAMPAIGN_SPEC
 from annotate.crowd.throttling import submit_wait_seconds
 from core.access import HasAction, can
-from core.concepts import CATEGORY_SLUGS
+from core.concepts import CATEGORIES, CATEGORY_SLUGS
 from core.errors import MAX_INT64, int_param
 from core.schema import error_responses
 from dissect.models import DissectionRun
@@ -125,6 +125,10 @@ class TaskSerializer(serializers.ModelSerializer):
     unit_index = serializers.IntegerField(source="unit.index", read_only=True)
     tile_count = serializers.SerializerMethodField()
     answers = serializers.IntegerField(read_only=True)
+    # Empty on tasks that are not gold: the schema says so (a read-only model field would not).
+    gold_category = serializers.ChoiceField(
+        choices=CATEGORIES, allow_blank=True, read_only=True, help_text="Empty unless gold."
+    )
 
     class Meta:
         model = Task

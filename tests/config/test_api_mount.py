@@ -62,3 +62,9 @@ def test_the_schema_documents_errors_nullable_fields_and_the_run_status(schema):
     campaign = schema["components"]["schemas"]["CampaignCreate"]["properties"]
     assert campaign["max_tasks_per_worker"]["nullable"] is True
     assert campaign["redundancy"]["maximum"] == 50 and campaign["seed"]["maximum"] == 2**63 - 1
+
+
+def test_the_schema_generates_without_warnings_and_validates(tmp_path):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
