@@ -26,7 +26,7 @@ def reports(tmp_path_factory):
             "--n-images",
             "4",
             "--examples",
-            "2",
+            "4",
             "--json",
             str(out / "minimal.json"),
             verbosity=0,
@@ -72,8 +72,8 @@ def test_commands_write_json_reports(reports):
     assert minimal["n_images"] == 4 and len(minimal["scenes"]) == 10
     assert 0 <= minimal["overall"]["empty"] <= minimal["overall"]["correct"]
     example = minimal["examples"][0]
-    assert example["image"].startswith("data:image/png;base64,")
-    assert all(s["image"].startswith("data:image/png") for s in example["steps"])
+    assert example["image"].startswith("data:image/jpeg;base64,")
+    assert all(s["image"].startswith("data:image/") for s in example["steps"])
     assert set(example["kept"]).isdisjoint(example["removed"])
     why = reports["why"]
     assert len(why["objects"]) == 28 and "pearson_r" in why["detectors_vs_discriminative"]
@@ -94,7 +94,9 @@ def test_pages_show_the_reports(reports, client, make_user, settings):
     assert why.status_code == 200 and why.content.count(b"<svg") == 2
     assert b"Pearson r" in why.content
     minimal = client.get("/explain/paper/demo-places/minimal/")
-    assert minimal.status_code == 200 and b"data:image/png;base64," in minimal.content
+    assert minimal.status_code == 200 and b"data:image/jpeg;base64," in minimal.content
+    steps = [s for ex in reports[1]["minimal"]["examples"] for s in ex["steps"]]
+    assert (b"(stop)" in minimal.content) == any(not s["correct"] for s in steps)
     ablation = client.get("/explain/paper/demo-places/ablation/")
     assert ablation.status_code == 200 and b"bathroom" in ablation.content
     assert client.get("/explain/paper/nosuch/why/").status_code == 404
