@@ -240,6 +240,7 @@ def campaign_create(
         )
 
     values["name"] = values["name"] or f"{run.network.name} {', '.join(layers)}"
+    allow_fewer_controls = values.pop("allow_fewer_controls")
     campaign = Campaign.objects.create(
         **values,
         run=run,
@@ -253,6 +254,19 @@ def campaign_create(
     )
     tiles = _tiles_by_unit(units)
     unit_tiles = tiles_per_task - controls_per_task
+    short = [u for u in units if len(tiles[u.pk]["control"]) < controls_per_task]
+    if short and not allow_fewer_controls:
+        fewest = min(len(tiles[u.pk]["control"]) for u in short)
+        raise CrowdError(
+            f"controls_per_task: {len(short)} of {len(units)} units have fewer than "
+            f"{controls_per_task} rendered control tiles (as few as {fewest}: the run kept "
+            f"{run.parameters.get('controls', '?')} per unit), so their tasks could not catch "
+            f"careless answers. "
+            + (f"Lower controls_per_task to {fewest}, " if fewest >= 1 else "")
+            + "dissect again with more controls (an image set large enough for top-K plus "
+            "controls: docs/pipeline.md), or set allow_fewer_controls.",
+            field="controls_per_task",
+        )
     tasks, skipped = [], []
     for unit in units:
         tops = tiles[unit.pk]["top"][:unit_tiles]

@@ -18,6 +18,9 @@ CAMPAIGN_SPEC = ParamSet((
           cli="tiles"),
     Param("controls_per_task", int, 3, "Planted control tiles per task.", low=1, high=20,
           cli="controls"),
+    Param("allow_fewer_controls", bool, False,
+          "Accept units with fewer rendered control tiles than controls_per_task (their tasks "
+          "show fewer controls); without it such a campaign is refused."),
     Param("redundancy", int, 3, "Workers per unit.", low=1, high=50),
     Param("fill_order", str, "complete",
           "complete: finish units to their redundancy before opening new ones (labels early); "

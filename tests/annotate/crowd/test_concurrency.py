@@ -47,7 +47,9 @@ def _run_threads(count: int, target) -> list[BaseException]:
 
 def test_concurrent_workers_fill_every_slot_exactly_once():
     run = build_run(units=6, tops=10, controls=1)
-    campaign = services.campaign_create(run=run, layers=["conv5"], redundancy=3)
+    campaign = services.campaign_create(
+        run=run, layers=["conv5"], redundancy=3, controls_per_task=1
+    )
     campaign = services.campaign_set_status(campaign=campaign, status="live", actor=None)
     controls = {
         h.pk: [
@@ -87,7 +89,7 @@ def test_concurrent_workers_fill_every_slot_exactly_once():
 
 def test_one_worker_racing_itself_holds_one_lease():
     run = build_run(units=4, tops=10, controls=1)
-    campaign = services.campaign_create(run=run, layers=["conv5"])
+    campaign = services.campaign_create(run=run, layers=["conv5"], controls_per_task=1)
     campaign = services.campaign_set_status(campaign=campaign, status="live", actor=None)
     worker = Worker.objects.create(pseudonym="twin")
     leased = []

@@ -121,6 +121,23 @@ def test_fill_order_complete_is_the_default_and_finishes_units_before_opening_ne
     assert counts == {0: 3, 1: 3, 2: 0, 3: 0}
 
 
+def test_a_campaign_refuses_units_without_their_controls_unless_told_to():
+    """Controls are never dropped silently: a unit with fewer rendered controls than the campaign
+    asks for stops the campaign with the numbers, unless allow_fewer_controls is set."""
+    run = build_run(units=3, tops=12, controls=1)
+    with pytest.raises(CrowdError) as refused:
+        services.campaign_create(run=run, layers=["conv5"], controls_per_task=3)
+    message = str(refused.value)
+    assert refused.value.field == "controls_per_task"
+    assert "3 of 3 units have fewer than 3 rendered control tiles" in message
+    assert "Lower controls_per_task to 1" in message and "allow_fewer_controls" in message
+    campaign = services.campaign_create(
+        run=run, layers=["conv5"], controls_per_task=3, allow_fewer_controls=True
+    )
+    assert campaign.tasks.count() == 3
+    assert services.campaign_create(run=run, layers=["conv5"], controls_per_task=1, seed=1)
+
+
 def test_fill_order_spread_gives_every_unit_a_first_answer_first():
     run = build_run(units=4)
     with pytest.raises(CrowdError, match="fill_order: give one of complete, spread"):
