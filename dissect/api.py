@@ -168,6 +168,23 @@ class ImageSetViewSet(viewsets.ReadOnlyModelViewSet):
     required_action = "run.view"
 
 
+class AutoLabelCountSerializer(serializers.Serializer):
+    """One unit x category of a run's automatic labels with the counts behind its IoU."""
+
+    layer = serializers.CharField()
+    unit = serializers.IntegerField()
+    category = serializers.CharField(allow_blank=True, help_text="Empty = best over all.")
+    label = serializers.CharField()
+    label_number = serializers.IntegerField()
+    iou = serializers.FloatField()
+    intersection = serializers.IntegerField()
+    unit_area = serializers.IntegerField()
+    label_area = serializers.IntegerField()
+    threshold = serializers.FloatField()
+    exact = serializers.BooleanField()
+    denominator = serializers.CharField()
+
+
 class RunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Runs. POST creates (and by default starts) one; POST .../start|cancel|resume/ acts on it;
     GET .../status/ is what the run page polls."""
@@ -223,6 +240,15 @@ class RunViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def status(self, request, pk=None):
         return Response(selectors.run_status(run=self.get_object()))
+
+    @extend_schema(responses={200: AutoLabelCountSerializer(many=True), **READ_ERRORS})
+    @action(detail=True, methods=["get"], url_path="auto-label-counts")
+    def auto_label_counts(self, request, pk=None):
+        """The counts behind the run's automatic labels (``?layer=`` filters); [] when none."""
+        from dissect.services.extraction import auto_label_counts
+
+        rows = auto_label_counts(run=self.get_object(), layer=request.query_params.get("layer"))
+        return Response(AutoLabelCountSerializer(rows, many=True).data)
 
 
 class LayerViewSet(viewsets.ReadOnlyModelViewSet):

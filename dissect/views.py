@@ -129,3 +129,21 @@ def unit_detail(request, run_id: int, layer_name: str, index: int):
             "recipe": run.parameters.get("segmentation", ""),
         },
     )
+
+
+@requires("run.view")
+def auto_label_counts(request, run_id: int):
+    """The counts behind every automatic label of the run as CSV (one row per unit x category:
+    label, IoU, intersection, unit area, label area, threshold), like NetDissect's tally."""
+    from django.http import HttpResponse
+
+    from dissect.services.extraction import auto_label_counts as counts
+    from dissect.services.extraction import auto_label_counts_csv
+
+    run = _run(run_id)
+    rows = counts(run=run, layer=request.GET.get("layer") or None)
+    if not rows:
+        raise Http404(f"run {run_id} has no automatic-label counts")
+    response = HttpResponse(auto_label_counts_csv(rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="run-{run_id}-auto-label-counts.csv"'
+    return response
