@@ -160,3 +160,16 @@ def test_import_without_a_path_imports_the_packaged_files(monkeypatch):
     assert "unitAnnotation_places205-alexnet.mat: imported 30 answers" in out.getvalue()
     with pytest.raises(CommandError, match="exactly one file"):
         call_command("import_iclr15", network="x", verbosity=0)
+
+
+@pytest.mark.django_db
+def test_report_footer_prints_the_detector_rule_with_its_values(tmp_path):
+    path = tmp_path / "unitAnnotation_tiny-alexnet.mat"
+    write_small_mat(path)
+    call_command("import_iclr15", str(path), verbosity=0, stdout=StringIO())
+    out = StringIO()
+    call_command("report", network="tiny-alexnet", stdout=out)
+    footer = out.getvalue().strip().splitlines()[-1]
+    assert footer == (
+        "detector: unit precision >= 0.75 and at least 2 answers naming the consensus concept"
+    )

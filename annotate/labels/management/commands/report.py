@@ -84,7 +84,9 @@ class Command(BaseCommand):
         self.stdout.write("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
         for line in lines:
             self.stdout.write("  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)))
+        from annotate.labels.aggregation import detector_min_agreeing, detector_precision
+
         self.stdout.write(
-            "detector: unit precision >= DETECTOR_PRECISION and at least DETECTOR_MIN_AGREEING "
-            "answers naming the consensus concept"
+            f"detector: unit precision >= {detector_precision():g} and at least "
+            f"{detector_min_agreeing()} answers naming the consensus concept"
         )
