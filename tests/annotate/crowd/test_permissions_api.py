@@ -197,3 +197,18 @@ def test_schema_lists_the_crowd_endpoints(client, make_user):
         "/api/crowd/answers/",
     ):
         assert path in schema
+
+
+def test_the_documented_token_recipe_works(make_user, client):
+    """docs/crowd.md: `manage.py drf_create_token NAME`, then `Authorization: Token KEY`."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    make_user("researcher", username="alice")
+    out = StringIO()
+    call_command("drf_create_token", "alice", stdout=out)
+    key = out.getvalue().split()[2]
+    listed = client.get("/api/crowd/campaigns/", HTTP_AUTHORIZATION=f"Token {key}")
+    assert listed.status_code == 200
+    assert client.get("/api/crowd/campaigns/").status_code in (401, 403)  # no token: refused
