@@ -123,8 +123,13 @@ def why_objects_report(
         "labels": labels_source,
         "measures": {
             "frequency": "share of images in which the object is visible (ground truth)",
-            "discriminative": f"scene classes for which the object is among the {top} objects "
-            "with the largest P(visible | scene) - P(visible | other scenes) (> 0)",
+            "discriminative": (
+                "scene classes for which the object has the largest"
+                if top == 1
+                else f"scene classes for which the object is among the {top} objects with the "
+                "largest"
+            )
+            + " P(visible | scene) - P(visible | other scenes) (> 0)",
             "detectors": "units whose label is the object",
         },
         "objects": rows,

@@ -31,9 +31,11 @@ def scatter_plot(
     """Points (x, y) with tooltips, the least-squares line, and the ``label_points`` highest-y
     points named beside them. ``note`` (e.g. the r values) goes under the title."""
     svg = Svg(width, height, title)
-    left, right, top, bottom = 60, 24, 58, 52
+    left, right, top, bottom = 60, 70, 58, 52  # room on the right for point names
     plot_w, plot_h = width - left - right, height - top - bottom
-    x_max = _nice_max(max(xs, default=0))
+    integer_x = all(float(x).is_integer() for x in xs) and max(xs, default=0) <= 10
+    # counts get one step of room past the largest value, and integer ticks
+    x_max = max(xs, default=0) + 1 if integer_x else _nice_max(max(xs, default=0))
     y_max = _nice_max(max(ys, default=0))
     svg.text(left, 22, title, size=15, weight="600")
     if note:
@@ -43,7 +45,7 @@ def scatter_plot(
     for tick in _ticks(y_max):
         svg.line(left, py(tick), left + plot_w, py(tick))
         svg.text(left - 6, py(tick) + 4, _fmt(tick, y_max), size=11, anchor="end")
-    for tick in _ticks(x_max):
+    for tick in range(int(x_max) + 1) if integer_x else _ticks(x_max):
         svg.line(px(tick), top, px(tick), top + plot_h, stroke=GRID)
         svg.text(px(tick), top + plot_h + 16, _fmt(tick, x_max), size=11, anchor="middle")
     svg.line(left, top + plot_h, left + plot_w, top + plot_h, stroke=TEXT)
@@ -62,6 +64,7 @@ def scatter_plot(
                 px(0), py(clip(y0)), px(x_max), py(clip(y1)), stroke=FIT, width=1.5, dash="5 4"
             )
     named = set(sorted(range(n), key=lambda i: (-ys[i], labels[i]))[:label_points])
+    together: dict[tuple[float, float], list[str]] = {}  # points drawn on top of each other
     for i, (x, y, name) in enumerate(zip(xs, ys, labels, strict=True)):
         tip = escape(f"{name}: {x:g}, {y:g}")
         svg.parts.append(
@@ -69,5 +72,7 @@ def scatter_plot(
             f'fill-opacity="0.75" stroke="#ffffff" stroke-width="1"><title>{tip}</title></circle>'
         )
         if i in named and not math.isnan(y):
-            svg.text(px(x) + 7, py(y) + 4, name, size=11)
+            together.setdefault((round(px(x)), round(py(y))), []).append(name)
+    for (x, y), names in together.items():
+        svg.text(x + 7, y + 4, ", ".join(names), size=11)
     return svg.render()
