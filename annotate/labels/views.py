@@ -391,6 +391,22 @@ def recompute(request):
     return redirect(target)
 
 
+def _merge_target(text: str):
+    """The Concept a merge goes into: an existing row by name, or a vocabulary concept (by its
+    name or a synonym) that nobody has answered yet, whose row is created now."""
+    from core.concepts.store import concepts_get_or_create
+    from core.concepts.vocabulary import default_vocabulary
+    from core.models import Concept
+
+    concept = Concept.objects.filter(name=text).first()
+    if concept is not None or not text:
+        return concept
+    entry = default_vocabulary().lookup(text)
+    if entry is None:
+        return None
+    return concepts_get_or_create(names={entry.name: entry.category})[entry.name]
+
+
 @requires("concept.merge")
 def concept_list(request):
     from django.db.models import Count
@@ -407,9 +423,12 @@ def concept_list(request):
             affected = concept_unmerge(concept=source, actor=request.user)
             messages.success(request, f"{source.name} stands alone again ({len(affected)} units).")
         else:
-            target = Concept.objects.filter(name=request.POST.get("target", "").strip()).first()
+            target = _merge_target(request.POST.get("target", "").strip())
             if target is None:
-                messages.error(request, "target: no concept of that name; pick one from the list.")
+                messages.error(
+                    request,
+                    "target: no concept or vocabulary entry of that name; pick one from the list.",
+                )
             else:
                 try:
                     affected = concept_merge(source=source, target=target, actor=request.user)

@@ -202,3 +202,27 @@ def test_detector_columns_say_yes_or_no(client, make_user, world):
         assert expected in page, (unit.index, label.is_detector)
     browser = client.get(reverse("labels:units")).content.decode()
     assert '<span class="badge ok">yes</span>' in browser and "<td>no</td>" in browser
+
+
+def test_merge_into_a_vocabulary_concept_nobody_has_answered_yet(client, make_user, world):
+    from annotate.labels.models import UnitLabel
+    from core.models import Concept
+
+    client_for(client, make_user, "researcher")
+    assert not Concept.objects.filter(name="animal").exists()
+    response = client.post(
+        reverse("labels:concepts"),
+        {"action": "merge", "source": "zorblax", "target": "creature"},  # a synonym of animal
+        follow=True,
+    )
+    assert "Merged zorblax into animal" in response.content.decode()
+    animal = Concept.objects.get(name="animal")
+    assert animal.source == Concept.Source.VOCABULARY and animal.category == "object"
+    assert Concept.objects.get(name="zorblax").merged_into == animal
+    assert UnitLabel.objects.get(unit=world["units"][2]).concept_text in {"animal", "dog"}
+    unknown = client.post(
+        reverse("labels:concepts"),
+        {"action": "merge", "source": "zorblax", "target": "no such thing"},
+        follow=True,
+    )
+    assert "no concept or vocabulary entry of that name" in unknown.content.decode()
