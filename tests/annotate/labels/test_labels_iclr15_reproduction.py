@@ -173,3 +173,20 @@ def test_report_footer_prints_the_detector_rule_with_its_values(tmp_path):
     assert footer == (
         "detector: unit precision >= 0.75 and at least 2 answers naming the consensus concept"
     )
+
+
+@pytest.mark.django_db
+def test_an_imported_run_page_says_what_it_is_without_empty_fields(tmp_path, client, make_user):
+    from dissect.models import DissectionRun
+
+    path = tmp_path / "unitAnnotation_tiny-alexnet.mat"
+    write_small_mat(path)
+    call_command("import_iclr15", str(path), verbosity=0, stdout=StringIO())
+    run = DissectionRun.objects.get(network__name="tiny-alexnet")
+    client.force_login(make_user("researcher"))
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert "Imported labels, not a dissection" in page
+    assert "unitAnnotation_tiny-alexnet.mat" in page and "top 60 images per unit" in page
+    assert "None images" not in page and "shards of" not in page  # no empty dissection fields
+    assert 'id="run-progress"' not in page and "Bad files skipped" not in page  # no 0/0 bars
+    assert "/reports/network/tiny-alexnet/categories/" in page
