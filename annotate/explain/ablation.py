@@ -33,6 +33,7 @@ __all__ = [
     "rank_units",
     "ablation_report",
     "LayerAblator",
+    "class_auc",
     "layer_tail",
     "ablation_tables",
 ]
@@ -208,6 +209,20 @@ def rank_units(
     return acc_drop, prob_drop
 
 
+def class_auc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for ``positives`` (Mann-Whitney, ties count half);
+    NaN without both kinds. Unlike accuracy it cannot be raised by answering one class always."""
+    from scipy.stats import rankdata
+
+    scores = np.asarray(scores, dtype=np.float64)
+    positives = np.asarray(positives, dtype=bool)
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def _order(acc_drop: np.ndarray, prob_drop: np.ndarray, c: int) -> list[int]:
     """Units ranked by their cost to class ``c``: accuracy drop, then probability drop."""
     return sorted(range(len(acc_drop)), key=lambda u: (-acc_drop[u, c], -prob_drop[u, c], u))
@@ -264,6 +279,9 @@ def ablation_report(
         # keeping only a class's units can make the network answer that class everywhere:
         # the share of the other classes' images it then calls ``c`` says whether it did
         keep_false = float((keep_probs.argmax(1).numpy()[elsewhere] == c).mean())
+        is_c = np.asarray(labels) == c
+        auc_intact = class_auc(ablator.base[:, c].numpy(), is_c)
+        auc_kept = class_auc(keep_probs[:, c].numpy(), is_c)
         random_acc = []
         for _ in range(n_random):
             pick = rng.choice(n_units, size=top_k, replace=False).tolist()
@@ -294,7 +312,9 @@ def ablation_report(
                     "k": max(top_k * 4, 1),
                     "accuracy": _r(keep_acc[c]),
                     "others_called_it": _r(keep_false),
+                    "auc": _r(auc_kept),
                 },
+                "auc": _r(auc_intact),
             }
         )
     concepts: dict[tuple[str, str], list[int]] = {}
@@ -339,7 +359,7 @@ def ablation_tables(report: dict) -> str:
     """Markdown: per class, accuracy intact / without its top-k units / without k random units /
     keeping only its top 4k units; then per concept, accuracy with its units removed or kept."""
     lines = [
-        "| class | images | accuracy | − top-k units | other classes (before → after) | − k random units | only top 4k units (other classes' images called it) | top units (label) |",
+        "| class | images | accuracy | − top-k units | other classes (before → after) | − k random units | only top 4k units (other classes' images called it; AUC of the class score, intact → kept) | top units (label) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     f = lambda v: "–" if v is None else f"{v:.0%}"  # noqa: E731
@@ -352,7 +372,8 @@ def ablation_tables(report: dict) -> str:
             f"| {row['class']} | {row['images']} | {f(row['accuracy'])} | {f(rm['accuracy'])} | "
             f"{f(rm['other_classes_before'])} → {f(rm['other_classes_accuracy'])} | "
             f"{f(row['remove_random_k']['accuracy'])} | {f(row['keep_only_top']['accuracy'])} "
-            f"({f(row['keep_only_top']['others_called_it'])}) | "
+            f"({f(row['keep_only_top']['others_called_it'])}; AUC {row['auc']:.3f} → "
+            f"{row['keep_only_top']['auc']:.3f}) | "
             f"{units} |"
         )
     lines.append(

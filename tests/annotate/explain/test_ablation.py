@@ -114,3 +114,14 @@ def test_layer_tail_equals_the_hooked_whole_network():
             hooked = predict(net, x)
         assert torch.allclose(ablator.probs(units, keep_only), hooked, atol=1e-5)
     assert _no_hooks(net.model)
+
+
+def test_class_auc_known_answers():
+    from annotate.explain.ablation import class_auc
+
+    assert class_auc([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0]) == 1.0
+    assert class_auc([0.1, 0.2, 0.9, 0.8], [1, 1, 0, 0]) == 0.0
+    assert class_auc([0.5, 0.5, 0.5], [1, 0, 0]) == 0.5  # ties count half
+    # one positive ranked above one of the two negatives: 1/2
+    assert class_auc([0.3, 0.2, 0.4], [1, 0, 0]) == 0.5
+    assert np.isnan(class_auc([0.1, 0.2], [1, 1]))

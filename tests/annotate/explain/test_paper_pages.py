@@ -80,6 +80,8 @@ def test_commands_write_json_reports(reports):
     ablation = reports["ablation"]
     assert ablation["units"] == 128 and ablation["split"].startswith("layer tail")
     assert ablation["all_units_zeroed"]["overall"] < 0.3
+    row = ablation["per_class"][0]
+    assert 0 <= row["auc"] <= 1 and 0 <= row["keep_only_top"]["auc"] <= 1
 
 
 @pytest.mark.django_db
