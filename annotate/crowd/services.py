@@ -574,6 +574,24 @@ def external_leases_active(*, campaign: Campaign, now: datetime | None = None) -
     ).count()
 
 
+EXTERNAL_FULL_MESSAGE = (
+    "All tasks this campaign offers through outside panels are taken right now; leases run for "
+    "{minutes} minutes, so try again later. Thank you!"
+)
+
+
+def external_door_full(*, campaign: Campaign, source: str, external_id: str) -> str | None:
+    """The refusal for a worker id this site has never seen when the campaign's share for
+    outside doors is taken (checked before a Worker row is made, so refused ids leave nothing
+    behind), or None."""
+    if campaign.status != S.LIVE:
+        return None
+    known = Worker.objects.filter(source=source, external_id=(external_id or "").strip()).exists()
+    if known or external_leases_active(campaign=campaign) < external_lease_cap(campaign=campaign):
+        return None
+    return EXTERNAL_FULL_MESSAGE.format(minutes=campaign.lease_minutes)
+
+
 def _external_lease_check(*, worker: Worker, campaign: Campaign) -> None:
     """Refuse a new lease from an outside-crowd door when the campaign's share for those doors is
     taken, or when this worker id took too many new leases lately (NoTask / TooManyRequests)."""
@@ -584,10 +602,7 @@ def _external_lease_check(*, worker: Worker, campaign: Campaign) -> None:
     now = timezone.now()
     cap = external_lease_cap(campaign=campaign)
     if external_leases_active(campaign=campaign, now=now) >= cap:
-        raise NoTask(
-            "All tasks this campaign offers through outside panels are taken right now; leases "
-            f"run for {campaign.lease_minutes} minutes, so try again later. Thank you!"
-        )
+        raise NoTask(EXTERNAL_FULL_MESSAGE.format(minutes=campaign.lease_minutes))
     wait = external_lease_wait_seconds(worker=worker)
     if wait is not None:
         raise TooManyRequests(

@@ -317,6 +317,9 @@ def _external_entry(
                 retry_after=wait,
             ),
         )
+    full = services.external_door_full(campaign=campaign, source=source, external_id=worker_id)
+    if full:
+        return render(request, "crowd/message.html", {"title": "No task", "text": full}, status=409)
     try:
         worker = services.worker_for_external(source=source, external_id=worker_id)
         assignment = services.assignment_for_external(

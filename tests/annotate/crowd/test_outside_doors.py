@@ -45,6 +45,9 @@ def test_anonymous_worker_ids_cannot_exhaust_a_campaign(client, campaign, make_u
     refused = _mturk(client, campaign, "bot-late", ip="203.0.113.200")
     assert refused.status_code == 409
     assert "outside panels are taken" in refused.content.decode()
+    # Refused ids leave no Worker rows behind: only the ids that got a lease exist.
+    assert not Worker.objects.filter(external_id="bot-late").exists()
+    assert Worker.objects.filter(source=Worker.Source.MTURK).count() == cap
     # A real annotator still gets a task.
     client.force_login(make_user("annotator"))
     started = client.post(reverse("crowd:task-start", args=[campaign.pk]))
