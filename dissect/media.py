@@ -16,7 +16,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from core.access import can, refusal
 from dissect.storage import is_served_name
@@ -39,7 +39,7 @@ def _api_token_user(request):
     return found[0] if found else None
 
 
-@require_GET
+@require_safe
 def media_file(request, name: str):
     """A stored media file for researchers and admins; anonymous: the login page; other roles:
     403. Names outside ``dissect/`` (exports, anything else under MEDIA_ROOT): 404."""
