@@ -232,6 +232,34 @@ def minimal_demo(
     return report
 
 
+def minimal_demo_slic(
+    *,
+    network: str,
+    n_images: int = 100,
+    seed: int = HELD_OUT_SEED,
+    n_segments: int = 24,
+    fill: str = "smooth",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Method 1 (SLIC) on fresh demo scenes, scored against their ground truth afterwards."""
+    from annotate.explain.minimal import demo_world_method1
+
+    if _variant(network) != "scenes":
+        raise PaperError("minimal images count scene classes: use demo-places")
+    net = load_net(network)
+    report = demo_world_method1(
+        model=net.model,
+        preprocessing=net.preprocessing,
+        n_images=n_images,
+        seed=seed,
+        n_segments=n_segments,
+        fill=fill,
+        progress=progress,
+    )
+    report["network"] = network
+    return report
+
+
 def minimal_files(
     *,
     network: str,

@@ -127,6 +127,27 @@ def test_method_1_on_image_files(settings, tmp_path):
     (image,) = report["images"]
     assert image["segments"] <= 12 and 0 < image["pixels_kept"] <= 1
     assert report["failed"][0]["path"].endswith("broken.jpg")
+    call_command(
+        "minimal_images",
+        "--network",
+        "demo-places",
+        "--demo-world",
+        "--method",
+        "slic",
+        "--n-images",
+        "2",
+        "--segments",
+        "6",
+        "--json",
+        str(tmp_path / "m1w.json"),
+        verbosity=0,
+    )
+    world = json.loads((tmp_path / "m1w.json").read_text())
+    assert world["n_images"] == 2 and len(world["method1_scenes"]) == 10
+    share = world["overall"]["object_share_of_kept_pixels"]
+    assert share is None or 0 <= share <= 1
+    stored = json.loads((tmp_path / "paper" / "demo-places.minimal.json").read_text())
+    assert "images" in stored  # the files' report: method 1 on the world is not stored
     with pytest.raises(CommandError):
         call_command("minimal_images", "--network", "demo-places", verbosity=0)
     with pytest.raises(CommandError, match="demo-places"):

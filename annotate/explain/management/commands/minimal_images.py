@@ -31,6 +31,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--n-images", type=int, default=200)
         parser.add_argument("--seed", type=int, default=2025, help="World seed (held out).")
+        parser.add_argument(
+            "--method",
+            choices=("ground-truth", "slic"),
+            default="ground-truth",
+            help="With --demo-world: remove ground-truth segments (method 2, stored for the page) "
+            "or SLIC segments scored against the ground truth afterwards (method 1, not stored).",
+        )
         parser.add_argument("--fill", choices=("smooth", "grey"), default="smooth")
         parser.add_argument("--segments", type=int, default=24, help="SLIC segments (method 1).")
         parser.add_argument(
@@ -49,7 +56,20 @@ class Command(BaseCommand):
             raise CommandError("give either --demo-world or image files")
         try:
             with progress_bar("minimal images", o["verbosity"], o["threads"]) as progress:
-                if o["demo_world"]:
+                if o["demo_world"] and o["method"] == "slic":
+                    from annotate.explain.minimal import method1_table
+
+                    o["no_store"] = True
+                    report = paper.minimal_demo_slic(
+                        network=o["network"],
+                        n_images=o["n_images"],
+                        seed=o["seed"],
+                        n_segments=o["segments"],
+                        fill=o["fill"],
+                        progress=progress,
+                    )
+                    table = method1_table(report)
+                elif o["demo_world"]:
                     report = paper.minimal_demo(
                         network=o["network"],
                         n_images=o["n_images"],
