@@ -161,9 +161,15 @@ def tile_token(*, task_id: int, position: int) -> str:
     return signing.dumps([task_id, position], salt=_TILE_SALT)
 
 
+# A tile URL works for two days after its page was shown (longer than any lease and the tile's
+# browser cache), so a URL copied out of a page does not grant the tile forever.
+TILE_TOKEN_MAX_AGE = 2 * 24 * 3600
+
+
 def tile_from_token(*, token: str) -> tuple[int, int]:
-    """(task id, position) from a tile token; raises signing.BadSignature when forged."""
-    task_id, position = signing.loads(token, salt=_TILE_SALT)
+    """(task id, position) from a tile token; raises signing.BadSignature when forged or older
+    than TILE_TOKEN_MAX_AGE (SignatureExpired)."""
+    task_id, position = signing.loads(token, salt=_TILE_SALT, max_age=TILE_TOKEN_MAX_AGE)
     return int(task_id), int(position)
 
 

@@ -125,6 +125,16 @@ def test_signed_tile_url_serves_its_tile_to_anyone_holding_it(stored, client_as,
     assert forged.status_code == 404
 
 
+def test_signed_tile_urls_expire(stored, client, monkeypatch):
+    import time
+
+    from annotate.crowd.selectors import TILE_TOKEN_MAX_AGE
+
+    later = time.time() + TILE_TOKEN_MAX_AGE + 60
+    monkeypatch.setattr("django.core.signing.time.time", lambda: later)
+    assert client.get(stored["signed_tile"]).status_code == 404
+
+
 EXPORT_ANSWERS = {"anonymous": 302, "annotator": 403, "researcher": 403, "admin": 200}
 
 
