@@ -26,15 +26,7 @@ app.conf.task_acks_late = True
 app.conf.task_reject_on_worker_lost = True
 app.conf.worker_prefetch_multiplier = 1
 app.conf.broker_connection_retry_on_startup = True
-# Redis (and SQS) hand an unacknowledged message to another worker after the visibility timeout.
-# kombu's default, 3,600 s, is shorter than the task time limit (a long task would then run
-# twice) and says nothing about the time limit; derive it instead: the hard time limit plus a
-# margin, so a live task is never redelivered. A dead worker's task is not left waiting for it:
-# the run watchdog (beat, below) resumes a run that stops moving within RUN_STALL_SECONDS.
-app.conf.broker_transport_options = {
-    **(app.conf.broker_transport_options or {}),
-    "visibility_timeout": int(app.conf.task_time_limit or 3600) + 300,
-}
+# The broker's visibility timeout is derived from the task time limit in config/settings.py.
 # `celery -A config beat` sweeps the crowd workflow (expired leases return tasks to the pool: they
 # already stop counting when they end; the sweep updates their status; due answers get approved)
 # and the runs (stalled ones are resumed).

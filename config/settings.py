@@ -175,6 +175,11 @@ CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SOFT_TIME_LIMIT = env.env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3600)
 CELERY_TASK_TIME_LIMIT = env.env_int("CELERY_TASK_TIME_LIMIT", 3900)
+# Redis (and SQS) hand an unacknowledged message to another worker after the visibility timeout.
+# kombu's default, 3,600 s, is shorter than the task time limit (a long task would then run twice):
+# derive it from the hard limit plus a margin, so a live task is never redelivered. A dead worker's
+# task is not left waiting for it: the run watchdog (beat) resumes a run that stops moving.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
 CELERY_BROKER_CONNECTION_TIMEOUT = 5
 CELERY_RESULT_EXPIRES = 24 * 3600
 
