@@ -57,7 +57,7 @@ def test_pages_render_progress_layers_units_and_bad_files(client, researcher, do
     tiles = UnitImage.objects.filter(unit__layer__run=done_run, unit__index=5)
     assert unit.status_code == 200
     assert all(ui.tile_path in body for ui in tiles) and "quantile" in body
-    assert "zebra stripes" in body and "detector" in body
+    assert "zebra stripes" in body and '<span class="badge ok">yes</span>' in body  # detector: yes
     missing = client.get(reverse("dissect:unit-detail", args=[done_run.pk, "features.1", 999]))
     assert missing.status_code == 404
 
