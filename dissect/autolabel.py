@@ -298,14 +298,17 @@ class BrodenLabelLoader:
     label maps (its PNG maps plus whole-image labels as constant planes) in the network's view,
     at ``out_px`` square (nearest), int64 [M, out_px, out_px]; None when the image has no row in
     the dataset (it then counts for top-K and quantiles, not IoU). Maps whose own view size is
-    not ``out_px`` are resized (nearest) and returned with a note. Picklable (plain data)."""
+    not ``out_px`` are resized (nearest); those whose size is not the set's usual one are
+    returned with a note. Picklable (plain data)."""
 
     def __init__(self, images_dir: Path, rows: dict[str, tuple[tuple[str, ...], tuple[int, ...]]],
-                 preprocessing: dict, out_px: int) -> None:  # fmt: skip
+                 preprocessing: dict, out_px: int, usual_px: int | None = None) -> None:  # fmt: skip
         self.images_dir = Path(images_dir)
         self.rows = rows  # image path (as the run builds it) -> (map files, image labels)
         self.preprocessing = dict(preprocessing)
         self.out_px = int(out_px)
+        # The set's usual view size: a map of another size is noted (a chosen out_px is not).
+        self.usual_px = int(usual_px or out_px)
 
     def __call__(self, image_id: int, path: str):
         from dissect.broden import read_label_map
@@ -320,7 +323,7 @@ class BrodenLabelLoader:
         for name in map_files:
             label_map = read_label_map(self.images_dir / name)
             native = label_view_px(label_map.shape, size, self.preprocessing)
-            if native != self.out_px and not note:
+            if native != self.usual_px and not note:
                 note = (
                     f"label maps {label_map.shape[1]}x{label_map.shape[0]} ({native} px in the "
                     f"network's view) resized to {self.out_px} px (nearest)"
@@ -404,8 +407,8 @@ def run_labels(run, items: Sequence[tuple[int, str]], preprocessing: dict,
             rows[str(path)] = (row.map_files, row.image_labels)
             if row.map_files:
                 with_maps.append((path, row.map_files[0]))
-    size = int(iou_px or 0)
-    if not size and with_maps:
+    size = 0
+    if with_maps:
         # The most common view size of a few maps spread over the items (ties: the larger).
         step = max(1, len(with_maps) // LABEL_SIZE_SAMPLE)
         sizes = []
@@ -417,7 +420,8 @@ def run_labels(run, items: Sequence[tuple[int, str]], preprocessing: dict,
         size = max(set(sizes), key=lambda v: (sizes.count(v), v))
     if not size:  # whole-image labels only: any size counts the same fractions
         size = max(16, int(preprocessing["input_size"]) // 2)
-    loader = BrodenLabelLoader(dataset.images_dir, rows, preprocessing, size)
+    usual, size = size, int(iou_px or size)
+    loader = BrodenLabelLoader(dataset.images_dir, rows, preprocessing, size, usual)
     return RunLabels(dataset, loader, size, len(rows), len(items))
 
 

@@ -241,3 +241,23 @@ def test_render_from_stored_maps_on_a_real_cnn(
     # float16 storage moves a mask pixel only within 2**-11 of the unit's threshold: 398 of 400
     # tiles were the same file here; 95 % leaves room for other CPUs' float32 summation order.
     assert len(stored) == 80 * 5 and same / len(stored) >= 0.95, (same, len(stored))
+
+
+def test_comparison_size_and_denominator_are_options(
+    color_setup, django_capture_on_commit_callbacks
+):
+    from dissect.services.extraction import auto_label_counts
+
+    run = _run(
+        color_setup, django_capture_on_commit_callbacks,
+        options={"iou_px": 16, "iou_denominator": "category"},
+    )  # fmt: skip
+    assert run.status == "done", run.error
+    assert run.progress["auto_label"]["resized"] == 0  # a chosen size is not "another size"
+    rows = auto_label_counts(run=run)
+    # Whole-image (scene) labels cover every pixel of their images at 16 x 16 px.
+    scene = [r for r in rows if r["category"] == "scene"]
+    assert scene and all(r["label_area"] % 256 == 0 for r in scene)
+    assert all(r["label_area"] <= 40 * 256 for r in rows)
+    assert {r["denominator"] for r in rows} == {"category"}
+    assert _labels(run)[(0, "object")][0] == "red box"
