@@ -60,23 +60,25 @@ def stored_maps(run_id: int) -> dict | None:
     """{layer: {(unit index, image id): float16 map [h, w]}} of every unit's top-K and control
     images, from the run's merged state (kept by the one pass); None for runs merged from
     states without maps (before one-pass extraction), which render by re-running the network."""
-    from dissect.services.extraction import load_shard_stats
+    import torch
 
     path = run_dir(run_id) / "merged.pt"
     if not path.is_file():
         return None
+    # Only the kept lists are read (not the IoU counts, which can be large).
+    state = torch.load(path, map_location="cpu", weights_only=True)
     out = {}
-    for alias, stats in load_shard_stats(path).items():
-        lists = [t for t in (stats.top, stats.controls) if t.maps is not None]
-        if len(lists) != 2:
+    for alias, layer_state in state.items():
+        lists = [layer_state[kind] for kind in ("top", "controls")]
+        if any(topk.get("maps") is None for topk in lists):
             return None
         maps = {}
         for topk in lists:
-            ids = topk.image_ids.tolist()
+            ids = topk["image_ids"].tolist()
             for unit, row in enumerate(ids):
                 for rank, image_id in enumerate(row):
                     if image_id >= 0:
-                        maps[(unit, image_id)] = topk.maps[unit, rank]
+                        maps[(unit, image_id)] = topk["maps"][unit, rank]
         out[alias] = maps
     return out
 
