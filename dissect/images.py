@@ -493,6 +493,25 @@ def _collate(samples):
     return samples  # keep failures visible; batching happens in iter_image_batches
 
 
+def decode_loader(dataset, *, batch_size: int, workers: int, pin_memory: bool = False):
+    """A DataLoader that decodes ``dataset`` in ``workers`` processes (0: in this one) and hands
+    over each batch's samples as a list, failures included (every batch iterator uses it)."""
+    import torch
+
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        # Forked decode workers deadlock when the parent holds threads (a Celery worker's broker
+        # connection, torch's pools); forkserver starts them from a clean process instead.
+        multiprocessing_context="forkserver" if workers > 0 else None,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
+
+
 def iter_image_batches(
     items: Iterable[tuple[int, str | Path]],
     preprocessing: dict,
@@ -512,18 +531,7 @@ def iter_image_batches(
     items = list(items)
     dataset = ImageFileDataset(items, preprocessing, max_pixels=max_pixels)
     paths = {int(i): str(p) for i, p in items}
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_collate,
-        # Forked decode workers deadlock when the parent holds threads (a Celery worker's broker
-        # connection, torch's pools); forkserver starts them from a clean process instead.
-        multiprocessing_context="forkserver" if workers > 0 else None,
-        pin_memory=pin_memory,
-        persistent_workers=False,
-    )
+    loader = decode_loader(dataset, batch_size=batch_size, workers=workers, pin_memory=pin_memory)
     for samples in loader:
         ids, tensors = [], []
         for image_id, tensor, reason in samples:

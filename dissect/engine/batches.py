@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dissect.images import DEFAULT_MAX_PIXELS, FailedImage, ImageFileDataset
+from dissect.images import DEFAULT_MAX_PIXELS, FailedImage, ImageFileDataset, decode_loader
 
 __all__ = ["LabeledImageDataset", "iter_labeled_batches"]
 
@@ -64,10 +64,6 @@ class LabeledImageDataset:
         return image_id, tensor, reason, maps
 
 
-def _collate(samples):
-    return samples
-
-
 def _stack_maps(maps: list[torch.Tensor | None]) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Pad label planes to the batch's largest plane count (extra planes are 0 = unlabeled)."""
     present = torch.tensor([m is not None for m in maps], dtype=torch.bool)
@@ -110,16 +106,7 @@ def iter_labeled_batches(
     items = list(items)
     dataset = LabeledImageDataset(items, preprocessing, load_labels, max_pixels=max_pixels)
     paths = {int(i): str(p) for i, p in items}
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_collate,
-        multiprocessing_context="forkserver" if workers > 0 else None,
-        pin_memory=pin_memory,
-        persistent_workers=False,
-    )
+    loader = decode_loader(dataset, batch_size=batch_size, workers=workers, pin_memory=pin_memory)
     for samples in loader:
         ids, tensors, maps = [], [], []
         for image_id, tensor, reason, label_maps in samples:
