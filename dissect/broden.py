@@ -63,6 +63,8 @@ class BrodenRow:
     split: str
     map_files: tuple[str, ...]
     image_labels: tuple[int, ...]
+    # (height, width) the index declares for the label maps (columns sh, sw), when it does.
+    map_size: tuple[int, int] | None = None
 
 
 @dataclass
@@ -167,6 +169,74 @@ def _read_label_table(root: Path) -> tuple[Path, dict[int, BrodenLabel]]:
     return path, labels
 
 
+def _declared_size(rec: dict, *, index_path: Path, line: int) -> tuple[int, int] | None:
+    """The label-map size a row declares (sh, sw), or None when the index has no such columns."""
+    raw = ((rec.get("sh") or "").strip(), (rec.get("sw") or "").strip())
+    if not all(raw):
+        return None
+    try:
+        h, w = int(raw[0]), int(raw[1])
+    except ValueError:
+        raise BrodenError(
+            f"{index_path} line {line}: sh/sw {raw[0]!r}/{raw[1]!r} are not whole numbers"
+        ) from None
+    if h <= 0 or w <= 0:
+        raise BrodenError(f"{index_path} line {line}: sh/sw must be positive, not {h}/{w}")
+    return h, w
+
+
+MAX_MAP_ERRORS_SHOWN = 10
+
+
+def check_label_maps(dataset: BrodenDataset, *, progress=None) -> None:
+    """Open every label map the index names and check it: a PNG, of the size the index declares
+    (sh x sw, when it does), holding only label numbers of the label table (0 = unlabeled).
+    Raises one ``BrodenError`` naming each bad file (the first ten) and what to do."""
+    problems: list[str] = []
+    known = set(dataset.labels) | {0}
+    rows = dataset.rows
+    for done, row in enumerate(rows, 1):
+        for name in row.map_files:
+            problem = _label_map_problem(dataset.images_dir / name, row, known)
+            if problem:
+                problems.append(f"{name} (index line {row.line}): {problem}")
+        if progress:
+            progress(done, len(rows))
+    if problems:
+        shown = "; ".join(problems[:MAX_MAP_ERRORS_SHOWN])
+        more = len(problems) - MAX_MAP_ERRORS_SHOWN
+        raise BrodenError(
+            f"{dataset.root}: {len(problems)} label map(s) cannot be used: {shown}"
+            + (f"; and {more} more" if more > 0 else "")
+            + ". Fix or remove these files (and their rows in index.csv), then import again."
+        )
+
+
+def _label_map_problem(path: Path, row: BrodenRow, known: set[int]) -> str | None:
+    try:
+        with Image.open(path) as im:
+            if im.format != "PNG":
+                return f"is a {im.format or 'unknown'} file, not a PNG"
+    except FileNotFoundError:
+        return "is missing"
+    except OSError as exc:
+        return f"cannot be read as an image ({exc})"
+    try:
+        values = read_label_map(path)
+    except BrodenError as exc:
+        return str(exc).split(": ", 1)[-1]
+    if row.map_size is not None and tuple(values.shape[:2]) != row.map_size:
+        h, w = row.map_size
+        return (
+            f"is {values.shape[0]}x{values.shape[1]} pixels; the index declares {h}x{w} (sh x sw)"
+        )
+    unknown = sorted(set(np.unique(values).tolist()) - known)
+    if unknown:
+        listed = ", ".join(map(str, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
+        return f"holds label number(s) {listed} missing from the label table"
+    return None
+
+
 def read_broden(root: str | Path, *, check_files: bool = True) -> BrodenDataset:
     """Read and check a Broden-layout dataset at ``root``.
 
@@ -204,6 +274,12 @@ def read_broden(root: str | Path, *, check_files: bool = True) -> BrodenDataset:
                 f"{index_path}: no label columns; add one per category (e.g. object, part, color)"
             )
         for line, rec in enumerate(reader, start=2):
+            if rec.get(None):  # csv puts values beyond the header's columns under None
+                raise BrodenError(
+                    f"{index_path} line {line}: {len(rec[None])} value(s) beyond the "
+                    f"{len(header)} columns of the header ({', '.join(rec[None])[:80]}); "
+                    "remove them or name their column in the header"
+                )
             image = (rec.get("image") or "").strip()
             if not image:
                 raise BrodenError(f"{index_path} line {line}: column 'image' is empty")
@@ -240,6 +316,7 @@ def read_broden(root: str | Path, *, check_files: bool = True) -> BrodenDataset:
                     split=(rec.get("split") or "").strip(),
                     map_files=tuple(map_files),
                     image_labels=tuple(image_labels),
+                    map_size=_declared_size(rec, index_path=index_path, line=line),
                 )
             )
     if not rows:

@@ -256,12 +256,13 @@ def import_broden(*, root: str | Path, name: str, description: str = "", progres
 
     from django.conf import settings
 
-    from dissect.broden import read_broden
+    from dissect.broden import check_label_maps, read_broden
 
     problem = name_error(name, what="image-set name")
     if problem:  # before the name becomes the manifest's file name
         raise PipelineError(problem, field="name")
     dataset = read_broden(root)
+    check_label_maps(dataset)  # every map a PNG of the declared size with known labels
     manifest_dir = Path(settings.DATA_DIR) / "broden"
     manifest_dir.mkdir(parents=True, exist_ok=True)
     manifest = manifest_dir / f"{name}.csv"

@@ -87,3 +87,50 @@ def test_import_command(color_world, db, tmp_path, settings):
     (color_world / "index.csv").unlink()
     with pytest.raises(CommandError, match=r"index\.csv is missing"):
         call_command("import_broden", str(color_world), "--name", "broken", verbosity=0)
+
+
+def _replace_map(world, name: str, array: np.ndarray, fmt: str = "PNG") -> None:
+    Image.fromarray(array).save(world / "images" / name, format=fmt)
+
+
+def _encoded(labels: np.ndarray) -> np.ndarray:
+    rgb = np.zeros((*labels.shape, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1] = labels % 256, labels // 256
+    return rgb
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        # Issue 12: a 2x2 map for 32x32 images was accepted and changed the automatic labels.
+        (lambda w: _replace_map(w, "003_object.png", _encoded(np.ones((2, 2), np.int64))),
+         r"003_object\.png \(index line 5\): is 2x2 pixels; the index declares 32x32"),
+        # Label numbers missing from the label table (the table has 0-6).
+        (lambda w: _replace_map(w, "001_object.png", _encoded(np.full((32, 32), 99, np.int64))),
+         r"001_object\.png .*label number\(s\) 99 missing from the label table"),
+        # A label map that is not a PNG (a JPEG under a .png name).
+        (lambda w: _replace_map(w, "002_object.png", _encoded(np.ones((32, 32), np.int64)), "JPEG"),
+         r"002_object\.png .*is a JPEG file, not a PNG"),
+    ],
+)  # fmt: skip
+def test_import_checks_every_label_map_by_file(
+    color_world, db, tmp_path, settings, breakage, message
+):
+    from dissect.services import import_broden
+
+    settings.DATA_DIR = tmp_path / "data"
+    breakage(color_world)
+    with pytest.raises(BrodenError, match=message):
+        import_broden(root=color_world, name="colors")
+    from dissect.models import ImageSet
+
+    assert not ImageSet.objects.filter(name="colors").exists()  # nothing half-imported
+
+
+def test_extra_values_in_index_rows_are_refused(color_world):
+    index = color_world / "index.csv"
+    lines = index.read_text().splitlines()
+    lines[3] += ",surplus"
+    index.write_text("\n".join(lines) + "\n")
+    with pytest.raises(BrodenError, match=r"line 4: 1 value\(s\) beyond the 8 columns"):
+        read_broden(color_world)
