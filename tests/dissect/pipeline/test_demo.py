@@ -1,6 +1,5 @@
 """The README demo's dissection half: demo world -> image set -> both demo networks dissected."""
 
-
 import pytest
 from django.core.files.storage import default_storage
 
