@@ -62,3 +62,25 @@ def emit(command, *, network: str, kind: str, report: dict, table: str, options:
     if not options["no_store"]:
         path = write_report(network, kind, report)
         command.stderr.write(f"stored {path} (shown at /explain/paper/)")
+
+
+def run_report(command, options: dict, *, desc: str, kind: str, compute, table) -> None:
+    """Run ``compute(progress)`` under a progress bar, turn a PaperError into the command's one
+    line, and emit the report with ``table(report)`` (the ablate and why_objects commands)."""
+    from django.core.management.base import CommandError
+
+    from annotate.explain import paper
+
+    try:
+        with progress_bar(desc, options["verbosity"], options["threads"]) as progress:
+            report = compute(progress)
+    except paper.PaperError as exc:
+        raise CommandError(str(exc)) from exc
+    emit(
+        command,
+        network=options["network"],
+        kind=kind,
+        report=report,
+        table=table(report),
+        options=options,
+    )

@@ -4,13 +4,9 @@ removed or kept alone."""
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from annotate.explain.management.commands._paper_cli import (
-    add_output_arguments,
-    emit,
-    progress_bar,
-)
+from annotate.explain.management.commands._paper_cli import add_output_arguments, run_report
 
 
 class Command(BaseCommand):
@@ -42,26 +38,21 @@ class Command(BaseCommand):
         from annotate.explain import paper
         from annotate.explain.ablation import ablation_tables
 
-        try:
-            with progress_bar("ablate units", o["verbosity"], o["threads"]) as progress:
-                report = paper.ablation(
-                    network=o["network"],
-                    layer=o["layer"],
-                    n_images=o["n_images"],
-                    seed=o["seed"],
-                    labels=o["labels"],
-                    label_images=o["label_images"],
-                    min_iou=o["min_iou"],
-                    top_k=o["top_k"],
-                    progress=progress,
-                )
-        except paper.PaperError as exc:
-            raise CommandError(str(exc)) from exc
-        emit(
+        run_report(
             self,
-            network=o["network"],
+            o,
+            desc="ablate units",
             kind="ablation",
-            report=report,
-            table=ablation_tables(report),
-            options=o,
+            compute=lambda progress: paper.ablation(
+                network=o["network"],
+                layer=o["layer"],
+                n_images=o["n_images"],
+                seed=o["seed"],
+                labels=o["labels"],
+                label_images=o["label_images"],
+                min_iou=o["min_iou"],
+                top_k=o["top_k"],
+                progress=progress,
+            ),
+            table=ablation_tables,
         )

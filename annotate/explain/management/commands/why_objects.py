@@ -4,13 +4,9 @@ frequency and against the number of scene classes the object is most discriminat
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from annotate.explain.management.commands._paper_cli import (
-    add_output_arguments,
-    emit,
-    progress_bar,
-)
+from annotate.explain.management.commands._paper_cli import add_output_arguments, run_report
 
 
 class Command(BaseCommand):
@@ -46,24 +42,19 @@ class Command(BaseCommand):
         from annotate.explain.emergence_why import why_table
 
         layers = [x.strip() for x in o["layers"].split(",") if x.strip()]
-        try:
-            with progress_bar("why objects", o["verbosity"], o["threads"]) as progress:
-                report = paper.why_objects(
-                    network=o["network"],
-                    layers=layers,
-                    labels=o["labels"],
-                    n_images=o["n_images"],
-                    min_iou=o["min_iou"],
-                    top=o["top"],
-                    progress=progress,
-                )
-        except paper.PaperError as exc:
-            raise CommandError(str(exc)) from exc
-        emit(
+        run_report(
             self,
-            network=o["network"],
+            o,
+            desc="why objects",
             kind="why",
-            report=report,
-            table=why_table(report),
-            options=o,
+            compute=lambda progress: paper.why_objects(
+                network=o["network"],
+                layers=layers,
+                labels=o["labels"],
+                n_images=o["n_images"],
+                min_iou=o["min_iou"],
+                top=o["top"],
+                progress=progress,
+            ),
+            table=why_table,
         )
