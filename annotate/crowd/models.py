@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from core.concepts.categories import CATEGORIES
 from core.models import Concept
@@ -17,6 +17,9 @@ class Worker(models.Model):
         MTURK = "mturk", "Mechanical Turk–style panel"
         LINK = "link", "link-out panel (completion code)"
         IMPORTED = "imported", "imported answers"
+        # Simulated workers (annotate.demo's simulated crowd): never people; every page and
+        # export that shows their answers says so.
+        SIMULATED = "simulated", "simulated worker (demo)"
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -46,6 +49,10 @@ class Worker(models.Model):
     def __str__(self) -> str:
         return self.pseudonym
 
+    @property
+    def is_simulated(self) -> bool:
+        return self.source == self.Source.SIMULATED
+
 
 class Campaign(models.Model):
     """A labeling campaign over chosen layers of a finished run."""
@@ -70,7 +77,28 @@ class Campaign(models.Model):
     )
     tiles_per_task = models.PositiveIntegerField(default=60)
     controls_per_task = models.PositiveIntegerField(default=3)
-    redundancy = models.PositiveIntegerField(default=3, help_text="Workers per unit.")
+    redundancy = models.PositiveIntegerField(
+        default=3,
+        help_text="Answers per unit; with adaptive redundancy (max_answers above it) the minimum.",
+    )
+    # Adaptive redundancy (annotate/crowd/redundancy.py): a unit whose label reaches
+    # target_confidence after `redundancy` answers gets no more; one where workers disagree gets
+    # more, up to max_answers. Empty max_answers: fixed redundancy.
+    max_answers = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most answers per unit (adaptive redundancy); empty: exactly `redundancy`.",
+    )
+    target_confidence = models.FloatField(
+        default=0.9, help_text="Posterior of a unit's label at which it stops receiving workers."
+    )
+    # Link-out studies (Prolific): after the session's last answer the worker is sent to
+    # completion_url, or shown completion_code (the study's code) when there is no URL.
+    completion_url = models.URLField(max_length=500, blank=True)
+    completion_code = models.CharField(max_length=40, blank=True)
+    tasks_per_session = models.PositiveIntegerField(
+        default=1, help_text="Tasks a link-out worker answers in one session before completing."
+    )
     fill_order = models.CharField(
         max_length=10,
         choices=FillOrder.choices,
@@ -101,10 +129,30 @@ class Campaign(models.Model):
             models.CheckConstraint(
                 condition=Q(redundancy__gte=1), name="campaign_redundancy_min_1"
             ),
+            models.CheckConstraint(
+                condition=Q(max_answers__isnull=True) | Q(max_answers__gte=F("redundancy")),
+                name="campaign_max_answers_gte_redundancy",
+            ),
+            models.CheckConstraint(
+                condition=Q(target_confidence__gt=0) & Q(target_confidence__lt=1),
+                name="campaign_target_confidence_0_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(tasks_per_session__gte=1), name="campaign_tasks_per_session_min_1"
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def answers_max(self) -> int:
+        """The most answers one unit may get: max_answers, or the fixed redundancy."""
+        return max(self.redundancy, self.max_answers or self.redundancy)
+
+    @property
+    def is_adaptive(self) -> bool:
+        return self.answers_max > self.redundancy
 
 
 class Task(models.Model):
@@ -117,6 +165,12 @@ class Task(models.Model):
     is_gold = models.BooleanField(default=False)
     gold_concept = models.CharField(max_length=100, blank=True)
     gold_category = models.CharField(max_length=20, choices=CATEGORIES, blank=True)
+    # Slots (answers plus live leases) the task may hold now: the campaign's redundancy at first,
+    # then set by redundancy.answers_wanted after every counted change of its answers; never
+    # above the campaign's answers_max. Leases are handed out only below it (under the row lock).
+    answers_wanted = models.PositiveSmallIntegerField(default=3)
+    # Posterior of the leading label after the last change (redundancy.label_posterior).
+    confidence = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -124,7 +178,10 @@ class Task(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["campaign", "unit"], name="task_unique_unit_per_campaign"
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(answers_wanted__gte=1), name="task_answers_wanted_min_1"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -156,6 +213,14 @@ class Assignment(models.Model):
     completion_code = models.CharField(max_length=40, blank=True)
     external_assignment_id = models.CharField(max_length=200, blank=True)
     external_submit_url = models.URLField(max_length=500, blank=True)
+    # The link-out study session (Prolific) this assignment was answered in.
+    session = models.ForeignKey(
+        "StudySession",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="assignments",
+    )
 
     class Meta:
         ordering = ["-accepted_at"]
@@ -172,6 +237,32 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"assignment {self.pk}"
+
+
+class StudySession(models.Model):
+    """One visit of a link-out panel's participant (Prolific: PROLIFIC_PID, STUDY_ID, SESSION_ID).
+
+    The session id is Prolific's submission id; approve/reject decisions are exported keyed by it.
+    `completed_at` is set when the completion code or redirect was given (after the answers)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="sessions")
+    worker = models.ForeignKey(Worker, on_delete=models.PROTECT, related_name="sessions")
+    study_id = models.CharField(max_length=200, blank=True)
+    session_id = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # A session id names one participant's visit: never shared by two workers.
+            models.UniqueConstraint(
+                fields=["campaign", "session_id"], name="session_unique_id_per_campaign"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"session {self.session_id}"
 
 
 class Answer(models.Model):

@@ -222,6 +222,13 @@ def campaign_create(
             f"layers: {', '.join(unknown)} not in run {run.pk}; choose from {', '.join(known)}.",
             field="layers",
         )
+    if values["max_answers"] is not None and values["max_answers"] < values["redundancy"]:
+        raise CrowdError(
+            f"max_answers: give at least redundancy ({values['redundancy']}), or leave it empty "
+            "for a fixed number of answers per unit.",
+            field="max_answers",
+        )
+    values["completion_url"] = _check_completion_url(values["completion_url"])
     if controls_per_task > tiles_per_task - MIN_UNMARKED_UNIT_TILES:
         raise CrowdError(
             "controls_per_task: use at least 1 control and leave at least 10 tiles for the unit.",
@@ -283,6 +290,7 @@ def campaign_create(
                     top_ids=tops, control_ids=controls, seed=campaign.seed, unit_id=unit.pk
                 ),
                 is_gold=unit.pk in gold,
+                answers_wanted=campaign.redundancy,
                 gold_concept=concept.strip(),
                 gold_category=category,
             )
@@ -305,6 +313,18 @@ def campaign_create(
         },
     )
     return campaign
+
+
+def _check_completion_url(url: str) -> str:
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.netloc):
+        raise CrowdError(
+            "completion_url: give the full address the panel gave you (https://…), e.g. "
+            "https://app.prolific.com/submissions/complete?cc=CODE, or leave it empty.",
+            field="completion_url",
+        )
+    return url
 
 
 def allowed_transitions(*, campaign: Campaign) -> set[str]:

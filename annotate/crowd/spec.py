@@ -21,7 +21,16 @@ CAMPAIGN_SPEC = ParamSet((
     Param("allow_fewer_controls", bool, False,
           "Accept units with fewer rendered control tiles than controls_per_task (their tasks "
           "show fewer controls); without it such a campaign is refused."),
-    Param("redundancy", int, 3, "Workers per unit.", low=1, high=50),
+    Param("redundancy", int, 3,
+          "Answers per unit; with max_answers above it, the minimum of adaptive redundancy.",
+          low=1, high=50),
+    Param("max_answers", int, None,
+          "Adaptive redundancy: most answers per unit; a unit whose label is confident after "
+          "redundancy answers stops, one where workers disagree gets more up to this "
+          "(empty: exactly redundancy).", low=1, high=50, nullable=True),
+    Param("target_confidence", float, 0.9,
+          "Adaptive redundancy: posterior of a unit's label at which it stops receiving workers.",
+          low=0.5, high=1.0, open_high=True),
     Param("fill_order", str, "complete",
           "complete: finish units to their redundancy before opening new ones (labels early); "
           "spread: the fewest-answered unit first.", choices=("complete", "spread")),
@@ -36,5 +45,14 @@ CAMPAIGN_SPEC = ParamSet((
           "Gold accuracy below which a worker's answers stop counting.", low=0.0, high=1.0),
     Param("auto_approve_hours", int, 72, "Submitted answers are approved after this long.",
           low=1, high=24 * 365),
+    Param("completion_url", str, "",
+          "Link-out studies: where a worker goes after the session's last answer, e.g. "
+          "https://app.prolific.com/submissions/complete?cc=CODE (empty: the code is shown).",
+          max_length=500),
+    Param("completion_code", str, "",
+          "Link-out studies: the study's completion code shown after the last answer (empty: "
+          "a code per assignment).", max_length=40),
+    Param("tasks_per_session", int, 1, "Link-out studies: tasks one session answers.",
+          low=1, high=500),
     Param("seed", int, 0, "Random seed of tile order and gold choice.", low=0, high=MAX_INT64),
 ))  # fmt: skip
