@@ -159,3 +159,24 @@ def watchdog_runs() -> dict:
     from dissect.watchdog import watchdog_sweep
 
     return {str(k): v for k, v in watchdog_sweep().items()}
+
+
+@shared_task(name="dissect.tasks.verification_sample", **_RETRY)
+def verification_sample(
+    self, run_id: int, unit_concepts: dict, n: int, seed: int, checks: int = 2
+) -> str:
+    """Verification samples over the whole activation range of a finished run's units
+    (``dissect.verification_sampling``; queue gpu: one scoring pass per layer). Stores the
+    samples as one JSON file in media storage and returns its name. Idempotent (the same
+    arguments draw the same sample and write the same content-addressed files)."""
+    from dissect.storage import save_content_addressed
+    from dissect.verification_sampling import sample_run_units, samples_to_json
+
+    samples = sample_run_units(
+        run_id=run_id,
+        unit_concepts={int(k): str(v) for k, v in unit_concepts.items()},
+        n=n,
+        seed=seed,
+        checks=checks,
+    )
+    return save_content_addressed(samples_to_json(samples), kind="verification", ext="json")
