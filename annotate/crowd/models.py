@@ -292,3 +292,144 @@ class Answer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.concept_text} ({self.category})"
+
+
+# --- verification tasks (issue 16): is a unit's label right over its whole activation range? ---
+
+
+class VerificationTask(models.Model):
+    """Verification of one unit's label in a campaign: images sampled over the unit's whole
+    activation range with known inclusion probabilities (``dissect.verification_sampling``),
+    each asked "does the highlighted region show CONCEPT?"."""
+
+    class LabelSource(models.TextChoices):
+        CROWD = "crowd", "crowd label"
+        AUTO = "auto", "automatic label (Network Dissection)"
+
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="verification_tasks"
+    )
+    unit = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="verification_tasks")
+    concept = models.CharField(max_length=100)
+    label_source = models.CharField(max_length=10, choices=LabelSource.choices)
+    population = models.PositiveIntegerField(help_text="Images of the run the sample is from.")
+    threshold = models.FloatField(help_text="The unit's activation threshold the masks used.")
+    strata = models.JSONField(default=list, blank=True)
+    seed = models.BigIntegerField(default=0)
+    answers_wanted = models.PositiveSmallIntegerField(default=3)
+    confidence = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["campaign", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "unit", "label_source"],
+                name="verificationtask_unique_unit_source",
+            ),
+            models.CheckConstraint(
+                condition=Q(answers_wanted__gte=1), name="verificationtask_wanted_min_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"verification {self.pk} (unit {self.unit_id}: {self.concept})"
+
+
+class VerificationItem(models.Model):
+    """One image of a verification task, at its (seeded, shuffled) position. Workers see only the
+    position and the tile: never the activation, the weight, the stratum or that it is a check."""
+
+    class Planted(models.TextChoices):
+        NONE = "", "sampled"
+        FITS = "fits", "planted check: the label certainly fits"
+        NOT = "not", "planted check: the label certainly does not fit"
+
+    task = models.ForeignKey(VerificationTask, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveIntegerField()
+    image = models.ForeignKey(
+        "dissect.Image", on_delete=models.PROTECT, related_name="verification_items"
+    )
+    activation = models.FloatField()
+    inclusion_probability = models.FloatField(help_text="0 for planted checks (never counted).")
+    stratum = models.SmallIntegerField()
+    silent = models.BooleanField(default=False, help_text="Below threshold: whole image shown.")
+    tile_path = models.CharField(max_length=500)
+    planted = models.CharField(max_length=4, choices=Planted.choices, blank=True, default="")
+    coverage = models.FloatField(
+        null=True, blank=True, help_text="The concept's share of the region from label maps."
+    )
+
+    class Meta:
+        ordering = ["task", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "position"], name="verificationitem_unique_position"
+            ),
+            models.UniqueConstraint(fields=["task", "image"], name="verificationitem_unique_image"),
+            models.CheckConstraint(
+                condition=Q(inclusion_probability__gte=0) & Q(inclusion_probability__lte=1),
+                name="verificationitem_probability_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.position} of verification {self.task_id}"
+
+
+class VerificationAssignment(models.Model):
+    """One worker's pass over one verification task (answers come image by image)."""
+
+    class Status(models.TextChoices):
+        LEASED = "leased", "leased"
+        SUBMITTED = "submitted", "submitted"
+        RETURNED = "returned", "returned"
+
+    task = models.ForeignKey(
+        VerificationTask, on_delete=models.CASCADE, related_name="assignments"
+    )
+    worker = models.ForeignKey(
+        Worker, on_delete=models.PROTECT, related_name="verification_assignments"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LEASED)
+    accepted_at = models.DateTimeField(auto_now_add=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-accepted_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "worker"], name="verificationassignment_unique_worker"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"verification assignment {self.pk}"
+
+
+class VerificationAnswer(models.Model):
+    """A worker's answer about one image: yes / no / can't tell."""
+
+    class Choice(models.TextChoices):
+        YES = "yes", "yes"
+        NO = "no", "no"
+        CANT = "cant", "can't tell"
+
+    assignment = models.ForeignKey(
+        VerificationAssignment, on_delete=models.CASCADE, related_name="answers"
+    )
+    item = models.ForeignKey(VerificationItem, on_delete=models.CASCADE, related_name="answers")
+    answer = models.CharField(max_length=4, choices=Choice.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["assignment", "item"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["assignment", "item"], name="verificationanswer_once_per_image"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.answer} on item {self.item_id}"
