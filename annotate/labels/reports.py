@@ -72,6 +72,51 @@ def run_for_network(*, network: str, run_id: int | None = None):
     return run
 
 
+def report_run_choices(*, network: str) -> list[dict]:
+    """Every run of ``network`` a report can show, newest first, for the run picker: {id, label,
+    crowd_labels (units with a crowd label), detectors, status}. The label says what the run is
+    (image set or imported file, date, how many labels) so a user can tell runs apart."""
+    from django.db.models import Count, Q
+
+    from annotate.labels.models import UnitLabel
+    from dissect.models import DissectionRun
+
+    crowd = Q(layer_set__units__labels__source=UnitLabel.Source.CROWD)
+    runs = (
+        DissectionRun.objects.filter(network__name=network)
+        .select_related("image_set")
+        .annotate(
+            crowd_labels=Count("layer_set__units__labels", filter=crowd),
+            detectors=Count(
+                "layer_set__units__labels",
+                filter=crowd & Q(layer_set__units__labels__is_detector=True),
+            ),
+        )
+        .order_by("-created_at", "-id")
+    )
+    choices = []
+    for run in runs:
+        if run.image_set_id:
+            origin = f"image set {run.image_set.name}"
+        else:
+            origin = f"imported {run.parameters.get('file', '')}".strip()
+        labels = (
+            f"{run.crowd_labels} crowd labels, {run.detectors} detectors"
+            if run.crowd_labels
+            else "no crowd labels yet"
+        )
+        choices.append(
+            {
+                "id": run.pk,
+                "status": run.status,
+                "crowd_labels": run.crowd_labels,
+                "detectors": run.detectors,
+                "label": f"run {run.pk} · {origin} · {run.created_at:%Y-%m-%d} · {labels}",
+            }
+        )
+    return choices
+
+
 def run_layers(*, run, layers: list[str] | None = None) -> list[str]:
     """Layer names of `run` in order, restricted to `layers` (unknown names are an error)."""
     names = list(run.layer_set.order_by("order").values_list("name", flat=True))

@@ -34,12 +34,37 @@ def _svg_response(svg: str, filename: str) -> HttpResponse:
     return response
 
 
+def _run_id(request, field: str = "run") -> int | None:
+    value = request.GET.get(field, "")
+    return int(value) if value.isdigit() else None
+
+
 def _run_or_404(request, network: str):
     """The network's run (``?run=ID`` picks one); ReportError is a 404 (core.errors middleware)."""
-    run_id = request.GET.get("run")
-    return reports.run_for_network(
-        network=network, run_id=int(run_id) if run_id and run_id.isdigit() else None
-    )
+    return reports.run_for_network(network=network, run_id=_run_id(request))
+
+
+def run_picker(request, *, network: str, run, field: str = "run") -> dict:
+    """Context for ``labels/_run_picker.html``: which run of ``network`` a report shows (``run``,
+    from ``?<field>=`` or the newest run with crowd labels) and the runs to pick from. The
+    picker is a GET form that keeps every other query parameter, so any report page that reads
+    its run from ``?<field>=`` (``_run_or_404``) can use it; a page comparing networks gives each
+    its own ``field``."""
+    keep = [
+        (key, value)
+        for key, values in request.GET.lists()
+        if key not in (field, "format", "page")
+        for value in values
+    ]
+    return {
+        "network": network,
+        "run": run,
+        "field": field,
+        "id": f"run-picker-{field}",
+        "choices": reports.report_run_choices(network=network),
+        "chosen": request.GET.get(field, "") == str(run.pk),
+        "keep": keep,
+    }
 
 
 def _layers(request) -> list[str] | None:
@@ -103,6 +128,7 @@ def categories(request, network: str):
             "title": title,
             "network": network,
             "run": run,
+            "run_picker": run_picker(request, network=network, run=run),
             "report": "categories",
             "explain": "Percent of all counted answers that chose each category (the paper's "
             "Fig. 9). Each column of the chart adds up to 100%.",
@@ -127,6 +153,7 @@ def detectors(request, network: str):
             "title": title,
             "network": network,
             "run": run,
+            "run_picker": run_picker(request, network=network, run=run),
             "report": "detectors",
             "explain": f"A unit is a detector when its precision is at least "
             f"{detector_precision():.2f} and at least {detector_min_agreeing()} answers name "
@@ -162,6 +189,7 @@ def concepts(request, network: str):
             "title": title,
             "network": network,
             "run": run,
+            "run_picker": run_picker(request, network=network, run=run),
             "report": "concepts",
             "category": category,
             "categories": [("all", "all categories")] + list(CATEGORY_LABELS.items()),
@@ -187,6 +215,7 @@ def precision(request, network: str):
             "title": title,
             "network": network,
             "run": run,
+            "run_picker": run_picker(request, network=network, run=run),
             "report": "precision",
             "explain": "How many units reach each precision (mean of their answers' "
             "precisions); the dashed line is the detector threshold.",
@@ -209,11 +238,17 @@ def compare(request):
     if len(names) < 2:
         return render(request, "labels/compare.html", context)
     try:
-        runs = [reports.run_for_network(network=n) for n in names]
+        runs = [
+            reports.run_for_network(network=n, run_id=_run_id(request, f"run_{n}")) for n in names
+        ]
         comparison = reports.network_comparison(runs=runs, layers=_layers(request))
     except reports.ReportError as exc:
         messages.error(request, str(exc))
         return render(request, "labels/compare.html", context)
+    context["run_pickers"] = [
+        run_picker(request, network=n, run=r, field=f"run_{n}")
+        for n, r in zip(names, runs, strict=True)
+    ]
     title = " vs ".join(names) + ": share of answers per category"
     context["title"] = title
     return _page(
@@ -249,6 +284,8 @@ def agreement(request):
         "campaign": campaign,
         "method": method,
     }
+    if run is not None:
+        context["run_picker"] = run_picker(request, network=network, run=run)
     if run is None and campaign is None:
         return render(request, "labels/agreement.html", context)
     report = reports.agreement_report(run=run, campaign=campaign, method=method)
@@ -340,6 +377,7 @@ def units(request):
             "layer": layer or "",
             "category": category or "",
             "detectors_only": detectors_only,
+            "run_picker": run_picker(request, network=network, run=run) if run else None,
             "networks": reports.network_runs(),
             "categories": list(CATEGORY_LABELS.items()),
             "base_query": query.urlencode(),
