@@ -39,6 +39,16 @@ class Network(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def is_untrained(self) -> bool:
+        """Registered with --random-init: an architecture without a checkpoint, whose weights
+        are random (no fingerprint). Pages mark it "untrained (random weights)"."""
+        return (
+            self.source == self.Source.TORCHVISION
+            and not self.checkpoint_path
+            and not self.weights_sha256
+        )
+
 
 class ImageSet(models.Model):
     """A folder (or CSV manifest) of images, scanned once into Image rows."""

@@ -24,12 +24,15 @@ def network_register(
     preprocessing: dict | None = None,
     training_data: str = "",
     description: str = "",
+    random_init: bool = False,
     actor=None,
 ) -> Network:
     """Load the network once (to check that the checkpoint fits the architecture) and store it
     as a Network row (created, or updated when ``name`` exists). ``preprocessing`` overrides
-    the architecture's defaults (e.g. ``{"input_size": 64}``). Raises PipelineError."""
-    from dissect.networks import DEMO_NETWORKS, NetworkLoadError, load_network
+    the architecture's defaults (e.g. ``{"input_size": 64}``). A torchvision architecture
+    without a checkpoint has random weights: refused unless ``random_init`` (then the network
+    is marked untrained, ``Network.is_untrained``). Raises PipelineError."""
+    from dissect.networks import DEMO_NETWORKS, EFFICIENTNET_ARCHS, NetworkLoadError, load_network
 
     problem = name_error(name, what="network name")
     if problem:
@@ -46,6 +49,10 @@ def network_register(
         )
     except NetworkLoadError as exc:
         raise PipelineError(str(exc)) from exc
+    packaged = arch in DEMO_NETWORKS or arch in EFFICIENTNET_ARCHS  # weights ship with us
+    random_weights = checkpoint is None and not packaged
+    if random_weights and not random_init:
+        raise PipelineError(random_weights_message(name=name, arch=arch), field="checkpoint")
     if arch in DEMO_NETWORKS:
         source = Network.Source.BUILTIN
     elif checkpoint is None:
@@ -58,28 +65,41 @@ def network_register(
         network = _network_store(
             name=name, arch=arch, source=source, checkpoint=checkpoint, net=net,
             trust_pickle=trust_pickle, training_data=training_data, description=description,
+            random_weights=random_weights,
         )  # fmt: skip
         audit_record(
             actor=actor, action=AuditAction.NETWORK_REGISTER, target=network,
-            data={"arch": arch, "source": source, "weights_sha256": network.weights_sha256},
+            data={"arch": arch, "source": source, "weights_sha256": network.weights_sha256,
+                  "random_init": random_weights},
         )  # fmt: skip
     return network
 
 
+def random_weights_message(*, name: str, arch: str) -> str:
+    """Why registering ``arch`` without a checkpoint is refused, and the two ways on."""
+    return (
+        f"network {name}: no --checkpoint given, so {arch} would get random weights (an "
+        "untrained network: its units detect nothing worth labeling). Pass --checkpoint FILE, "
+        f"e.g. {arch}_places365.pth.tar from the CSAILVision places365 project (docs/pipeline.md, "
+        "'Registering a Places365 network'), or --random-init if an untrained baseline is what "
+        "you want (it is then marked 'untrained (random weights)' on every page)."
+    )
+
+
 def _network_store(
-    *, name, arch, source, checkpoint, net, trust_pickle, training_data, description
-) -> Network:
+    *, name, arch, source, checkpoint, net, trust_pickle, training_data, description,
+    random_weights,
+) -> Network:  # fmt: skip
     network, _ = Network.objects.update_or_create(
         name=name,
         defaults={
             "arch": arch,
             "source": source,
             "checkpoint_path": str(Path(checkpoint).resolve()) if checkpoint else "",
-            # Without a checkpoint a torchvision net is randomly initialized on every load:
-            # there is no fixed weights file to identify.
-            "weights_sha256": net.weights_sha256
-            if checkpoint or source == Network.Source.BUILTIN
-            else "",
+            # Random weights are drawn again on every load: there is no fixed weights file to
+            # identify, and an empty fingerprint without a checkpoint is what marks the network
+            # untrained (Network.is_untrained).
+            "weights_sha256": "" if random_weights else net.weights_sha256,
             "class_names": list(net.class_names),
             "preprocessing": dict(net.preprocessing),
             "layer_aliases": dict(net.layer_aliases),

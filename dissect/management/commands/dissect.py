@@ -34,6 +34,8 @@ class Command(BaseCommand):
         what.add_argument("--arch", help="Architecture, to register --network on the fly.")
         what.add_argument("--checkpoint", help="Weights file, with --arch.")
         what.add_argument("--classes", help="Class-name file, with --arch.")
+        what.add_argument("--random-init", action="store_true",
+                          help="With --arch and no --checkpoint: an untrained baseline.")  # fmt: skip
         what.add_argument("--images", help="Folder of images (scanned once; reused after). A "
                           "Broden-layout folder (index.csv beside or above images/) is imported "
                           "with its pixel labels.")  # fmt: skip
@@ -132,7 +134,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"registering network {name} ({o['arch']})")
                 network = services.network_register(
                     name=name, arch=o["arch"], checkpoint=o["checkpoint"],
-                    class_names=o["classes"],
+                    class_names=o["classes"], random_init=o["random_init"],
                 )  # fmt: skip
             return network
         if network is not None:

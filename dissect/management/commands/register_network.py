@@ -16,6 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("--classes", help="class-name file (one per line)")
         parser.add_argument("--trust-pickle", action="store_true",
                             help="allow a whole pickled model (runs code from the file)")  # fmt: skip
+        parser.add_argument("--random-init", action="store_true",
+                            help="no checkpoint on purpose: an untrained (random-weights) baseline")  # fmt: skip
         parser.add_argument("--input-size", type=int, help="override the input size in px")
         parser.add_argument("--training-data", default="", help="e.g. Places205, ImageNet")
         parser.add_argument("--description", default="")
@@ -32,12 +34,13 @@ class Command(BaseCommand):
                 name=o["name"], arch=o["arch"], checkpoint=o["checkpoint"],
                 class_names=o["classes"], trust_pickle=o["trust_pickle"],
                 preprocessing=preprocessing, training_data=o["training_data"],
-                description=o["description"],
+                description=o["description"], random_init=o["random_init"],
             )  # fmt: skip
         except PipelineError as exc:
             raise CommandError(str(exc)) from exc
+        untrained = ", UNTRAINED (random weights)" if network.is_untrained else ""
         self.stdout.write(
-            f"network {network.name}: {network.arch}, {len(network.class_names)} classes, "
+            f"network {network.name}{untrained}: {network.arch}, {len(network.class_names)} classes, "
             f"weights sha256 {network.weights_sha256[:12]}, layers: "
             f"{', '.join(network.layer_aliases) or '(module paths: manage.py layers ' + network.name + ')'}"
         )

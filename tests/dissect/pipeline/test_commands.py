@@ -34,7 +34,7 @@ def test_missing_folder_and_missing_arguments(tiny_network, tmp_path):
 
 @pytest.mark.django_db
 def test_unknown_layer_lists_the_valid_ones(image_folder, tmp_path):
-    _call("register_network", "r18", "--arch", "resnet18", "--input-size", "64")
+    _call("register_network", "r18", "--arch", "resnet18", "--input-size", "64", "--random-init")
     with pytest.raises(CommandError) as error:
         _call("dissect", "--network", "r18", "--images", str(image_folder), "--layers", "conv9")
     message = str(error.value)
