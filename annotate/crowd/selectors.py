@@ -5,7 +5,18 @@ from datetime import datetime
 from pathlib import PurePosixPath
 
 from django.core import signing
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
@@ -38,8 +49,10 @@ def _count_subquery(filter_q: Q) -> Coalesce:
 def candidate_tasks(*, worker: Worker, campaign: Campaign, now: datetime, gold: bool) -> QuerySet:
     """Tasks of `campaign` the worker has never held, with free slots, in the campaign's fill order.
 
-    "complete" (the default): the task with the most slots taken first (answers, then leases),
-    so units reach their redundancy, and so a label, before new units open. "spread": the
+    Free slots: fewer answers plus live leases than the task's answers_wanted (the campaign's
+    redundancy, or what adaptive redundancy asks). "complete" (the default): the task with the
+    most slots taken first (answers, then leases), so units reach their redundancy, and so a
+    label, before new units open. "spread": the
     fewest-answered task first. Ties go to the lowest task id (layer and unit order). Gold tasks
     have no redundancy cap (every worker may be scored on them) and are always spread.
     """
@@ -52,10 +65,19 @@ def candidate_tasks(*, worker: Worker, campaign: Campaign, now: datetime, gold: 
         )
     )
     if not gold:
-        tasks = tasks.filter(load__lt=campaign.redundancy)
+        tasks = tasks.filter(load__lt=F("answers_wanted"))
         if campaign.fill_order == Campaign.FillOrder.COMPLETE:
             return tasks.order_by("-load", "-answers", "id")
     return tasks.order_by("answers", "load", "id")
+
+
+def open_slots(*, campaign: Campaign) -> int:
+    """Answers the campaign's non-gold tasks still want: each task's answers_wanted less the
+    answers it has (never below zero per task)."""
+    tasks = Task.objects.filter(campaign=campaign, is_gold=False).annotate(
+        answers=_count_subquery(Q(status__in=[A.SUBMITTED, A.APPROVED]))
+    )
+    return sum(max(0, wanted - n) for wanted, n in tasks.values_list("answers_wanted", "answers"))
 
 
 def task_load(*, task: Task, now: datetime) -> int:
@@ -231,7 +253,8 @@ class LayerProgress:
 
 
 def campaign_progress(*, campaign: Campaign) -> list[LayerProgress]:
-    """Per layer: units, answers needed (units x redundancy), answered, approved, leased, complete units."""
+    """Per layer: units, answers needed (each unit's answers_wanted: redundancy, or what adaptive
+    redundancy asks now), answered, approved, leased, complete units (as many answers as wanted)."""
     now = timezone.now()
     tasks = (
         Task.objects.filter(campaign=campaign, is_gold=False)
@@ -254,17 +277,25 @@ def campaign_progress(*, campaign: Campaign) -> list[LayerProgress]:
         .annotate(
             n=_count_subquery(Q(status__in=[A.SUBMITTED, A.APPROVED])),
         )
-        .filter(n__gte=campaign.redundancy)
+        .filter(n__gte=F("answers_wanted"))
         .values("unit__layer__name")
         .annotate(c=Count("pk"))
         .values_list("unit__layer__name", "c")
+    )
+    # Summed apart from the counts above: joined with the assignments it would count each task
+    # once per assignment.
+    needed = dict(
+        Task.objects.filter(campaign=campaign, is_gold=False)
+        .values("unit__layer__name")
+        .annotate(wanted=Sum("answers_wanted"))
+        .values_list("unit__layer__name", "wanted")
     )
     order = {name: i for i, name in enumerate(campaign.layers)}
     rows = [
         LayerProgress(
             layer=row["unit__layer__name"],
             units=row["units"],
-            needed=row["units"] * campaign.redundancy,
+            needed=needed.get(row["unit__layer__name"], 0),
             answered=row["answered"],
             approved=row["approved"],
             leased=row["leased"],

@@ -23,6 +23,7 @@ from annotate.crowd import selectors
 from annotate.crowd.concepts import concept_for_text, concept_key
 from annotate.crowd.models import Answer, Assignment, Campaign, Task, Worker
 from annotate.crowd.quality import gold_accuracy
+from annotate.crowd.redundancy import task_answer_need
 from annotate.crowd.signals import answers_changed
 from annotate.crowd.spec import CAMPAIGN_SPEC, MIN_UNMARKED_UNIT_TILES
 from core.audit import audit_record
@@ -451,8 +452,9 @@ def _lock_worker(worker: Worker) -> Worker:
 def assignment_next(*, worker: Worker, campaign: Campaign) -> Assignment:
     """Lease the worker's next task in `campaign` (or return the lease they already hold).
 
-    Rules: never the same unit twice for a worker; never more than `redundancy` answered-or-leased
-    assignments per task; tasks in the campaign's fill order (complete: units nearest their
+    Rules: never the same unit twice for a worker; never more answered-or-leased assignments per
+    task than its `answers_wanted` (redundancy, or what adaptive redundancy asks; at most the
+    campaign's max_answers: annotate/crowd/redundancy.py); tasks in the campaign's fill order (complete: units nearest their
     redundancy first; spread: fewest answers first); gold tasks mixed in at the gold rate.
     Raises NoTask with the reason when there is nothing for this worker.
     """
@@ -489,8 +491,9 @@ def assignment_next(*, worker: Worker, campaign: Campaign) -> Assignment:
                 break
             time.sleep(0.005 * (_attempt + 1))
             continue
-        # The candidate query's counts may predate a lease committed since; recount under the lock.
-        if selectors.task_load(task=task, now=now) >= campaign.redundancy:
+        # The candidate query's counts may predate a lease or answer committed since; recount
+        # under the lock (the locked row's answers_wanted is fresh too).
+        if selectors.task_load(task=task, now=now) >= task.answers_wanted:
             full.append(task.pk)
             continue
         return _lease(worker=worker, task=task, campaign=campaign, now=now)
@@ -512,7 +515,7 @@ def assignment_accept(*, worker: Worker, task: Task) -> Assignment:
     if Assignment.objects.filter(task=task, worker=worker).exists():
         raise NoTask("You already worked on this unit; take the next task instead.")
     now = timezone.now()
-    if not task.is_gold and selectors.task_load(task=task, now=now) >= campaign.redundancy:
+    if not task.is_gold and selectors.task_load(task=task, now=now) >= task.answers_wanted:
         raise NoTask("This task has just been taken by enough workers; take the next task instead.")
     return _lease(worker=worker, task=task, campaign=campaign, now=now)
 
@@ -567,17 +570,13 @@ def external_lease_cap(*, campaign: Campaign) -> int:
     """How many leases outside-crowd doors (Mechanical Turk, link-out; no login) may hold at once
     in `campaign`: a share of its open slots (settings CROWDDISSECT['EXTERNAL_LEASE_SHARE'],
     default 0.5), at most CROWDDISSECT['EXTERNAL_LEASES_MAX'] when set, and at least 1 while a
-    slot is open. Open slots: redundancy x non-gold tasks, less the answers already in."""
+    slot is open. Open slots: each non-gold task's answers_wanted less its answers already in."""
     from django.conf import settings
 
     options = getattr(settings, "CROWDDISSECT", {})
     share = float(options.get("EXTERNAL_LEASE_SHARE", 0.5))
     hard_max = options.get("EXTERNAL_LEASES_MAX")
-    tasks = Task.objects.filter(campaign=campaign, is_gold=False)
-    answered = Assignment.objects.filter(
-        task__in=tasks, status__in=[A.SUBMITTED, A.APPROVED]
-    ).count()
-    open_slots = max(0, tasks.count() * campaign.redundancy - answered)
+    open_slots = selectors.open_slots(campaign=campaign)
     if open_slots == 0:
         return 0
     cap = max(1, int(share * open_slots))
@@ -688,6 +687,18 @@ def leases_expire(*, now: datetime | None = None) -> int:
 
 
 # --- answers --------------------------------------------------------------------------------------
+
+
+def task_answers_recount(*, task_id: int) -> Task:
+    """Lock the task and store what adaptive redundancy now wants of it (answers_wanted,
+    confidence: redundancy.task_answer_need). Called in the transaction of every change of its
+    counted answers, so the next lease sees it."""
+    task = Task.objects.select_for_update(of=("self",)).select_related("campaign").get(pk=task_id)
+    need = task_answer_need(task=task)
+    if (task.answers_wanted, task.confidence) != (need.wanted, need.confidence):
+        task.answers_wanted, task.confidence = need.wanted, need.confidence
+        task.save(update_fields=["answers_wanted", "confidence"])
+    return task
 
 
 def _concept_chars_ok(text: str) -> bool:
@@ -809,6 +820,7 @@ def assignment_submit(
         target=a,
         data={"control_failed": missed_control, "flagged": len(flagged_ids)},
     )
+    task_answers_recount(task_id=a.task_id)
     unit_id = a.task.unit_id
     answers_changed.send(sender=Assignment, unit_ids={unit_id})
     return SubmitOutcome(assignment=a, answer=answer)
@@ -846,6 +858,9 @@ def assignment_review(
             target=a,
             data={} if approve else {"reason": reason[:500]},
         )
+    if not approve:  # a rejected answer no longer counts: its unit may want another
+        for task_id in sorted({a.task_id for a in changed}):
+            task_answers_recount(task_id=task_id)
     units = {a.task.unit_id for a in changed}
     answers_changed.send(sender=Assignment, unit_ids=units)
     return changed
