@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotate.crowd import views
+from annotate.crowd import verification_views, views
 
 app_name = "crowd"
 
@@ -18,6 +18,9 @@ urlpatterns = [
     path("tasks/link/<int:pk>/", views.link_entry, name="link-entry"),
     path("tasks/external/<str:token>/", views.external_task, name="external-task"),
     path("mturk/campaigns/<int:pk>/", views.mturk_entry, name="mturk-entry"),
+    path("tasks/campaigns/<int:pk>/verify/", verification_views.verify_start, name="verify-start"),
+    path("tasks/verify/<int:pk>/", verification_views.verify_page, name="verify"),
+    path("tasks/verify/tile/<str:token>/", verification_views.verify_tile, name="verify-tile"),
     path("campaigns/", views.campaign_list, name="campaign-list"),
     path("campaigns/new/", views.campaign_new, name="campaign-new"),
     path("campaigns/<int:pk>/", views.campaign_detail, name="campaign-detail"),

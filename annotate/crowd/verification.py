@@ -1,0 +1,402 @@
+"""Verification tasks (issue 16): is a unit's label right over its whole activation range?
+
+A verification task shows images drawn across the unit's activation range by
+``dissect.verification_sampling`` (known inclusion probabilities, planted checks where label
+maps exist) and asks, image by image, "does the highlighted region show CONCEPT?" (yes / no /
+can't tell). Workers see positions and tiles only (signed, position-only tile URLs): never the
+activation, the weight, the stratum or which images are checks.
+
+Writes: ``verification_tasks_create`` (adds tasks to a campaign), ``verification_next`` (a
+lease; a worker gets each unit once, and a unit only while it holds fewer slots than its
+``answers_wanted``, recounted under the task's row lock), ``verification_answer`` (one answer per
+image per worker, refused with a message when the image is not in the worker's task or was
+answered already). Adaptive redundancy is the crowd's one rule (``redundancy.answer_need``,
+binary). Every change writes an AuditEvent in its transaction.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from annotate.crowd.models import (
+    Campaign,
+    VerificationAnswer,
+    VerificationAssignment,
+    VerificationItem,
+    VerificationTask,
+    Worker,
+)
+from annotate.crowd.redundancy import PRIOR_AGREEING, PRIOR_DISAGREEING, Vote, answer_need
+from annotate.crowd.services import CrowdError, NoTask
+from annotate.crowd.signals import consensus_requested
+from core.audit import audit_record
+from core.errors import Conflict
+from core.models import AuditAction
+from dissect.models import AutoLabel, DissectionRun, Unit
+
+VA = VerificationAssignment.Status
+LABEL_SOURCES = ("crowd", "auto")
+_TILE_SALT = "crowd.verify-tile"
+TILE_TOKEN_MAX_AGE = 2 * 24 * 3600
+
+
+class AlreadyAnswered(CrowdError, Conflict):
+    """A second answer to the same image (409); the first one stands."""
+
+
+# --- creating tasks -------------------------------------------------------------------------------
+
+
+def unit_labels_for_verification(
+    *, run: DissectionRun, layers: list[str], source: str
+) -> dict[int, str]:
+    """{Unit id: concept} of the units of ``layers`` that have a label from ``source``: 'auto'
+    (the best automatic label over all categories, ``dissect.AutoLabel``) or 'crowd' (the crowd
+    label, asked of the layer above through ``consensus_requested``)."""
+    units = list(
+        Unit.objects.filter(layer__run=run, layer__name__in=layers).values_list("pk", flat=True)
+    )
+    if source == "auto":
+        return dict(
+            AutoLabel.objects.filter(unit_id__in=units, category="").values_list("unit_id", "label")
+        )
+    if source == "crowd":
+        labels: dict[int, str] = {}
+        for _receiver, answer in consensus_requested.send(sender=Campaign, unit_ids=set(units)):
+            labels.update({int(k): str(v) for k, v in (answer or {}).items() if v})
+        return labels
+    raise CrowdError(
+        f"verify_source: {source!r} is not a label source; use one of {', '.join(LABEL_SOURCES)}.",
+        field="verify_source",
+    )
+
+
+def verification_tasks_create(
+    *,
+    campaign: Campaign,
+    source: str,
+    images: int,
+    checks: int = 2,
+    actor=None,
+    unit_labels: Mapping[int, str] | None = None,
+    net=None,
+    progress=None,
+) -> list[VerificationTask]:
+    """Add one verification task per labeled unit of the campaign's layers: ``images`` images
+    sampled over the unit's whole activation range (one scoring pass per layer; see
+    ``dissect.verification_sampling``) plus up to ``checks`` planted checks of each kind, in a
+    seeded shuffled order. ``unit_labels`` {Unit id: concept} overrides the labels of ``source``
+    (default: ``unit_labels_for_verification``); ``net`` the run's network (tests)."""
+    from dissect.verification_sampling import VerificationSampleError, sample_run_units
+
+    if source not in LABEL_SOURCES:
+        raise CrowdError(
+            f"verify_source: use one of {', '.join(LABEL_SOURCES)}.", field="verify_source"
+        )
+    labels = (
+        dict(unit_labels)
+        if unit_labels is not None
+        else unit_labels_for_verification(
+            run=campaign.run, layers=list(campaign.layers), source=source
+        )
+    )
+    labels = {u: c for u, c in labels.items() if str(c).strip()}
+    if not labels:
+        hint = (
+            "collect and aggregate crowd labels first"
+            if source == "crowd"
+            else "compute automatic labels first (an image set with label maps; "
+            "`python manage.py dissect ... ` with labels, or the run's auto-label stage)"
+        )
+        raise CrowdError(
+            f"verify_source: no unit of {', '.join(campaign.layers)} has a {source} label; {hint}.",
+            field="verify_source",
+        )
+    try:
+        samples = sample_run_units(
+            run_id=campaign.run_id, unit_concepts=labels, n=images, seed=campaign.seed,
+            checks=checks, net=net, progress=progress,
+        )  # fmt: skip
+    except VerificationSampleError as error:
+        raise CrowdError(f"verify_source: {error}.", field="verify_source") from None
+    with transaction.atomic():
+        tasks = []
+        for unit_id, sample in samples.items():
+            task, created = VerificationTask.objects.get_or_create(
+                campaign=campaign,
+                unit_id=unit_id,
+                label_source=source,
+                defaults={
+                    "concept": labels[unit_id][:100],
+                    "population": sample.population,
+                    "threshold": sample.threshold,
+                    "strata": sample.strata,
+                    "seed": campaign.seed,
+                    "answers_wanted": campaign.redundancy,
+                },
+            )
+            if not created:
+                continue  # already there: the same seed drew the same images
+            shown = sample.items + sample.checks
+            order = list(range(len(shown)))
+            random.Random(f"{campaign.seed}:verify:{unit_id}").shuffle(order)
+            VerificationItem.objects.bulk_create(
+                VerificationItem(
+                    task=task, position=position, image_id=shown[i].image_id,
+                    activation=shown[i].activation,
+                    inclusion_probability=shown[i].inclusion_probability,
+                    stratum=shown[i].stratum, silent=shown[i].silent,
+                    tile_path=shown[i].tile_path, planted=shown[i].check,
+                    coverage=shown[i].coverage,
+                )
+                for position, i in enumerate(order)
+            )  # fmt: skip
+            tasks.append(task)
+        audit_record(
+            actor=actor,
+            action=AuditAction.CAMPAIGN_CREATE,
+            target=campaign,
+            data={"verification_tasks": len(tasks), "label_source": source, "images": images},
+        )
+    return tasks
+
+
+# --- tiles ----------------------------------------------------------------------------------------
+
+
+def tile_token(*, task_id: int, position: int) -> str:
+    """A signed, position-only reference to one image of a verification task."""
+    return signing.dumps([task_id, position], salt=_TILE_SALT)
+
+
+def tile_from_token(*, token: str) -> tuple[int, int]:
+    """(task id, position); raises signing.BadSignature when forged or too old."""
+    task_id, position = signing.loads(token, salt=_TILE_SALT, max_age=TILE_TOKEN_MAX_AGE)
+    return int(task_id), int(position)
+
+
+def tile_url(*, task_id: int, position: int) -> str:
+    return reverse("crowd:verify-tile", args=[tile_token(task_id=task_id, position=position)])
+
+
+# --- leases ---------------------------------------------------------------------------------------
+
+
+def _live(now, prefix: str = "") -> Q:
+    """Assignments holding a slot: submitted, or leased and not expired."""
+    return Q(**{f"{prefix}status": VA.SUBMITTED}) | Q(
+        **{f"{prefix}status": VA.LEASED, f"{prefix}lease_expires_at__gt": now}
+    )
+
+
+def verification_open(*, campaign: Campaign) -> bool:
+    """Whether the campaign has verification tasks."""
+    return VerificationTask.objects.filter(campaign=campaign).exists()
+
+
+def verification_next(*, worker: Worker, campaign: Campaign) -> VerificationAssignment:
+    """The worker's open verification lease in ``campaign``, or a new one on a task they never
+    held that has a free slot (fewest answers first). Raises NoTask saying why not."""
+    if campaign.status != Campaign.Status.LIVE:
+        raise NoTask(f"This campaign is {campaign.status}; no tasks are handed out.")
+    if worker.blocked:
+        raise NoTask("Your account is blocked from receiving tasks.")
+    now = timezone.now()
+    with transaction.atomic():
+        Worker.objects.select_for_update().filter(pk=worker.pk).first()  # one request at a time
+        held = (
+            VerificationAssignment.objects.filter(
+                worker=worker, task__campaign=campaign, status=VA.LEASED, lease_expires_at__gt=now
+            )
+            .select_related("task")
+            .first()
+        )
+        if held is not None:
+            return held
+        candidates = (
+            VerificationTask.objects.filter(campaign=campaign)
+            .exclude(assignments__worker=worker)
+            .annotate(load=Count("assignments", filter=_live(now, prefix="assignments__")))
+            .order_by("load", "id")
+        )
+        for task in candidates:
+            locked = (
+                VerificationTask.objects.select_for_update(skip_locked=True)
+                .filter(pk=task.pk)
+                .first()
+            )
+            if locked is None:
+                continue
+            load = VerificationAssignment.objects.filter(_live(now), task=locked).count()
+            if load >= locked.answers_wanted:
+                continue
+            assignment = VerificationAssignment.objects.create(
+                task=locked,
+                worker=worker,
+                lease_expires_at=now + timedelta(minutes=campaign.lease_minutes),
+            )
+            audit_record(
+                actor=worker.user,
+                action=AuditAction.ASSIGNMENT_LEASE,
+                target=assignment,
+                data={"verification_task": locked.pk},
+            )
+            return assignment
+    raise NoTask("There are no verification tasks left for you in this campaign right now.")
+
+
+# --- answers --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a worker stands in a verification task: the next image (None when all are
+    answered), how many are answered and how many there are."""
+
+    item: VerificationItem | None
+    answered: int
+    total: int
+
+
+def assignment_progress(*, assignment: VerificationAssignment) -> Progress:
+    items = list(VerificationItem.objects.filter(task_id=assignment.task_id).order_by("position"))
+    done = set(assignment.answers.values_list("item_id", flat=True))
+    pending = [i for i in items if i.pk not in done]
+    return Progress(item=pending[0] if pending else None, answered=len(done), total=len(items))
+
+
+def verification_answer(
+    *, assignment: VerificationAssignment, worker: Worker, token: str, answer: str
+) -> VerificationAnswer:
+    """Store one answer (``answer`` yes / no / cant) about the image the signed ``token`` names.
+
+    Refused with a CrowdError naming what to do: another worker's assignment, a closed one, a
+    lapsed lease, an image of another task, an answer that is not one of the three; a second
+    answer to the same image raises AlreadyAnswered (the first one stands). The last image's
+    answer submits the assignment and updates the unit's answers_wanted."""
+    if answer not in VerificationAnswer.Choice.values:
+        raise CrowdError("answer: choose yes (y), no (n) or can't tell (c).", field="answer")
+    try:
+        task_id, position = tile_from_token(token=token)
+    except signing.BadSignature:
+        raise CrowdError(
+            "item: this image reference is not valid (or too old); reload the page.", field="item"
+        ) from None
+    with transaction.atomic():
+        a = (
+            VerificationAssignment.objects.select_for_update(of=("self",))
+            .select_related("task__campaign")
+            .get(pk=assignment.pk)
+        )
+        if a.worker_id != worker.pk:
+            raise CrowdError("assignment: this task is not yours.", field="assignment")
+        if task_id != a.task_id:
+            raise CrowdError(
+                "item: that image is not part of your task; reload the page and answer the "
+                "image it shows.",
+                field="item",
+            )
+        item = VerificationItem.objects.filter(task_id=a.task_id, position=position).first()
+        if item is None:
+            raise CrowdError("item: your task has no such image; reload the page.", field="item")
+        if VerificationAnswer.objects.filter(assignment=a, item=item).exists():
+            raise AlreadyAnswered(
+                "item: you already answered this image; your first answer stands.", field="item"
+            )
+        if a.status != VA.LEASED:
+            raise CrowdError(f"assignment: this task is already {a.status}.", field="assignment")
+        now = timezone.now()
+        if a.lease_expires_at is not None and now >= a.lease_expires_at:
+            raise CrowdError(
+                "assignment: your time for this task ran out, so it went back to the pool; "
+                "take a new task.",
+                field="assignment",
+            )
+        try:
+            with transaction.atomic():  # a racing duplicate hits the unique constraint here
+                stored = VerificationAnswer.objects.create(assignment=a, item=item, answer=answer)
+        except IntegrityError:
+            raise AlreadyAnswered(
+                "item: you already answered this image; your first answer stands.", field="item"
+            ) from None
+        audit_record(
+            actor=worker.user,
+            action=AuditAction.ASSIGNMENT_SUBMIT,
+            target=a,
+            data={"verification_item": item.pk},
+        )
+        if (
+            not VerificationItem.objects.filter(task_id=a.task_id)
+            .exclude(answers__assignment=a)
+            .exists()
+        ):
+            a.status, a.submitted_at = VA.SUBMITTED, now
+            a.save(update_fields=["status", "submitted_at"])
+            task_need_update(task=a.task)
+    return stored
+
+
+# --- adaptive redundancy --------------------------------------------------------------------------
+
+
+def worker_check_reliability(*, campaign: Campaign, worker_ids) -> dict[int, float]:
+    """Each worker's probability of answering an image right, from the planted checks they
+    answered in ``campaign`` (a 'can't tell' on a check counts as wrong), with the crowd's Beta
+    prior (``redundancy.PRIOR_AGREEING``/``PRIOR_DISAGREEING``)."""
+    right: dict[int, int] = defaultdict(int)
+    seen: dict[int, int] = defaultdict(int)
+    rows = VerificationAnswer.objects.filter(
+        assignment__task__campaign=campaign,
+        assignment__worker_id__in=list(worker_ids),
+        item__planted__in=["fits", "not"],
+    ).values_list("assignment__worker_id", "item__planted", "answer")
+    for worker_id, planted, answer in rows:
+        seen[worker_id] += 1
+        right[worker_id] += answer == ("yes" if planted == "fits" else "no")
+    return {
+        w: (right[w] + PRIOR_AGREEING) / (seen[w] + PRIOR_AGREEING + PRIOR_DISAGREEING)
+        for w in worker_ids
+    }
+
+
+def task_need_update(*, task: VerificationTask) -> VerificationTask:
+    """Recompute the task's answers_wanted and confidence with the crowd's one redundancy rule
+    (``answer_need``, two alternatives) image by image: the unit wants as many workers as its
+    least certain sampled image does; its confidence is that image's posterior."""
+    campaign = task.campaign
+    submitted = list(
+        VerificationAssignment.objects.filter(task=task, status=VA.SUBMITTED).values_list(
+            "pk", "worker_id"
+        )
+    )
+    workers = sorted({w for _, w in submitted})
+    reliability = worker_check_reliability(campaign=campaign, worker_ids=workers)
+    votes: dict[int, list[Vote]] = defaultdict(list)
+    for item_id, worker_id, answer in VerificationAnswer.objects.filter(
+        assignment_id__in=[pk for pk, _ in submitted],
+        item__planted="",
+        answer__in=["yes", "no"],
+    ).values_list("item_id", "assignment__worker_id", "answer"):
+        votes[item_id].append(
+            Vote(worker_id=worker_id, value=answer, reliability=reliability[worker_id])
+        )
+    items = VerificationItem.objects.filter(task=task, planted="").values_list("pk", flat=True)
+    needs = [
+        answer_need(campaign=campaign, votes=votes[i], answers=len(submitted), alternatives=2)
+        for i in items
+    ]
+    if needs:
+        task.answers_wanted = max(n.wanted for n in needs)
+        task.confidence = min(n.confidence for n in needs)
+        task.save(update_fields=["answers_wanted", "confidence"])
+    return task
