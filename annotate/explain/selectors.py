@@ -23,6 +23,9 @@ __all__ = [
     "labels_run",
     "crowd_auto_agreement",
     "concept_key",
+    "classifier_kind",
+    "network_notes",
+    "explain_refusal",
 ]
 
 LABEL_SOURCES = ("crowd", "auto", "both")
@@ -199,3 +202,96 @@ def demo_images(*, run: DissectionRun, limit: int = 12) -> list:
     images = Image.objects.filter(image_set_id=run.image_set_id, status=Image.Status.OK)
     val = images.filter(split="val")
     return list((val if val.exists() else images).order_by("id")[:limit])
+
+
+def classifier_kind(*, network: Network) -> str:
+    """What the network's output classes are: "scene" (scene-trained: demo-places, Places*),
+    "object class" (object-trained: demo-objects, ImageNet) or "class" (unknown)."""
+    trained_on = (network.training_data or "").lower()
+    if network.arch == "demo-objects" or "object" in trained_on or "imagenet" in trained_on:
+        return "object class"
+    if network.arch == "demo-places" or "places" in trained_on or "scene" in trained_on:
+        return "scene"
+    return "object class" if len(network.class_names or []) == 1000 else "class"
+
+
+def network_notes(*, network: Network) -> list[str]:
+    """What a user must know before trusting this network's explanations: a demo network knows
+    only the demo world; an untrained one has random weights; an imported one cannot run."""
+    from dissect.services.networks import BUILTIN_NETWORKS
+
+    notes = []
+    if network.source == Network.Source.BUILTIN and network.arch in BUILTIN_NETWORKS:
+        notes.append(
+            f"{network.name} is a demo network: it was trained only on the demo world's "
+            "synthetic scenes (simple shapes on plain backgrounds) and knows nothing else. On "
+            "photos its classes and concepts mean nothing; register a real network (see "
+            "docs/pipeline.md, 'Registering a Places365 network') to explain photos."
+        )
+    if network.is_untrained:
+        notes.append(
+            f"{network.name} is untrained (random weights, registered with --random-init): "
+            "its units' labels and this explanation say nothing about a trained network."
+        )
+    if network.source == Network.Source.IMPORTED:
+        notes.append(f"{network.name} has no weights (imported labels only): it cannot explain.")
+    return notes
+
+
+def explain_refusal(*, network: Network, source: str, min_iou: float) -> str:
+    """Why ``network`` has no labeled units explain() can use with ``source`` labels from IoU
+    ``min_iou``, and what to do: the real reason, checked from the most basic up."""
+    from annotate.labels.aggregation import detector_min_agreeing, detector_precision
+
+    runs = DissectionRun.objects.filter(network=network).exclude(
+        status__in=[DissectionRun.Status.FAILED, DissectionRun.Status.CANCELLED]
+    )
+    crowd = UnitLabel.objects.filter(unit__layer__run__in=runs, source=UnitLabel.Source.CROWD)
+    if network.source == Network.Source.IMPORTED:
+        detectors = crowd.filter(is_detector=True).count()
+        return (
+            f"network {network.name} has no weights: its labels ({detectors} detector units) "
+            "were imported from annotation files, but explaining an image needs a forward pass "
+            "through the network. Register a checkpoint under a new name (`python manage.py "
+            "register_network NAME --arch ARCH --checkpoint FILE`; docs/pipeline.md, "
+            "'Registering a Places365 network'), dissect it and label its units, then explain "
+            "with that network."
+        )
+    if not runs.exists():
+        return (
+            f"network {network.name} has no dissection run yet: dissect it first (`python "
+            f"manage.py dissect --network {network.name} --images DIR --layers LAYER`), then "
+            "label its units (a campaign, or `python manage.py auto_label RUN_ID`)"
+        )
+    reasons = []
+    if source in ("crowd", "both"):
+        if not crowd.exists():
+            reasons.append(
+                "no crowd labels yet: finish a labeling campaign on one of its runs (or run "
+                "`python manage.py demo` for the demo networks)"
+            )
+        elif not crowd.filter(is_detector=True).exists():
+            reasons.append(
+                f"{crowd.count()} units have crowd labels but none is a detector yet (precision "
+                f">= {detector_precision():.2f} with >= {detector_min_agreeing()} agreeing "
+                "answers): collect more answers on its campaign"
+            )
+    if source in ("auto", "both"):
+        auto = AutoLabel.objects.filter(unit__layer__run__in=runs, category="")
+        best = auto.order_by("-iou").values_list("iou", flat=True).first()
+        if best is None:
+            reasons.append(
+                "no automatic labels: `python manage.py auto_label RUN_ID` computes them (the "
+                "run's image set needs pixel labels, e.g. Broden)"
+            )
+        elif best < min_iou:
+            reasons.append(
+                f"its best automatic label has IoU {best:.3f}, below the IoU level {min_iou:g}: "
+                "lower the level"
+            )
+    if not reasons:
+        reasons.append(
+            "its labeled units have no activation threshold (their run did not finish its "
+            "dissection): resume the run (`python manage.py dissect --resume RUN_ID`)"
+        )
+    return f"network {network.name} cannot explain yet: " + "; and ".join(reasons)

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from annotate.explain.selectors import DEFAULT_MIN_IOU, labeled_units
+from annotate.explain.selectors import (
+    DEFAULT_MIN_IOU,
+    classifier_kind,
+    explain_refusal,
+    labeled_units,
+    network_notes,
+)
 from core.errors import AppError
 from dissect.models import Network
 from dissect.storage import media_url, save_content_addressed
@@ -45,21 +51,23 @@ def _explain(
 
     if not 0.0 <= min_iou <= 1.0:
         raise ExplainError(f"min_iou must be between 0 and 1 (got {min_iou})")
+    if network.source == Network.Source.IMPORTED:  # labels but no weights: say so first
+        raise ExplainError(explain_refusal(network=network, source=source, min_iou=min_iou))
     run, units = labeled_units(network=network, source=source, min_iou=min_iou)
     if not units:
-        which = {"crowd": "crowd", "auto": "automatic", "both": "crowd or automatic"}[source]
-        stricter = f" at IoU >= {min_iou:g}" if source != "crowd" else ""
-        raise ExplainError(
-            f"network {network.name} has no {which} unit labels{stricter} yet: finish a labeling "
-            "campaign, compute automatic labels (`python manage.py auto_label RUN_ID`) or lower "
-            "the automatic labels' IoU level, then try again"
-        )
+        raise ExplainError(explain_refusal(network=network, source=source, min_iou=min_iou))
     try:
         net = network_load(network=network)
     except PipelineError as exc:
         raise ExplainError(str(exc)) from exc
     size = int(mask_px or max(net.input_size, 256))
     return run, explain(net=net, units=units, image=image, mask_px=size)
+
+
+def _what_the_network_knows(network: Network) -> dict:
+    """The payload's words on the network: its classes' kind (the page's heading: "scene" or
+    "object class") and the notes a user must read first (demo world only, untrained)."""
+    return {"class_kind": classifier_kind(network=network), "notes": network_notes(network=network)}
 
 
 def explain_image(
@@ -83,6 +91,7 @@ def explain_image(
     payload.update(
         network=network.name, labels=source, min_iou=min_iou, run_id=run.pk if run else None
     )
+    payload.update(_what_the_network_knows(network))
     base = save_content_addressed(
         _png(base_image(result, size_px=DISPLAY_PX)), kind="explain", ext="png"
     )
@@ -135,6 +144,7 @@ def explain_files(
                 labels=source,
                 min_iou=min_iou,
                 run_id=run.pk if run else None,
+                **_what_the_network_knows(network),
             )
             json_path = out_dir / f"{stem}.json"
             overlay_path = out_dir / f"{stem}.overlay.png"

@@ -112,6 +112,9 @@ def page(request):
         "form": form,
         "networks": networks,
         "network": initial_network,
+        "network_notes": selectors.network_notes(network=initial_network)
+        if initial_network
+        else [],
         "demo_images": _demo_images(initial_network),
         "result": result,
         "error": error,

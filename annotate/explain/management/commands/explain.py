@@ -42,6 +42,7 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         from tqdm import tqdm
 
+        from annotate.explain.selectors import network_notes
         from annotate.explain.services import ExplainError, explain_files
         from dissect.images import IMAGE_EXTENSIONS
         from dissect.models import Network
@@ -66,6 +67,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if network is None:
             raise CommandError(network_unknown_message(o["network"]))
+        for note in network_notes(network=network):
+            self.stdout.write(self.style.WARNING(f"note: {note}"))
         bar = tqdm(total=len(paths), unit="img", disable=o["verbosity"] == 0)
         try:
             summaries = explain_files(
