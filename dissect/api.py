@@ -19,9 +19,14 @@ from dissect.storage import media_url
 
 
 class NetworkSerializer(serializers.ModelSerializer):
+    untrained = serializers.BooleanField(
+        source="is_untrained", read_only=True,
+        help_text="Registered with --random-init: random weights, no checkpoint.",
+    )  # fmt: skip
+
     class Meta:
         model = Network
-        fields = ["id", "name", "arch", "source", "weights_sha256", "layer_aliases",
+        fields = ["id", "name", "arch", "source", "untrained", "weights_sha256", "layer_aliases",
                   "preprocessing", "training_data", "description", "created_at"]  # fmt: skip
 
 
