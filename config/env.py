@@ -133,3 +133,77 @@ def secret_key(folder: Path) -> str:
     path.write_text(key)
     path.chmod(0o600)
     return key
+
+
+STORAGE_KINDS = ("local", "s3")
+
+
+def storage_kind() -> str:
+    """CROWDDISSECT_STORAGE: ``local`` (default: files under the data directory) or ``s3``."""
+    raw = os.environ.get("CROWDDISSECT_STORAGE", "").strip().lower() or "local"
+    if raw not in STORAGE_KINDS:
+        raise SettingError(
+            f"CROWDDISSECT_STORAGE: {raw!r} is not a storage kind; use local (files under "
+            "CROWDDISSECT_DATA_DIR) or s3 (an S3-compatible object store, AWS_* variables)."
+        )
+    return raw
+
+
+def s3_options() -> dict:
+    """django-storages' S3Storage options from its own variable names (AWS_STORAGE_BUCKET_NAME,
+    AWS_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_S3_REGION_NAME,
+    AWS_LOCATION). Objects stay private: reads go through the app or short presigned URLs."""
+    bucket = os.environ.get("AWS_STORAGE_BUCKET_NAME", "").strip()
+    if not bucket:
+        raise SettingError(
+            "AWS_STORAGE_BUCKET_NAME: not set; CROWDDISSECT_STORAGE=s3 needs the bucket that "
+            "holds media and run artifacts (create it first, e.g. `aws s3 mb s3://NAME`)."
+        )
+    endpoint = os.environ.get("AWS_S3_ENDPOINT_URL", "").strip() or None
+    if endpoint is not None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise SettingError(
+                f"AWS_S3_ENDPOINT_URL: {endpoint!r} is not an http(s) URL; expected e.g. "
+                "http://127.0.0.1:8333 (SeaweedFS, MinIO) or leave it unset for AWS itself."
+            )
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise SettingError(
+                f"AWS_S3_ENDPOINT_URL: the port in {endpoint!r} is not a number."
+            ) from None
+    key = os.environ.get("AWS_ACCESS_KEY_ID", "").strip() or None
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "").strip() or None
+    if (key is None) != (secret is None):
+        missing = "AWS_SECRET_ACCESS_KEY" if secret is None else "AWS_ACCESS_KEY_ID"
+        raise SettingError(f"{missing}: not set; set both AWS_ACCESS_KEY_ID and "
+                           "AWS_SECRET_ACCESS_KEY, or neither (boto3's own credential chain).")  # fmt: skip
+    return {
+        "bucket_name": bucket,
+        "endpoint_url": endpoint,
+        "access_key": key,
+        "secret_key": secret,
+        "region_name": os.environ.get("AWS_S3_REGION_NAME", "").strip() or "us-east-1",
+        # Path-style requests: S3-compatible stores behind a plain host name (docker's
+        # `seaweedfs`) have no per-bucket DNS names.
+        "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE", "").strip() or "path",
+        "signature_version": "s3v4",
+        "default_acl": None,  # private objects
+        "querystring_auth": True,
+        "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 300),
+        "file_overwrite": True,
+    }
+
+
+def s3_prefix(kind: str) -> str:
+    """The key prefix of one kind of object (``media``, ``runs``, ``imagesets``) under the
+    optional AWS_LOCATION prefix, so one bucket can hold several deployments."""
+    base = os.environ.get("AWS_LOCATION", "").strip().strip("/")
+    return f"{base}/{kind}" if base else kind
+
+
+def scratch_dir(default: Path) -> Path:
+    """CROWDDISSECT_SCRATCH_DIR: a worker's own disposable folder (image-set caches, files a
+    command writes before they go to the store); never shared between hosts. Created on use."""
+    return Path(os.environ.get("CROWDDISSECT_SCRATCH_DIR", "") or default).expanduser().resolve()

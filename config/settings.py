@@ -4,6 +4,8 @@ Nothing set = the embedded default: SQLite and media in CROWDDISSECT_DATA_DIR (.
 eagerly in-process. DATABASE_URL and CELERY_BROKER_URL switch to PostgreSQL and Redis/RabbitMQ.
 """
 
+import os
+import tempfile
 from pathlib import Path
 
 from config import env
@@ -94,8 +96,42 @@ STATIC_ROOT = DATA_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise looks there even when serving from the finders
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env.os.environ.get("CROWDDISSECT_MEDIA_ROOT", DATA_DIR / "media")).resolve()
+# Where run artifacts (shard states, merged state, counts CSV) live on local storage.
+RUNS_DIR = Path(env.os.environ.get("CROWDDISSECT_RUNS_DIR", DATA_DIR / "runs")).resolve()
+# Every file goes through one of three storages (dissect.artifacts, dissect.storage):
+# "default" (media: tiles, montages, RF maps, uploads, exports), "artifacts" (run artifacts) and
+# "imagesets" (copies of the image sets' files, so workers on other hosts can read them).
+# CROWDDISSECT_STORAGE=s3 puts all three in one S3-compatible bucket under their own prefixes.
+STORAGE_KIND = env.storage_kind()
+if STORAGE_KIND == "s3":
+    from botocore.config import Config as _BotoConfig
+
+    _S3 = {
+        **env.s3_options(),
+        # Fail fast when the store is down instead of boto3's long default retries.
+        "client_config": _BotoConfig(
+            connect_timeout=5, read_timeout=60, retries={"max_attempts": 3}
+        ),
+    }
+    _FILES = {
+        alias: {"BACKEND": "storages.backends.s3.S3Storage",
+                "OPTIONS": {**_S3, "location": env.s3_prefix(prefix)}}
+        for alias, prefix in (("default", "media"), ("artifacts", "runs"),
+                              ("imagesets", "imagesets"))
+    }  # fmt: skip
+    # Workers keep only caches here (image sets read from the store); never the data directory.
+    SCRATCH_DIR = env.scratch_dir(Path(tempfile.gettempdir()) / f"crowddissect-{os.getuid()}")
+else:
+    _FILES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "artifacts": {
+            "BACKEND": "dissect.artifacts.AtomicFileSystemStorage",
+            "OPTIONS": {"location": RUNS_DIR},
+        },
+    }  # fmt: skip  (local image sets are read where they were registered: nothing copied)
+    SCRATCH_DIR = env.scratch_dir(DATA_DIR / "scratch")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    **_FILES,
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -199,8 +235,8 @@ CACHES = {
 CROWDDISSECT = {
     # A unit detects its concept when its aggregated precision reaches this (paper: 0.75).
     "DETECTOR_PRECISION": float(env.os.environ.get("CROWDDISSECT_DETECTOR_PRECISION", "0.75")),
-    # Where run artifacts (shard states, receptive-field maps) live.
-    "RUNS_DIR": Path(env.os.environ.get("CROWDDISSECT_RUNS_DIR", DATA_DIR / "runs")).resolve(),
+    # Where run artifacts live on local storage (see STORAGES["artifacts"]).
+    "RUNS_DIR": RUNS_DIR,
     # Leases outside-crowd doors may hold at once in a campaign: this share of its open slots
     # (and at most EXTERNAL_LEASES_MAX when set), so anonymous worker ids never exhaust it.
     "EXTERNAL_LEASE_SHARE": float(env.os.environ.get("CROWDDISSECT_EXTERNAL_LEASE_SHARE", "0.5")),

@@ -431,17 +431,19 @@ def auto_labels_write(run, layer_counts: dict, dataset: BrodenDataset) -> int:
     (``auto_label_counts_path``: one row per unit x category with the intersection, unit area
     and label area behind the score). Returns the AutoLabel rows written."""
     import csv
+    import io
 
     from django.db import transaction
 
+    from dissect import artifacts
     from dissect.models import AutoLabel, Unit
     from dissect.services.extraction import COUNTS_COLUMNS, auto_label_counts_path
 
-    path = auto_label_counts_path(run.pk)
+    counts_name = auto_label_counts_path(run.pk)
+    stored = artifacts.text_read(counts_name)
     kept = []
-    if path.is_file():
-        with open(path, newline="") as fh:
-            kept = [r for r in csv.DictReader(fh) if r["layer"] not in layer_counts]
+    if stored is not None:
+        kept = [r for r in csv.DictReader(io.StringIO(stored)) if r["layer"] not in layer_counts]
     written, csv_rows = 0, []
     with transaction.atomic():
         for name, counts in layer_counts.items():
@@ -469,12 +471,11 @@ def auto_labels_write(run, layer_counts: dict, dataset: BrodenDataset) -> int:
                     })  # fmt: skip
             AutoLabel.objects.bulk_create(objs, batch_size=2000)
             written += len(objs)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COUNTS_COLUMNS)
-        writer.writeheader()
-        writer.writerows(kept + csv_rows)
-    tmp.replace(path)
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=COUNTS_COLUMNS)
+    writer.writeheader()
+    writer.writerows(kept + csv_rows)
+    artifacts.text_save(counts_name, out.getvalue())
     return written
 
 
@@ -505,6 +506,9 @@ def run_auto_labels(
     run = DissectionRun.objects.select_related("network", "image_set").get(pk=run_id)
     if run.status in (DissectionRun.Status.CANCELLED, DissectionRun.Status.FAILED):
         return 0
+    from dissect.image_store import image_set_localize
+
+    image_set_localize(run.image_set)  # this host's copy when the files are in the object store
     dataset = run_label_dataset(run)
     layer_rows = {layer.name: layer for layer in run.layer_set.all()}
     names = list(layers or [n for n in run.layers if n in layer_rows])

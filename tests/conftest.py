@@ -13,9 +13,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _isolated_storage(settings, tmp_path):
-    """Every test writes media and run artifacts under its own tmp folder."""
+    """Every test writes media and run artifacts under its own tmp folder (local storage; the
+    object-store tests switch STORAGES to SeaweedFS themselves, tests/storage/conftest.py)."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.CROWDDISSECT = {**settings.CROWDDISSECT, "RUNS_DIR": tmp_path / "runs"}
+    settings.SCRATCH_DIR = tmp_path / "scratch"
+    if settings.STORAGE_KIND == "local":
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "artifacts": {
+                **settings.STORAGES["artifacts"],
+                "OPTIONS": {"location": tmp_path / "runs"},
+            },
+        }
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,6 @@ from dissect.services.common import (
     PipelineConflict,
     PipelineError,
     code_version,
-    run_dir,
 )
 from dissect.services.demo import demo_runs_create
 from dissect.services.extraction import (
@@ -65,7 +64,6 @@ __all__ = [
     "render_parts",
     "run_cancel",
     "run_create",
-    "run_dir",
     "run_fail",
     "run_finish",
     "run_merge",

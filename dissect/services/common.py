@@ -1,5 +1,5 @@
 """What every part of the pipeline shares: parameter defaults (from dissect.parameters), the error types,
-the code version, a run's folder, the active-run check and image encoding."""
+the code version, the active-run check and image encoding."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import io
 import logging
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 from django.conf import settings
 
@@ -54,22 +53,19 @@ def code_version() -> str:
         return "unknown"
 
 
-def run_dir(run_id: int) -> Path:
-    """Folder of a run's artifacts (shard states, merged state, receptive-field maps)."""
-    path = Path(settings.CROWDDISSECT["RUNS_DIR"]) / str(run_id)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def active_run(run_id: int, attempt: int | None = None) -> DissectionRun | None:
     """The run, or None when it was cancelled or failed meanwhile, or when ``attempt`` is from
     an earlier start (a task still queued from before a cancel + resume): such tasks do nothing."""
+    from dissect.image_store import image_set_localize
+
     run = DissectionRun.objects.select_related("network", "image_set").get(pk=run_id)
     if run.status in (DissectionRun.Status.CANCELLED, DissectionRun.Status.FAILED):
         return None
     if attempt is not None and attempt != run.parameters.get("attempt"):
         logger.info("run %s: skipping a task of attempt %s", run_id, attempt)
         return None
+    # With the object store, this host reads the image set's files from its own cached copy.
+    image_set_localize(run.image_set)
     return run
 
 

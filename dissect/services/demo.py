@@ -23,12 +23,13 @@ DEMO_LAYERS = ("conv5", "pool5")
 def demo_runs_create(
     *, n_images: int = 1000, top_k: int = 60, progress: Progress | None = None
 ) -> list[DissectionRun]:
-    """The README's demo: write the demo world (``DATA_DIR/demo-world``), register demo-places
+    """The README's demo: write the demo world (``DATA_DIR/demo-world``; scratch with S3), register demo-places
     and demo-objects, scan, and dissect conv5 and pool5 of both, with tiles. Idempotent: what
     exists (world files, networks, image set, finished runs) is reused."""
     from dissect.demo.world import write_demo_world
+    from dissect.image_store import working_folder
 
-    world = Path(settings.DATA_DIR) / "demo-world"
+    world = working_folder() / "demo-world"
     meta = world / "world.json"
     manifest = world / "manifest.csv"
     written = json.loads(meta.read_text()).get("n_images") if meta.is_file() else None

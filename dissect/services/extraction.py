@@ -6,21 +6,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import socket
 import time
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from dissect import artifacts
 from dissect.models import DissectionRun, Image, Layer, Shard, Unit, UnitImage
 from dissect.run_progress import StageProgress, progress_set, stage_set, timing_add
 from dissect.selectors import run_ordered_images
-from dissect.services.common import DEFAULTS, PipelineError, active_run, png_bytes, run_dir
+from dissect.services.common import DEFAULTS, PipelineError, active_run, png_bytes
 from dissect.services.image_sets import image_mark_bad
 from dissect.services.networks import network_load
 from dissect.storage import save_content_addressed
@@ -36,8 +35,9 @@ IOU_WINDOW_SAMPLE = 256
 IOU_BELOW_FRACTION = 0.25
 
 
-def shard_state_path(run_id: int, index: int) -> Path:
-    return run_dir(run_id) / f"shard-{index:05d}.pt"
+def shard_state_path(run_id: int, index: int) -> str:
+    """The shard state's artifact name (``dissect.artifacts``): not a local path."""
+    return artifacts.shard_state_name(run_id, index)
 
 
 def _image_items(run: DissectionRun, shard: Shard) -> list[tuple[int, str]]:
@@ -54,31 +54,31 @@ COUNTS_COLUMNS = ["layer", "unit", "category", "label", "label_number", "iou", "
                   "unit_area", "label_area", "threshold", "exact", "denominator"]  # fmt: skip
 
 
-def auto_label_counts_path(run_id: int) -> Path:
-    """The run's automatic-label counts CSV (``RUNS_DIR/<run>/auto-label-counts.csv``): one row
+def auto_label_counts_path(run_id: int) -> str:
+    """The artifact name of the run's automatic-label counts CSV: one row
     per unit x category (the AutoLabel rows) with the intersection, unit area and label area
     behind each IoU, the threshold, whether the count is exact, and the IoU's denominator."""
-    return run_dir(run_id) / "auto-label-counts.csv"
+    return artifacts.counts_csv_name(run_id)
 
 
 def auto_label_counts(*, run: DissectionRun, layer: str | None = None) -> list[dict]:
     """The rows of the run's counts CSV (numbers as numbers); [] when the run has none."""
     import csv
+    import io
 
-    path = Path(settings.CROWDDISSECT["RUNS_DIR"]) / str(run.pk) / "auto-label-counts.csv"
-    if not path.is_file():
+    text = artifacts.text_read(artifacts.counts_csv_name(run.pk))
+    if text is None:
         return []
     ints = ("unit", "label_number", "intersection", "unit_area", "label_area", "exact")
     rows = []
-    with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            if layer is not None and row["layer"] != layer:
-                continue
-            for key in ints:
-                row[key] = int(row[key])
-            row["iou"], row["threshold"] = float(row["iou"]), float(row["threshold"])
-            row["exact"] = bool(row["exact"])
-            rows.append(row)
+    for row in csv.DictReader(io.StringIO(text, newline="")):
+        if layer is not None and row["layer"] != layer:
+            continue
+        for key in ints:
+            row[key] = int(row[key])
+        row["iou"], row["threshold"] = float(row["iou"]), float(row["threshold"])
+        row["exact"] = bool(row["exact"])
+        rows.append(row)
     return rows
 
 
@@ -104,10 +104,10 @@ def auto_label_counts_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-def shard_labels_path(run_id: int, index: int) -> Path:
-    """The shard's label tally (JSON): images counted for IoU, images without label maps,
-    label maps resized, label files that failed, and the first note."""
-    return run_dir(run_id) / f"shard-{index:05d}.labels.json"
+def shard_labels_path(run_id: int, index: int) -> str:
+    """The artifact name of the shard's label tally (JSON): images counted for IoU, images
+    without label maps, label maps resized, label files that failed, and the first note."""
+    return artifacts.shard_labels_name(run_id, index)
 
 
 def auto_labels_on(run: DissectionRun) -> bool:
@@ -174,7 +174,7 @@ def shard_extract(*, run_id: int, shard_index: int, attempt: int | None = None) 
     forward pass per batch for all layers, and from it per layer the top-K, controls, quantile
     sketch, the kept images' activation maps (fp16, for rendering) and, when the image set has
     pixel labels, the IoU counts (``BinnedIoU``) for the automatic labels. Stores the partial
-    state as ``RUNS_DIR/<run>/shard-<index>.pt`` (+ a ``.labels.json`` tally). Idempotent: a
+    state as artifact ``<run>/shard-<index>.pt`` (+ a ``.labels.json`` tally). Idempotent: a
     re-run overwrites its own files. Files that fail to decode are marked bad and skipped. A
     CUDA out-of-memory error becomes a PipelineError naming the batch size to lower."""
     import torch
@@ -256,17 +256,17 @@ def shard_extract(*, run_id: int, shard_index: int, attempt: int | None = None) 
         raise
     if spec is None:
         tally = None
-    path = shard_state_path(run_id, shard_index)
-    tmp = path.with_suffix(".tmp")
-    # One file per shard, written atomically: a killed worker never leaves half a state.
-    torch.save({alias: s.state_dict() for alias, s in stats.items()}, tmp)
-    labels_path = shard_labels_path(run_id, shard_index)
+    # One object per shard, each written whole (atomic rename on disk, one PUT on S3): a killed
+    # worker never leaves half a state. The tally first: a stored state means a complete shard.
+    labels_name = shard_labels_path(run_id, shard_index)
     if tally is not None:
-        labels_path.with_suffix(".tmp").write_text(json.dumps(tally))
-        os.replace(labels_path.with_suffix(".tmp"), labels_path)
+        artifacts.text_save(labels_name, json.dumps(tally))
     else:
-        labels_path.unlink(missing_ok=True)
-    os.replace(tmp, path)
+        artifacts.artifact_delete(labels_name)
+    path = artifacts.torch_save(
+        shard_state_path(run_id, shard_index),
+        {alias: s.state_dict() for alias, s in stats.items()},
+    )
     seconds = time.monotonic() - started
     Shard.objects.filter(pk=shard.pk).update(
         status=Shard.Status.DONE,
@@ -279,14 +279,28 @@ def shard_extract(*, run_id: int, shard_index: int, attempt: int | None = None) 
     timing_add(run_id, "extract", seconds)
 
 
-def load_shard_stats(path: str | Path) -> dict:
-    """{layer alias: UnitStats} of one stored shard state (or the merged state)."""
-    import torch
-
+def load_shard_stats(name: str) -> dict:
+    """{layer alias: UnitStats} of one stored shard state (or the merged state), by artifact
+    name; ``artifacts.ArtifactCorrupt`` / ``ArtifactMissing`` when it cannot be read."""
     from dissect.engine.extract import UnitStats
 
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    state = artifacts.torch_load(name)
     return {alias: UnitStats.from_state_dict(s) for alias, s in state.items()}
+
+
+def _shard_states(run_id: int, shards) -> Iterable[dict]:
+    """Each shard's stored state; a missing or unreadable one is never merged: the shard is set
+    back to pending (its object dropped) and the merge fails, so a resume computes it again."""
+    for shard in shards:
+        try:
+            yield load_shard_stats(shard.state_path)
+        except (artifacts.ArtifactCorrupt, artifacts.ArtifactMissing) as exc:
+            artifacts.artifact_delete(shard.state_path)
+            Shard.objects.filter(pk=shard.pk).update(status=Shard.Status.PENDING, state_path="")
+            raise PipelineError(
+                f"run {run_id}: shard {shard.index}'s stored state cannot be read ({exc}); it "
+                f"will be computed again: resume with `python manage.py dissect --resume {run_id}`"
+            ) from exc
 
 
 def merge_stats(states: Iterable[dict]) -> dict:
@@ -304,7 +318,6 @@ def merge_stats(states: Iterable[dict]) -> dict:
 def run_merge(*, run_id: int, attempt: int | None = None) -> None:
     """Combine the stored shard states and write Layer, Unit (threshold, top score) and
     UnitImage rows (top-K and controls with scores and argmax positions)."""
-    import torch
 
     from dissect.networks import theoretical_receptive_fields
 
@@ -321,8 +334,10 @@ def run_merge(*, run_id: int, attempt: int | None = None) -> None:
             f"resume the run with `python manage.py dissect --resume {run_id}`"
         )
     progress_set(run_id, "merge", done=0, total=len(shards) + len(run.layers))
-    merged = merge_stats(load_shard_stats(s.state_path) for s in shards)
-    torch.save({a: s.state_dict() for a, s in merged.items()}, run_dir(run_id) / "merged.pt")
+    merged = merge_stats(_shard_states(run_id, shards))
+    artifacts.torch_save(
+        artifacts.merged_state_name(run_id), {a: s.state_dict() for a, s in merged.items()}
+    )
     progress_set(run_id, "merge", done=len(shards))
 
     net = network_load(network=run.network)
@@ -364,9 +379,9 @@ def _auto_labels_from_counts(run: DissectionRun, merged: dict, q: float, shards)
     }
     tally = {"labeled": 0, "without_labels": 0, "resized": 0, "label_errors": 0, "note": ""}
     for shard in shards:
-        path = shard_labels_path(run.pk, shard.index)
-        if path.is_file():
-            part = json.loads(path.read_text())
+        text = artifacts.text_read(shard_labels_path(run.pk, shard.index))
+        if text is not None:
+            part = json.loads(text)
             for key in ("labeled", "without_labels", "resized", "label_errors"):
                 tally[key] += int(part.get(key, 0))
             tally["note"] = tally["note"] or part.get("note", "")

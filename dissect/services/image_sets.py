@@ -13,6 +13,7 @@ from django.db import transaction
 from core.audit import audit_record
 from core.models import AuditAction
 from core.names import name_error
+from dissect.image_store import image_set_mirror
 from dissect.models import Image, ImageSet
 from dissect.run_progress import show_bars
 from dissect.services.common import PipelineError, Progress
@@ -226,6 +227,8 @@ def image_set_scan(
             data={"root": str(root), "images": image_set.image_count, "bad": image_set.bad_count,
                   "removed": len(gone)},
         )  # fmt: skip
+    # With the object store, workers on other hosts read the set's files from there.
+    image_set_mirror(image_set=image_set)
     return image_set
 
 
@@ -254,8 +257,6 @@ def import_broden(*, root: str | Path, name: str, description: str = "", progres
     The scan manifest (path, split) is written under DATA_DIR/broden, never into the dataset."""
     import csv
 
-    from django.conf import settings
-
     from dissect.broden import check_label_maps, read_broden
 
     problem = name_error(name, what="image-set name")
@@ -263,7 +264,9 @@ def import_broden(*, root: str | Path, name: str, description: str = "", progres
         raise PipelineError(problem, field="name")
     dataset = read_broden(root)
     check_label_maps(dataset)  # every map a PNG of the declared size with known labels
-    manifest_dir = Path(settings.DATA_DIR) / "broden"
+    from dissect.image_store import working_folder
+
+    manifest_dir = working_folder() / "broden"
     manifest_dir.mkdir(parents=True, exist_ok=True)
     manifest = manifest_dir / f"{name}.csv"
     with open(manifest, "w", newline="") as fh:

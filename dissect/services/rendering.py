@@ -20,7 +20,6 @@ from dissect.services.common import (
     Progress,
     active_run,
     jpeg_bytes,
-    run_dir,
 )
 from dissect.services.image_sets import image_mark_bad
 from dissect.services.networks import network_load
@@ -60,13 +59,12 @@ def stored_maps(run_id: int) -> dict | None:
     """{layer: {(unit index, image id): float16 map [h, w]}} of every unit's top-K and control
     images, from the run's merged state (kept by the one pass); None for runs merged from
     states without maps (before one-pass extraction), which render by re-running the network."""
-    import torch
+    from dissect import artifacts
 
-    path = run_dir(run_id) / "merged.pt"
-    if not path.is_file():
+    try:
+        state = artifacts.torch_load(artifacts.merged_state_name(run_id))
+    except artifacts.ArtifactMissing:
         return None
-    # Only the kept lists are read (not the IoU counts, which can be large).
-    state = torch.load(path, map_location="cpu", weights_only=True)
     out = {}
     for alias, layer_state in state.items():
         lists = [layer_state[kind] for kind in ("top", "controls")]

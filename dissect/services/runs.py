@@ -8,7 +8,6 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -263,13 +262,11 @@ def _enqueue_in_thread(run_id: int, pending: list[int]) -> None:
 
 def _shards_to_do(run: DissectionRun) -> list[int]:
     """Shards without a stored state file: a done shard whose file went missing is redone."""
+    from dissect.artifacts import artifact_exists
+
     todo = []
     for shard in run.shards.all().order_by("index"):
-        if (
-            shard.status == Shard.Status.DONE
-            and shard.state_path
-            and Path(shard.state_path).is_file()
-        ):
+        if shard.status == Shard.Status.DONE and artifact_exists(shard.state_path):
             continue
         todo.append(shard.index)
     return todo

@@ -28,11 +28,12 @@ def test_run_end_to_end_writes_rows_states_and_tiles(
     assert run.progress["render"]["done"] == run.progress["render"]["total"] > 0
     assert set(run.timings) >= {"extract", "merge", "render"}
     assert run.code_version and run.device == "cpu"
-    # Each shard left its own partial-state file under RUNS_DIR/<run id>/.
+    # Each shard left its own partial-state file under RUNS_DIR/<run id>/ (the local artifacts).
     runs_dir = Path(settings.CROWDDISSECT["RUNS_DIR"]) / str(run.pk)
     for shard in run.shards.all():
         assert shard.status == Shard.Status.DONE
-        assert Path(shard.state_path).parent == runs_dir and Path(shard.state_path).is_file()
+        assert shard.state_path == f"{run.pk}/shard-{shard.index:05d}.pt"
+        assert (runs_dir / f"shard-{shard.index:05d}.pt").is_file()
 
     layer = Layer.objects.get(run=run, name=SMALL)
     assert layer.unit_count == 16 and layer.output_shape == [16, 15, 15]

@@ -77,14 +77,14 @@ def test_rerun_shard_overwrites_its_own_file(tiny_network, image_set):
                      shard_size=6)  # fmt: skip
     shard_extract(run_id=run.pk, shard_index=1)
     shard = run.shards.get(index=1)
-    first = open(shard.state_path, "rb").read()
+    from dissect.artifacts import artifact_read, artifact_storage
+
+    first = artifact_read(shard.state_path)
     shard_extract(run_id=run.pk, shard_index=1)
     shard.refresh_from_db()
     assert shard.status == Shard.Status.DONE
-    assert open(shard.state_path, "rb").read() == first
-    assert sorted(
-        p.name for p in __import__("pathlib").Path(shard.state_path).parent.iterdir()
-    ) == ["shard-00001.pt"]
+    assert artifact_read(shard.state_path) == first
+    assert artifact_storage().listdir(str(run.pk)) == ([], ["shard-00001.pt"])
 
 
 @pytest.mark.django_db
@@ -116,7 +116,9 @@ def test_a_file_broken_after_scanning_is_marked_bad_and_shifts_no_shard(
     run_merge(run_id=run.pk)
     victim.refresh_from_db()
     assert victim.status == Image.Status.BAD and victim.path in victim.reason
-    merged = load_shard_stats(Path(settings.CROWDDISSECT["RUNS_DIR"]) / str(run.pk) / "merged.pt")
+    from dissect.artifacts import merged_state_name
+
+    merged = load_shard_stats(merged_state_name(run.pk))
     assert merged[SMALL].n_images == 11  # every other image counted exactly once
     assert not UnitImage.objects.filter(unit__layer__run=run, image=victim).exists()
 

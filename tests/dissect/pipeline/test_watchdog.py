@@ -34,13 +34,14 @@ def running(tmp_path):
         stage="extract", parameters={"attempt": 1, "n_images": 40},
         progress={"extract": {"done": 30, "total": 40}},
     )  # fmt: skip
-    state = tmp_path / "shard-0.pt"
-    state.write_bytes(b"x")
+    from dissect.artifacts import artifact_save, shard_state_name
+
+    state = artifact_save(shard_state_name(run.pk, 0), b"x")
     for index in range(4):
         done = index < 3
         Shard.objects.create(
             run=run, index=index, image_count=10, status="done" if done else "pending",
-            state_path=str(state) if done else "",
+            state_path=state if done else "",
         )  # fmt: skip
     return run
 

@@ -1,0 +1,164 @@
+"""Image sets that workers on other hosts can read: with ``CROWDDISSECT_STORAGE=s3`` the files
+of an image set (its images, and its pixel-label folder when it has one) are copied into the
+store (``storages["imagesets"]``, prefix ``imagesets/<set id>/``) when the set is scanned, and a
+worker reads them from there into its own scratch folder (``CROWDDISSECT_SCRATCH_DIR``), once per
+host and version of the set, before it decodes them. The registered folder is then only the web
+host's source: no worker ever opens it.
+
+With local storage nothing is copied: everything runs on one host and reads the folder as
+registered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+
+ALIAS = "imagesets"
+MIRROR_FILE = "MIRROR.json"
+COPY_THREADS = 8
+
+
+class ImageStoreError(OSError):
+    """The store does not hold the image set's files; the message says what to do."""
+
+
+def mirror_enabled() -> bool:
+    """Image sets are copied into the store when the files live in an object store."""
+    return getattr(settings, "STORAGE_KIND", "local") == "s3"
+
+
+def _trees(root: Path, labels_dir: Path | None) -> tuple[dict[str, Path], str, str]:
+    """The folders to copy ({prefix: folder}), and where root and labels_dir land in the copy.
+    A root inside the labels folder (Broden layout, the demo world) is copied once."""
+    if labels_dir is not None:
+        try:
+            inside = root.relative_to(labels_dir).as_posix()
+        except ValueError:
+            return {"root": root, "labels": labels_dir}, "root", "labels"
+        return {"labels": labels_dir}, "labels" if inside == "." else f"labels/{inside}", "labels"
+    return {"root": root}, "root", ""
+
+
+def _files_under(folder: Path) -> list[str]:
+    found = []
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        for filename in filenames:
+            path = Path(dirpath) / filename
+            if path.is_file():
+                found.append(path.relative_to(folder).as_posix())
+    return sorted(found)
+
+
+def image_set_mirror(*, image_set) -> int:
+    """Copy the set's files into the store (images listed by its rows; the whole labels folder)
+    and write ``MIRROR.json`` last, naming the set's version (``manifest_sha256``) and files.
+    Returns the number of files copied; 0 when mirroring is off."""
+    if not mirror_enabled():
+        return 0
+    storage = storages[ALIAS]
+    root = Path(image_set.root)
+    labels_dir = Path(image_set.labels_dir) if image_set.labels_dir else None
+    trees, root_in, labels_in = _trees(root, labels_dir)
+    files: list[tuple[str, Path]] = []
+    for prefix, folder in trees.items():
+        if prefix == "root":
+            rels = [
+                p for p in image_set.images.values_list("path", flat=True) if (folder / p).is_file()
+            ]
+        else:
+            rels = _files_under(folder)
+        files += [(f"{prefix}/{rel}", folder / rel) for rel in rels]
+
+    def copy(item: tuple[str, Path]) -> None:
+        key, path = item
+        storage.save(f"{image_set.pk}/{key}", ContentFile(path.read_bytes()))
+
+    with ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="mirror") as pool:
+        list(pool.map(copy, files))
+    index = {"version": image_set.manifest_sha256, "root": root_in, "labels": labels_in,
+             "files": [key for key, _path in files]}  # fmt: skip
+    name = f"{image_set.pk}/{MIRROR_FILE}"
+    storage.delete(name)  # local test stores would otherwise rename; S3 overwrites anyway
+    storage.save(name, ContentFile(json.dumps(index).encode()))
+    return len(files)
+
+
+def _cache_root() -> Path:
+    return Path(settings.SCRATCH_DIR) / "imagesets"
+
+
+def image_set_local(*, image_set) -> tuple[str, str]:
+    """(root, labels_dir) to read the set's files from on this host: as registered with local
+    storage; with the object store, this host's cached copy (fetched on first use)."""
+    if not mirror_enabled():
+        return image_set.root, image_set.labels_dir
+    storage = storages[ALIAS]
+    try:
+        with storage.open(f"{image_set.pk}/{MIRROR_FILE}", "rb") as fh:
+            index = json.loads(fh.read())
+    except FileNotFoundError:
+        raise ImageStoreError(
+            f"image set {image_set.name}: its files are not in the object store "
+            f"(imagesets/{image_set.pk}/{MIRROR_FILE} is missing); scan it again on a host "
+            "that has the folder (`python manage.py scan_images` or the image-set page)"
+        ) from None
+    version = (index.get("version") or "unversioned")[:16]
+    cached = _cache_root() / f"{image_set.pk}-{version}"
+    if not cached.is_dir():
+        _fetch(storage, image_set.pk, index["files"], cached)
+    labels = str(cached / index["labels"]) if index.get("labels") else ""
+    return str(cached / index["root"]), labels
+
+
+def _fetch(storage, set_id: int, keys: list[str], target: Path) -> None:
+    """Download into a temporary folder beside ``target`` and rename it into place, so two
+    workers on one host never read a half-filled cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+
+    def fetch(key: str) -> None:
+        path = tmp / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with storage.open(f"{set_id}/{key}", "rb") as src:
+            path.write_bytes(src.read())
+
+    try:
+        with ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="fetch") as pool:
+            list(pool.map(fetch, keys))
+        for prefix in ("root", "labels"):
+            (tmp / prefix).mkdir(exist_ok=True)
+        os.rename(tmp, target)
+    except OSError:
+        if target.is_dir():  # another worker on this host finished first: use its copy
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def image_set_localize(image_set) -> None:
+    """Point the (unsaved) ``root`` and ``labels_dir`` of this ImageSet instance at this host's
+    readable copy, so the pipeline's readers work unchanged; never saved."""
+    if image_set is None or not mirror_enabled():
+        return
+    image_set.root, image_set.labels_dir = image_set_local(image_set=image_set)
+
+
+def working_folder() -> Path:
+    """Where commands write files they register as image sets (the demo world, scan
+    manifests): the data directory on local storage; with the object store this host's scratch
+    folder, since the set's files are copied into the store and the data directory keeps only
+    the database and the secret key."""
+    return Path(settings.SCRATCH_DIR if mirror_enabled() else settings.DATA_DIR)
