@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 # The one spelling across the code: a unit's threshold is its activations' ``quantile`` level
 # (0.995 = the top 0.5 %, NetDissect's), as the run parameter ``quantile``.
@@ -66,8 +65,11 @@ def unit_masks(
     activations: torch.Tensor, thresholds: torch.Tensor, size: tuple[int, int]
 ) -> torch.Tensor:
     """(batch, units, h, w) activations -> (batch, units, H, W) bool masks: bilinear upsampling to
-    ``size`` then ``> threshold`` per unit."""
-    up = F.interpolate(activations.float(), size=size, mode="bilinear", align_corners=False)
+    ``size`` then ``> threshold`` per unit (``dissect.engine.upsample``: the values the one-pass
+    counts use, equal to ``F.interpolate(..., align_corners=False)`` up to float32 rounding)."""
+    from dissect.engine.upsample import upsample  # the engine imports this module
+
+    up = upsample(activations, size)
     return up > thresholds.view(1, -1, 1, 1).to(up)
 
 
@@ -134,8 +136,9 @@ class IoUAccumulator:
         hot_b, hot_u = (peak > thresholds.view(1, -1)).nonzero(as_tuple=True)
         if hot_b.numel() == 0:
             return
-        maps = activations[hot_b, hot_u].float().unsqueeze(1)  # (hot, 1, h, w)
-        up = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[:, 0]
+        from dissect.engine.upsample import upsample  # the engine imports this module
+
+        up = upsample(activations[hot_b, hot_u].float(), size)  # (hot, H, W)
         p, y, x = (up > thresholds[hot_u].view(-1, 1, 1)).nonzero(as_tuple=True)
         b, u = hot_b[p], hot_u[p]
         self.unit_area += torch.bincount(u, minlength=self.n_units).cpu()

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .upsample import hot_pixels
+
 __all__ = [
     "BinnedIoU",
     "IoUCounts",
@@ -57,7 +59,9 @@ __all__ = [
 
 IOU_FORMAT_VERSION = 1
 DENOMINATORS = ("plain", "category")
-DEFAULT_PIXEL_BUDGET = 1 << 23  # upsampled float pixels per chunk (32 MB)
+# Upsampled pixels per chunk of (image, unit) maps: bounds the memory when every block is hot
+# (64 MB of float32); usually only a few percent are evaluated (``hot_pixels``).
+DEFAULT_PIXEL_BUDGET = 1 << 24
 
 
 def ordered_bits(x: torch.Tensor) -> torch.Tensor:
@@ -232,7 +236,8 @@ class BinnedIoU:
         pixel_budget: int = DEFAULT_PIXEL_BUDGET,
     ) -> None:
         """Count a batch: ``activations`` [N, U, h, w] (or [N, U]), ``label_maps`` [N, M, H, W]
-        (or [N, H, W]) integer, ``has_labels`` [N] bool (images without maps are skipped)."""
+        (or [N, H, W]) integer, ``has_labels`` [N] bool (images without maps are skipped).
+        ``pixel_budget`` bounds the upsampled pixels evaluated at once (memory)."""
         if self.lo is None:
             raise ValueError("set the window (set_window / set_window_around) before add")
         device = self.unit_area.device
@@ -256,23 +261,46 @@ class BinnedIoU:
             return
         maps = self._labels_at_size(maps.to(device))
         acts = acts.to(device=device, dtype=torch.float32)
+        n, m = maps.shape[:2]
+        hw = self.size[0] * self.size[1]
         self.label_area += torch.bincount(maps.reshape(-1), minlength=self.n_labels)
         present = self._category_presence(maps) if self.n_categories else None
+        # Planes constant over every image of the batch (whole-image labels such as a scene,
+        # stored as constant planes) add a pair's whole histogram to one label: no pixel work.
+        flat = maps.view(n, m, hw)
+        constant = (flat.amax(2) == flat.amin(2)).all(0)
+        image_labels = maps[:, constant, 0, 0].long()  # [N, Mc]
+        # The other planes pixel-major and pre-scaled to their offset in the counts, so one row
+        # gather gives a pixel's label offsets (int32 while the counts' indexes fit).
+        index_dtype = torch.int32 if self.intersection.numel() < 2**31 else torch.int64
+        label_rows = maps[:, ~constant].permute(0, 2, 3, 1).reshape(n * hw, -1).to(index_dtype)
+        label_rows *= self.bins + 1
         # Bilinear upsampling is a convex combination of source cells, so a map whose peak lies
         # below the window's first bin upsamples to nothing countable: skip it.
         peak = acts.flatten(2).amax(2)
         hot_n, hot_u = (peak > self._lo_edge.view(1, -1)).nonzero(as_tuple=True)
-        # Pixel-major label rows, pre-scaled by the bin count: per counted pixel, one contiguous
-        # row gather gives its M labels' offsets (much faster than 3-D advanced indexing).
-        label_rows = maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1]) * (self.bins + 1)
-        step = max(1, pixel_budget // (self.size[0] * self.size[1]))
+        step = max(1, pixel_budget // hw)
+        counts = self.intersection.view(-1)
         for start in range(0, hot_n.numel(), step):
-            n, u = hot_n[start : start + step], hot_u[start : start + step]
-            self._add_pairs(acts[n, u], label_rows, n, u, None if present is None else present[n])
+            n_, u_ = hot_n[start : start + step], hot_u[start : start + step]
+            cell = self._add_pairs(
+                acts[n_, u_], label_rows, image_labels, n_, u_,
+                None if present is None else present[n_],
+            )  # fmt: skip
+            if cell is None:
+                continue
+            if cell.numel() * 4 >= counts.numel():
+                # Dense enough: one bincount beats scattered adds.
+                counts += torch.bincount(cell, minlength=counts.numel())
+            else:  # sparse: no state-sized temporary (Broden-sized states are ~100 M counts)
+                counts.index_add_(0, cell, torch.ones_like(cell))
         self.n_images += int(acts.shape[0])
 
     def _labels_at_size(self, maps: torch.Tensor) -> torch.Tensor:
-        maps = maps.long()
+        """The label maps at the comparison size, in a small integer dtype (counting gathers
+        them), numbers outside the label table set to 0 (unlabeled)."""
+        if maps.dtype not in (torch.uint8, torch.int16, torch.int32, torch.int64):
+            maps = maps.long()
         if self.size is None:
             self.size = (int(maps.shape[2]), int(maps.shape[3]))
         if tuple(maps.shape[2:]) != self.size:
@@ -281,15 +309,18 @@ class BinnedIoU:
                     f"label maps are {tuple(maps.shape[2:])}, expected {self.size}; pass "
                     "resize_labels=True to resize them (nearest)"
                 )
-            maps = F.interpolate(maps.double(), size=self.size, mode="nearest").long()
-        # A pixel value missing from the label table counts as unlabeled, not as a label.
-        return torch.where((maps >= 0) & (maps < self.n_labels), maps, torch.zeros_like(maps))
+            dtype = maps.dtype
+            maps = F.interpolate(maps.double(), size=self.size, mode="nearest").to(dtype)
+        if maps.numel() and (int(maps.min()) < 0 or int(maps.max()) >= self.n_labels):
+            # A pixel value missing from the label table counts as unlabeled, not as a label.
+            maps = torch.where((maps >= 0) & (maps < self.n_labels), maps, torch.zeros_like(maps))
+        return maps.contiguous()
 
     def _category_presence(self, maps: torch.Tensor) -> torch.Tensor:
         """[N, C] float: 1 where some pixel of the image carries a label of category c."""
         n = maps.shape[0]
         labels = torch.zeros(n, self.n_labels, dtype=torch.bool, device=maps.device)
-        labels.scatter_(1, maps.reshape(n, -1), True)
+        labels.scatter_(1, maps.reshape(n, -1).long(), True)
         labels[:, 0] = False
         cat = self.label_category
         onehot = torch.zeros(self.n_labels, self.n_categories, device=maps.device)
@@ -297,36 +328,33 @@ class BinnedIoU:
         onehot[valid.nonzero()[:, 0], cat[valid]] = 1.0
         return (labels.float() @ onehot) > 0
 
-    def _add_pairs(self, maps_hw, label_rows, images, units, present) -> None:
-        """Count (image, unit) pairs: ``maps_hw`` [P, h, w]; ``label_rows`` [N * H * W, M] the
-        batch's labels (pixel-major, times bins + 1); the pairs' ``images`` [P] and ``units``
-        [P]; ``present`` [P, C] or None."""
+    def _add_pairs(self, maps_hw, label_rows, image_labels, images, units, present):
+        """Count (image, unit) pairs: ``maps_hw`` [P, h, w]; ``label_rows`` [N * H * W, Mp] the
+        batch's per-pixel labels (pixel-major); ``image_labels`` [N, Mc] its whole-image labels;
+        the pairs' ``images`` [P] and ``units`` [P]; ``present`` [P, C] or None. Adds the areas
+        and returns the flat intersection cells to count (or None)."""
         b1 = self.bins + 1
         hw = self.size[0] * self.size[1]
-        up = F.interpolate(maps_hw[:, None], size=self.size, mode="bilinear", align_corners=False)
-        up = up.view(-1, hw)  # [P, H*W]
-        # One float comparison finds the pixels inside or above the window (most are below it);
-        # only those are keyed. ``x > edge(lo)`` is exactly ``key(x) >= lo``.
-        flat_index = (up > self._lo_edge[units].view(-1, 1)).view(-1).nonzero()[:, 0]
-        if flat_index.numel() == 0:
-            return
-        keys = value_keys(up.view(-1)[flat_index], self.mantissa_bits)
-        p = torch.div(flat_index, hw, rounding_mode="floor")
-        pixel = flat_index - p * hw
-        unit = units[p]
-        col = torch.where(keys > self.hi[unit], self.bins, keys - self.lo[unit])
+        # Only the upsampled pixels inside or above the window (``x > edge(lo)`` is exactly
+        # ``key(x) >= lo``); most lie below it and are never computed (``hot_pixels``).
+        p, pixel, value = hot_pixels(maps_hw, self._lo_edge[units], self.size)
+        if p.numel() == 0:
+            return None
+        # Column in the unit's window; keys above it share the overflow column ``bins``.
+        col = (value_keys(value, self.mantissa_bits) - self.lo[units][p]).clamp_(max=self.bins)
         hist = torch.bincount(p * b1 + col, minlength=units.numel() * b1).view(-1, b1)
         self.unit_area.index_add_(0, units, hist)
         if present is not None:
             self.unit_area_cat.index_add_(0, units, hist[:, None, :] * present[:, :, None])
-        labels = label_rows.index_select(0, (images * hw).index_select(0, p) + pixel)
-        cell = ((unit * (self.n_labels * b1) + col).unsqueeze(1) + labels).view(-1)
-        counts = self.intersection.view(-1)
-        if cell.numel() * 2 >= counts.numel():
-            # Dense enough: one bincount beats scattered atomic adds (2x on a CPU).
-            counts += torch.bincount(cell, minlength=counts.numel())
-        else:  # sparse: no state-sized temporary (Broden-sized states are ~100 M counts)
-            counts.index_add_(0, cell, torch.ones_like(cell))
+        if image_labels.shape[1]:
+            rows = self.intersection.view(-1, b1)
+            for labels in (units.view(-1, 1) * self.n_labels + image_labels[images]).unbind(1):
+                rows.index_add_(0, labels, hist)
+        if label_rows.shape[1] == 0:
+            return None
+        labels = label_rows.index_select(0, images[p] * hw + pixel)  # offsets label * (bins + 1)
+        base = (units * (self.n_labels * b1))[p] + col
+        return (base.unsqueeze(1) + labels).view(-1)
 
     def merge(self, other: BinnedIoU) -> BinnedIoU:
         """Add ``other``'s counts (same units, labels, bins, size, denominator); returns self.
