@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
@@ -21,7 +22,7 @@ from annotate.crowd import quality, selectors, services
 from annotate.crowd.concepts import vocabulary_datalist
 from annotate.crowd.forms import AnswerForm, CampaignForm
 from annotate.crowd.instructions import CATEGORY_HELP
-from annotate.crowd.models import Assignment, Campaign, Task, Worker
+from annotate.crowd.models import Assignment, Campaign, StudySession, Task, Worker
 from annotate.crowd.services import AnswerInvalid, CrowdError, LeaseExpired, NoTask
 from annotate.crowd.throttling import external_entry_wait_seconds, submit_wait_seconds
 from core.access import can, requires
@@ -300,7 +301,15 @@ def _too_many(request, error):
 
 
 def _external_entry(
-    request, pk: int, *, source: str, worker_id: str, external_assignment: str, submit_url: str = ""
+    request,
+    pk: int,
+    *,
+    source: str,
+    worker_id: str,
+    external_assignment: str,
+    submit_url: str = "",
+    session_id: str = "",
+    study_id: str = "",
 ):
     campaign = get_object_or_404(Campaign, pk=pk)
     if source == Worker.Source.MTURK and external_assignment in ("", MTURK_PREVIEW_ID):
@@ -322,17 +331,27 @@ def _external_entry(
         return render(request, "crowd/message.html", {"title": "No task", "text": full}, status=409)
     try:
         worker = services.worker_for_external(source=source, external_id=worker_id)
-        assignment = services.assignment_for_external(
-            worker=worker,
-            campaign=campaign,
-            external_assignment_id=external_assignment,
-            submit_url=submit_url,
-        )
+        if session_id:  # a study session (Prolific): its tasks, then its completion
+            session = services.study_session_enter(
+                campaign=campaign, worker=worker, session_id=session_id, study_id=study_id
+            )
+            assignment = services.session_assignment_next(session=session)
+            if assignment is None:  # answered already: straight to its completion
+                token = selectors.session_token(session_pk=session.pk)
+                return HttpResponseRedirect(reverse("crowd:study-complete", args=[token]))
+        else:
+            assignment = services.assignment_for_external(
+                worker=worker,
+                campaign=campaign,
+                external_assignment_id=external_assignment,
+                submit_url=submit_url,
+            )
     except services.TooManyRequests as error:
         return _too_many(request, error)
     except CrowdError as error:
+        title = "Link not valid" if error.field in ("SESSION_ID", "STUDY_ID") else "No task"
         return render(
-            request, "crowd/message.html", {"title": "No task", "text": str(error)}, status=409
+            request, "crowd/message.html", {"title": title, "text": str(error)}, status=409
         )
     token = selectors.assignment_token(assignment_id=assignment.pk)
     return HttpResponseRedirect(reverse("crowd:external-task", args=[token]))
@@ -354,14 +373,78 @@ def mturk_entry(request, pk: int):
 
 @require_GET
 def link_entry(request, pk: int):
-    """Link-out panels (Prolific style): ?PROLIFIC_PID (or ?workerId), optional SESSION_ID."""
+    """Link-out panels (Prolific): ?PROLIFIC_PID (or ?workerId), STUDY_ID and SESSION_ID. With a
+    SESSION_ID the visit is a study session: tasks_per_session tasks, then the completion."""
     return _external_entry(
         request,
         pk,
         source=Worker.Source.LINK,
         worker_id=request.GET.get("PROLIFIC_PID") or request.GET.get("workerId", ""),
-        external_assignment=request.GET.get("SESSION_ID", ""),
+        external_assignment="",
+        session_id=request.GET.get("SESSION_ID", ""),
+        study_id=request.GET.get("STUDY_ID", ""),
     )
+
+
+def _study_session(request, token: str):
+    try:
+        return selectors.session_from_token(token=token), None
+    except (signing.BadSignature, StudySession.DoesNotExist):
+        return None, render(
+            request,
+            "crowd/message.html",
+            {
+                "title": "Link not valid",
+                "text": "This study link is not valid: it was changed or belongs to another "
+                "session. Open the study again from your panel (e.g. Prolific).",
+            },
+            status=400,
+        )
+
+
+@xframe_options_exempt
+@never_cache
+@require_GET
+def study_next(request, token: str):
+    """A study session's next task, or its completion once its answers are stored."""
+    session, refused = _study_session(request, token)
+    if refused:
+        return refused
+    try:
+        assignment = services.session_assignment_next(session=session)
+    except CrowdError as error:
+        return render(
+            request, "crowd/message.html", {"title": "No task", "text": str(error)}, status=409
+        )
+    if assignment is None:
+        return HttpResponseRedirect(reverse("crowd:study-complete", args=[token]))
+    task_token = selectors.assignment_token(assignment_id=assignment.pk)
+    return HttpResponseRedirect(reverse("crowd:external-task", args=[task_token]))
+
+
+@xframe_options_exempt
+@never_cache
+@require_GET
+def study_complete(request, token: str):
+    """The session's completion: a redirect to the campaign's completion URL (Prolific's
+    …/submissions/complete?cc=CODE), or the code on a page; only after its answers are stored."""
+    session, refused = _study_session(request, token)
+    if refused:
+        return refused
+    try:
+        completion = services.session_complete(session=session)
+    except CrowdError as error:
+        next_url = reverse("crowd:study-next", args=[token])
+        return render(
+            request,
+            "crowd/message.html",
+            {"title": "Not finished yet", "text": str(error), "link": next_url,
+             "link_text": "Back to your task"},
+            status=409,
+        )  # fmt: skip
+    if completion.url:
+        return HttpResponseRedirect(completion.url)
+    return render(request, "crowd/done.html", {"code": completion.code, "session": True})
 
 
 # The signed token in the URL is the credential and the anti-forgery secret of outside-crowd pages:
@@ -396,6 +479,10 @@ def external_task(request, token: str):
 
 
 def _external_done(request, assignment: Assignment):
+    if assignment.session_id is not None and assignment.status != A.LEASED:
+        # A study session goes on with its next task, or to its completion.
+        token = selectors.session_token(session_pk=assignment.session_id)
+        return HttpResponseRedirect(reverse("crowd:study-next", args=[token]))
     if (
         assignment.status in (A.SUBMITTED, A.APPROVED, A.REJECTED)
         and assignment.external_submit_url
@@ -453,10 +540,16 @@ def campaign_new(request):
 @require_GET
 def campaign_detail(request, pk: int):
     campaign = get_object_or_404(Campaign.objects.select_related("run__network"), pk=pk)
+    return _campaign_page(request, campaign)
+
+
+def _campaign_page(request, campaign: Campaign, *, review: dict | None = None, status: int = 200):
+    """The campaign page; ``review`` carries a refused review's ticks, reason and error."""
     context = {
         "campaign": campaign,
         "progress": selectors.campaign_progress(campaign=campaign),
-        "pending": selectors.pending_review(campaign=campaign)[:200],
+        "pending": review_rows(selectors.pending_review(campaign=campaign)[:200]),
+        "review": review or {"selected": set(), "reason": "", "error": ""},
         "workers": quality.campaign_worker_table(campaign=campaign),
         "transitions": [
             s
@@ -467,7 +560,7 @@ def campaign_detail(request, pk: int):
         "can_block": can(request.user, "worker.block"),
         "can_status": can(request.user, "campaign.status"),
     }
-    return render(request, "crowd/campaign_detail.html", context)
+    return render(request, "crowd/campaign_detail.html", context, status=status)
 
 
 @requires("campaign.status")
@@ -487,27 +580,73 @@ def campaign_status(request, pk: int):
 @requires("assignment.review")
 @require_POST
 def campaign_review(request, pk: int):
-    campaign = get_object_or_404(Campaign, pk=pk)
+    """Approve or reject the ticked answers. A refusal (nothing ticked, no reason to reject) shows
+    the page again with the ticks and the reason as they were, and says what to do (400)."""
+    campaign = get_object_or_404(Campaign.objects.select_related("run__network"), pk=pk)
     ids = [int(x) for x in request.POST.getlist("assignment") if x.isdigit()]
     ids = list(
         Assignment.objects.filter(pk__in=ids, task__campaign=campaign).values_list("pk", flat=True)
     )
     approve = request.POST.get("decision") == "approve"
+    reason = request.POST.get("reason", "")
+    verb = "Approve" if approve else "Reject"
     if not ids:
-        messages.error(request, "Select at least one answer to review.")
-        return redirect("crowd:campaign-detail", pk=pk)
+        error = f"{verb}: tick at least one answer in the first column, then press {verb} again."
+        return _review_refused(request, campaign, ids=ids, reason=reason, error=error)
     try:
         changed = services.assignment_review(
-            assignment_ids=ids,
-            approve=approve,
-            actor=request.user,
-            reason=request.POST.get("reason", ""),
+            assignment_ids=ids, approve=approve, actor=request.user, reason=reason
         )
-        verb = "Approved" if approve else "Rejected"
-        messages.success(request, f"{verb} {len(changed)} answer(s).")
-    except CrowdError as error:
-        messages.error(request, str(error))
+    except CrowdError as refused:
+        error = (
+            f"{refused} Your {len(ids)} ticked answer(s) are still ticked: "
+            + ("type the reason below and press Reject selected again." if not approve else "")
+        ).strip()
+        return _review_refused(request, campaign, ids=ids, reason=reason, error=error)
+    messages.success(request, f"{verb}d {len(changed)} answer(s).")
     return redirect("crowd:campaign-detail", pk=pk)
+
+
+def _review_refused(request, campaign, *, ids, reason, error):
+    review = {"selected": set(ids), "reason": reason, "error": error}
+    return _campaign_page(request, campaign, review=review, status=400)
+
+
+def review_rows(pending) -> list[dict]:
+    """Pending assignments with their tiles in the order the worker saw them, for the review
+    table: [{assignment, unit_url, tiles: [{url, flagged, control, position}]}]. Researchers
+    read tiles through the role-checked /files/ view (dissect.storage.media_url)."""
+    from dissect.storage import media_url
+
+    pending = list(pending)
+    ids = {tile for a in pending for tile in a.task.tile_order or []}
+    tiles = UnitImage.objects.only("pk", "kind", "tile_path").in_bulk(ids)
+    rows = []
+    for a in pending:
+        answer = getattr(a, "answer", None)
+        flagged = set(answer.flagged_tiles or []) if answer else set()
+        unit = a.task.unit
+        shown = [
+            {
+                "url": media_url(tiles[pk].tile_path) if tiles[pk].tile_path else "",
+                "flagged": pk in flagged,
+                "control": tiles[pk].kind == UnitImage.Kind.CONTROL,
+                "position": position,
+            }
+            for position, pk in enumerate(a.task.tile_order or [])
+            if pk in tiles
+        ]
+        rows.append(
+            {
+                "assignment": a,
+                "unit_url": reverse(
+                    "dissect:unit-detail", args=[unit.layer.run_id, unit.layer.name, unit.index]
+                ),
+                "tiles": shown,
+                "flagged_count": sum(t["flagged"] for t in shown),
+            }
+        )
+    return rows
 
 
 @requires("worker.block")
@@ -529,3 +668,27 @@ def worker_block(request, pk: int):
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = reverse("crowd:campaign-list")
     return HttpResponseRedirect(target)
+
+
+@requires("assignment.review")
+@require_GET
+def study_decisions_csv(request, pk: int):
+    """Approve/reject decisions of the campaign's study sessions (?study=STUDY_ID for one
+    study), keyed by SESSION_ID (Prolific's submission id), as CSV for the panel's bulk review."""
+    import csv
+
+    from django.http import HttpResponse
+
+    from core.csv_safe import safe_row
+
+    campaign = get_object_or_404(Campaign, pk=pk)
+    study = request.GET.get("study")
+    decisions = selectors.study_decisions(campaign=campaign, study_id=study or None)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    name = f"campaign-{campaign.pk}-" + (f"study-{slugify(study)}" if study else "studies")
+    response["Content-Disposition"] = f'attachment; filename="{name}-decisions.csv"'
+    writer = csv.writer(response)
+    writer.writerow(selectors.DECISION_COLUMNS)
+    for decision in decisions:
+        writer.writerow(safe_row(decision.row()))
+    return response
