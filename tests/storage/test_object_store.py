@@ -1,0 +1,178 @@
+"""Media, run artifacts and image sets on a real S3-compatible store (SeaweedFS, started by the
+``object_store`` session fixture): nothing here mocks S3."""
+
+import io
+import subprocess
+import sys
+
+import pytest
+import torch
+from django.core.files.storage import default_storage
+
+from dissect import artifacts
+from dissect.image_store import image_set_local
+from dissect.models import DissectionRun, Shard, UnitImage
+from dissect.services import run_create, run_merge, run_resume, run_start
+from dissect.services.common import PipelineError
+from tests.conftest import REPO, S3_SECRET
+from tests.dissect.pipeline.conftest import SMALL, run_eagerly
+
+
+def test_artifacts_round_trip_by_name_in_the_bucket(s3_storage):
+    store, prefix = s3_storage
+    state = {"conv": {"scores": torch.arange(6.0).view(2, 3), "n": 4}}
+    artifacts.torch_save(artifacts.shard_state_name(7, 0), state)
+    artifacts.text_save(artifacts.shard_labels_name(7, 0), '{"labeled": 3}')
+    assert "runs/7/shard-00000.pt" in store.keys(prefix)
+    loaded = artifacts.torch_load(artifacts.shard_state_name(7, 0))
+    assert torch.equal(loaded["conv"]["scores"], state["conv"]["scores"])
+    # Saving again replaces the object (no renamed copies next to it).
+    artifacts.text_save(artifacts.shard_labels_name(7, 0), '{"labeled": 5}')
+    assert artifacts.text_read(artifacts.shard_labels_name(7, 0)) == '{"labeled": 5}'
+    assert store.keys(prefix) == ["runs/7/shard-00000.labels.json", "runs/7/shard-00000.pt"]
+    assert artifacts.run_artifacts_delete(7) == 2
+    assert store.keys(prefix) == []
+    assert artifacts.text_read(artifacts.shard_labels_name(7, 0)) is None
+    with pytest.raises(artifacts.ArtifactMissing):
+        artifacts.torch_load(artifacts.merged_state_name(7))
+
+
+def test_a_truncated_state_object_is_reported_corrupt(s3_storage):
+    store, prefix = s3_storage
+    name = artifacts.merged_state_name(3)
+    artifacts.torch_save(name, {"a": torch.ones(100)})
+    whole = artifacts.artifact_read(name)
+    store.client().put_object(Bucket=store.bucket, Key=f"{prefix}/runs/{name}", Body=whole[:50])
+    with pytest.raises(artifacts.ArtifactCorrupt, match="3/merged.pt"):
+        artifacts.torch_load(name)
+
+
+def _store_settings(settings, **changes):
+    options = {**settings.STORAGES["default"]["OPTIONS"], **changes}
+    settings.STORAGES = {**settings.STORAGES, "default": {**settings.STORAGES["default"],
+                                                          "OPTIONS": options}}  # fmt: skip
+
+
+def test_store_problems_name_the_variable_to_fix(s3_storage, settings):
+    assert artifacts.store_problem() is None
+    _store_settings(settings, secret_key="not-the-secret")
+    assert artifacts.store_problem().startswith("AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY:")
+    _store_settings(settings, secret_key=S3_SECRET, bucket_name="no-such-bucket")
+    assert artifacts.store_problem().startswith("AWS_STORAGE_BUCKET_NAME:")
+    from botocore.config import Config
+
+    _store_settings(settings, endpoint_url="http://127.0.0.1:9", bucket_name="x",
+                    client_config=Config(connect_timeout=1, retries={"max_attempts": 0}))  # fmt: skip
+    problem = artifacts.store_problem()
+    assert problem.startswith("AWS_S3_ENDPOINT_URL:") and "127.0.0.1:9" in problem
+
+
+def test_a_run_on_the_store_keeps_states_tiles_and_images_there(
+    s3_storage, tiny_network, image_set, django_capture_on_commit_callbacks, settings, tmp_path
+):
+    store, prefix = s3_storage
+    # The set was scanned before the store was switched on: scanning it again copies it there.
+    from dissect.services import image_set_scan
+
+    image_set = image_set_scan(name=image_set.name, root=image_set.root)
+    keys = store.keys(prefix)
+    assert f"imagesets/{image_set.pk}/MIRROR.json" in keys
+    assert sum(k.startswith(f"imagesets/{image_set.pk}/root/") for k in keys) == 12
+
+    run = run_create(network=tiny_network, image_set=image_set, layers=[SMALL], top_k=3,
+                     controls=1, shard_size=5, tile_px=24)  # fmt: skip
+    run_eagerly(run_start, django_capture_on_commit_callbacks, run=run)
+    run.refresh_from_db()
+    assert run.status == DissectionRun.Status.DONE, run.error
+    keys = store.keys(prefix)
+    for shard in run.shards.all():
+        assert f"runs/{shard.state_path}" in keys
+    assert f"runs/{run.pk}/merged.pt" in keys
+    tiles = set(UnitImage.objects.filter(unit__layer__run=run).values_list("tile_path", flat=True))
+    assert tiles and all(f"media/{name}" in keys for name in tiles)
+    # Nothing of the run under the local runs folder or media root.
+    assert not any(p.is_file() for p in tmp_path.joinpath("runs").rglob("*"))
+    assert not any(p.is_file() for p in tmp_path.joinpath("media").rglob("*"))
+    # The images were read from this host's scratch copy of the store, not the registered folder.
+    root, _labels = image_set_local(image_set=image_set)
+    assert root.startswith(str(settings.SCRATCH_DIR))
+    assert default_storage.open(next(iter(tiles))).read()[:2] == b"\xff\xd8"  # a JPEG
+
+
+def test_a_corrupt_shard_state_is_computed_again_never_merged(
+    s3_storage, tiny_network, image_set, django_capture_on_commit_callbacks
+):
+    store, prefix = s3_storage
+    from dissect.services import image_set_scan, shard_extract
+
+    image_set = image_set_scan(name=image_set.name, root=image_set.root)
+    run = run_create(network=tiny_network, image_set=image_set, layers=[SMALL], top_k=3,
+                     shard_size=6, tile_px=16)  # fmt: skip
+    for index in range(2):
+        shard_extract(run_id=run.pk, shard_index=index)
+    reference = artifacts.torch_load(artifacts.shard_state_name(run.pk, 1))
+    name = artifacts.shard_state_name(run.pk, 1)
+    store.client().put_object(Bucket=store.bucket, Key=f"{prefix}/runs/{name}", Body=b"\x50\x4b")
+    with pytest.raises(PipelineError, match="shard 1's stored state cannot be read"):
+        run_merge(run_id=run.pk)
+    shard = run.shards.get(index=1)
+    assert shard.status == Shard.Status.PENDING and not artifacts.artifact_exists(name)
+    DissectionRun.objects.filter(pk=run.pk).update(status=DissectionRun.Status.FAILED)
+    run.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        run_resume(run=run)
+    run.refresh_from_db()
+    assert run.status == DissectionRun.Status.DONE, run.error
+    again = artifacts.torch_load(name)
+    assert torch.equal(again[SMALL]["top"]["scores"], reference[SMALL]["top"]["scores"])
+
+
+def _settings_in_a_process(env: dict) -> str:
+    code = ("import django, json; django.setup(); from django.conf import settings as s; "
+            "print(json.dumps({a: [v['BACKEND'], v.get('OPTIONS', {}).get('location', '')]"
+            " for a, v in s.STORAGES.items()}, default=str))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"})  # fmt: skip
+    return out.stdout + out.stderr
+
+
+def test_settings_switch_every_storage_to_the_bucket_under_aws_location(tmp_path):
+    import json
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CROWDDISSECT_"))}
+    base["CROWDDISSECT_DATA_DIR"] = str(tmp_path / "data")
+    env = {**base, "CROWDDISSECT_STORAGE": "s3", "AWS_STORAGE_BUCKET_NAME": "b",
+           "AWS_S3_ENDPOINT_URL": "http://127.0.0.1:8333", "AWS_LOCATION": "/lab-a/"}  # fmt: skip
+    stores = json.loads(_settings_in_a_process(env).strip().splitlines()[-1])
+    assert stores["default"] == ["storages.backends.s3.S3Storage", "lab-a/media"]
+    assert stores["artifacts"] == ["storages.backends.s3.S3Storage", "lab-a/runs"]
+    assert stores["imagesets"] == ["storages.backends.s3.S3Storage", "lab-a/imagesets"]
+    local = json.loads(_settings_in_a_process(base).strip().splitlines()[-1])
+    assert local["default"][0] == "django.core.files.storage.FileSystemStorage"
+    assert local["artifacts"] == ["dissect.artifacts.AtomicFileSystemStorage",
+                                  str(tmp_path / "data" / "runs")]  # fmt: skip
+    assert "imagesets" not in local
+    for bad, variable in (
+        ({"CROWDDISSECT_STORAGE": "ftp"}, "CROWDDISSECT_STORAGE"),
+        ({"CROWDDISSECT_STORAGE": "s3"}, "AWS_STORAGE_BUCKET_NAME"),
+        ({**env, "AWS_S3_ENDPOINT_URL": "seaweedfs:8333"}, "AWS_S3_ENDPOINT_URL"),
+        ({**env, "AWS_ACCESS_KEY_ID": "k"}, "AWS_SECRET_ACCESS_KEY"),
+    ):
+        out = _settings_in_a_process({**base, **bad})
+        assert f"SettingError: {variable}:" in out, out[-500:]
+
+
+def test_the_media_view_streams_a_tile_from_the_store(s3_storage, client, make_user):
+    from dissect.storage import media_url, save_content_addressed
+
+    data = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(data, format="PNG")
+    name = save_content_addressed(data.getvalue(), kind="tiles", ext="png")
+    client.force_login(make_user("researcher"))
+    response = client.get(media_url(name))
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == data.getvalue()
+    assert response["Cache-Control"].startswith("private")
