@@ -296,8 +296,9 @@ def best_labels_by_category(iou: torch.Tensor, dataset: BrodenDataset) -> list[l
 class BrodenLabelLoader:
     """``load_labels(image_id, path)`` for ``dissect.engine.iter_labeled_batches``: the image's
     label maps (its PNG maps plus whole-image labels as constant planes) in the network's view,
-    at ``out_px`` square (nearest), int64 [M, out_px, out_px]; None when the image has no row in
-    the dataset (it then counts for top-K and quantiles, not IoU). Maps whose own view size is
+    at ``out_px`` square (nearest), [M, out_px, out_px]; None when the image has no row in
+    the dataset (it then counts for top-K and quantiles, not IoU), in the smallest integer dtype
+    that holds the label numbers (uint8 up to 255). Maps whose own view size is
     not ``out_px`` are resized (nearest); those whose size is not the set's usual one are
     returned with a note. Picklable (plain data)."""
 
@@ -332,7 +333,18 @@ class BrodenLabelLoader:
         planes += [np.full((self.out_px, self.out_px), n, np.int64) for n in image_labels]
         if not planes:
             planes = [np.zeros((self.out_px, self.out_px), np.int64)]
-        return np.stack(planes), note
+        return _compact(np.stack(planes)), note
+
+
+def _compact(maps: np.ndarray) -> np.ndarray:
+    """Label numbers in the smallest integer dtype that holds them (uint8 for up to 255 labels):
+    the maps cross from the decoding worker to the main process for every image."""
+    top = int(maps.max()) if maps.size else 0
+    if int(maps.min(initial=0)) >= 0 and top < 256:
+        return maps.astype(np.uint8)
+    return maps.astype(
+        np.int16 if -(2**15) <= int(maps.min(initial=0)) and top < 2**15 else np.int32
+    )
 
 
 @dataclass

@@ -60,7 +60,11 @@ class LabeledImageDataset:
             maps, reason = maps
         if maps is not None:
             maps = np.asarray(maps)
-            maps = torch.from_numpy(maps[None] if maps.ndim == 2 else maps).to(torch.int64)
+            maps = maps[None] if maps.ndim == 2 else maps
+            if maps.dtype not in (np.uint8, np.int16, np.int32, np.int64):
+                maps = maps.astype(np.int64)  # e.g. uint16 / uint32: no torch dtype for them
+            # Kept in their own (small) dtype: they cross the worker pipe for every image.
+            maps = torch.from_numpy(np.ascontiguousarray(maps))
         return image_id, tensor, reason, maps
 
 
@@ -72,7 +76,10 @@ def _stack_maps(maps: list[torch.Tensor | None]) -> tuple[torch.Tensor | None, t
         return None, present
     depth = max(m.shape[0] for m in real)
     h, w = real[0].shape[1:]
-    out = torch.zeros(len(maps), depth, h, w, dtype=torch.int64)
+    dtype = real[0].dtype
+    for m in real[1:]:
+        dtype = torch.promote_types(dtype, m.dtype)
+    out = torch.zeros(len(maps), depth, h, w, dtype=dtype)
     for i, m in enumerate(maps):
         if m is not None:
             if tuple(m.shape[1:]) != (h, w):
@@ -96,7 +103,7 @@ def iter_labeled_batches(
     pin_memory: bool = False,
     on_label_note: Callable[[int, str], None] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]]:
-    """Yield ``(image_ids int64 [n], images float32 [n, 3, S, S], label_maps int64
+    """Yield ``(image_ids int64 [n], images float32 [n, 3, S, S], label_maps integer
     [n, M, H, W] | None, has_labels bool [n])`` in item order, decoding in ``workers`` processes
     (forkserver, as ``iter_image_batches``): the batch form ``extract_unit_stats`` takes with a
     ``LabelSpec``. Images that fail to decode are left out and reported via ``on_failure``;
