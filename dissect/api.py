@@ -59,6 +59,10 @@ class StageProgressSerializer(serializers.Serializer):
     done = serializers.IntegerField()
     total = serializers.IntegerField()
     fraction = serializers.FloatField()
+    counting = serializers.CharField(
+        help_text="What the counter counts when not obvious, e.g. '2 shard(s) read + 2 layer(s) "
+        "written' for the merge; empty otherwise."
+    )
     seconds = serializers.FloatField(allow_null=True)
 
 

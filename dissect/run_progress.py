@@ -76,9 +76,17 @@ def run_cancelled(run_id: int) -> bool:
 
 
 def progress_set(
-    run_id: int, stage: str, *, done: int | None = None, total: int | None = None, add: int = 0
+    run_id: int,
+    stage: str,
+    *,
+    done: int | None = None,
+    total: int | None = None,
+    add: int = 0,
+    counting: str | None = None,
 ) -> None:
-    """Update ``progress[stage]`` under a row lock: shard tasks on many workers write it."""
+    """Update ``progress[stage]`` under a row lock: shard tasks on many workers write it.
+    ``counting`` says what the counter counts when it is not obvious (the merge counts shard
+    states read, then layers written: "4 / 4" for 2 shards needs those words)."""
     with transaction.atomic():
         run = DissectionRun.objects.select_for_update().only("progress").get(pk=run_id)
         entry = dict(run.progress.get(stage) or {"done": 0, "total": 0})
@@ -86,6 +94,8 @@ def progress_set(
             entry["total"] = int(total)
         if done is not None:
             entry["done"] = int(done)
+        if counting is not None:
+            entry["counting"] = counting
         entry["done"] = min(entry["done"] + add, entry["total"] or entry["done"] + add)
         run.progress = {**run.progress, stage: entry}
         DissectionRun.objects.filter(pk=run_id).update(progress=run.progress)

@@ -73,6 +73,7 @@ def run_status(*, run: DissectionRun) -> dict:
                 "done": done,
                 "total": total,
                 "fraction": (done / total) if total else 0.0,
+                "counting": entry.get("counting", ""),
                 "seconds": run.timings.get(name),
             }
         )

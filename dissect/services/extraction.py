@@ -333,7 +333,10 @@ def run_merge(*, run_id: int, attempt: int | None = None) -> None:
             f"run {run_id}: shards {missing[:10]} have no stored state; "
             f"resume the run with `python manage.py dissect --resume {run_id}`"
         )
-    progress_set(run_id, "merge", done=0, total=len(shards) + len(run.layers))
+    progress_set(
+        run_id, "merge", done=0, total=len(shards) + len(run.layers),
+        counting=f"{len(shards)} shard(s) read + {len(run.layers)} layer(s) written",
+    )  # fmt: skip
     merged = merge_stats(_shard_states(run_id, shards))
     artifacts.torch_save(
         artifacts.merged_state_name(run_id), {a: s.state_dict() for a, s in merged.items()}

@@ -11,7 +11,7 @@
     if (!tr) {
       tr = document.createElement("tr");
       tr.dataset.stage = stage.stage;
-      tr.innerHTML = '<td></td><td class="num"><span class="done"></span> / <span class="total"></span></td>' +
+      tr.innerHTML = '<td></td><td class="num"><span class="done"></span> / <span class="total"></span> <span class="muted counting"></span></td>' +
         '<td><div class="progress"><span></span></div></td><td class="num seconds"></td>';
       tr.firstChild.textContent = stage.stage;
       body.appendChild(tr);
@@ -24,6 +24,7 @@
       var tr = row(stage);
       tr.querySelector(".done").textContent = stage.done;
       tr.querySelector(".total").textContent = stage.total;
+      tr.querySelector(".counting").textContent = stage.counting ? "(" + stage.counting + ")" : "";
       tr.querySelector(".progress span").style.width = Math.round(stage.fraction * 100) + "%";
       tr.querySelector(".seconds").textContent = stage.seconds == null ? "" : stage.seconds;
     });
