@@ -216,7 +216,7 @@ class Assignment(models.Model):
     # The link-out study session (Prolific) this assignment was answered in.
     session = models.ForeignKey(
         "StudySession",
-        on_delete=models.PROTECT,
+        on_delete=models.RESTRICT,  # goes only with its campaign
         null=True,
         blank=True,
         related_name="assignments",

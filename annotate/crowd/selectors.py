@@ -1,5 +1,6 @@
 """Reads of the crowd workflow: which task a worker would get, tiles, progress, review queues, stats."""
 
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -21,11 +22,12 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
-from annotate.crowd.models import Assignment, Campaign, Task, Worker
+from annotate.crowd.models import Assignment, Campaign, StudySession, Task, Worker
 
 A = Assignment.Status
 _TILE_SALT = "crowd.tile"
 _ASSIGNMENT_SALT = "crowd.assignment"
+_SESSION_SALT = "crowd.study_session"
 
 
 def active_assignment_q(*, now: datetime, prefix: str = "") -> Q:
@@ -313,3 +315,97 @@ def pending_review(*, campaign: Campaign) -> QuerySet:
         .select_related("worker", "task__unit__layer", "answer")
         .order_by("submitted_at", "pk")
     )
+
+
+# --- link-out studies (Prolific) -------------------------------------------------------------------
+
+
+def session_token(*, session_pk: int) -> str:
+    """Signed reference to one study session: the state its next-task and completion pages
+    carry (a SESSION_ID alone never completes anything)."""
+    return signing.dumps(session_pk, salt=_SESSION_SALT)
+
+
+def session_from_token(*, token: str) -> StudySession:
+    """The session a token names; raises signing.BadSignature or StudySession.DoesNotExist."""
+    pk = signing.loads(token, salt=_SESSION_SALT)
+    return StudySession.objects.select_related("campaign", "worker").get(pk=pk)
+
+
+# Prolific's rejection categories this export uses: a failed attention check, or the reason the
+# researcher wrote (OTHER).
+REJECT_FAILED_CHECK, REJECT_OTHER = "FAILED_CHECK", "OTHER"
+DECISION_COLUMNS = (
+    "submission_id", "participant_id", "study_id", "action", "rejection_category", "message",
+    "answers", "approved", "rejected", "awaiting_review", "completed_at",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SessionDecision:
+    """One study session's verdict, keyed by its SESSION_ID (Prolific's submission id): APPROVE
+    when every answer is approved, REJECT when one was rejected (with the researcher's reasons),
+    "" while answers await review."""
+
+    submission_id: str
+    participant_id: str
+    study_id: str
+    action: str
+    rejection_category: str
+    message: str
+    answers: int
+    approved: int
+    rejected: int
+    awaiting_review: int
+    completed_at: str
+
+    def row(self) -> list:
+        return [getattr(self, name) for name in DECISION_COLUMNS]
+
+
+def study_decisions(*, campaign: Campaign, study_id: str | None = None) -> list[SessionDecision]:
+    """The campaign's study sessions (of one STUDY_ID, or all) with their approve/reject action,
+    oldest first; sessions without a stored answer are left out (nothing to decide)."""
+    sessions = StudySession.objects.filter(campaign=campaign).select_related("worker")
+    if study_id is not None:
+        sessions = sessions.filter(study_id=study_id)
+    answers = defaultdict(list)
+    for row in (
+        Assignment.objects.filter(
+            session__in=sessions, status__in=[A.SUBMITTED, A.APPROVED, A.REJECTED]
+        )
+        .order_by("submitted_at", "pk")
+        .values_list("session_id", "status", "reject_reason", "answer__control_failed")
+    ):
+        answers[row[0]].append(row[1:])
+    decisions = []
+    for session in sessions.order_by("created_at", "pk"):
+        rows = answers.get(session.pk, [])
+        if not rows:
+            continue
+        counts = Counter(status for status, _, _ in rows)
+        rejected = [(reason, failed) for status, reason, failed in rows if status == A.REJECTED]
+        if rejected:
+            action = "REJECT"
+            category = REJECT_FAILED_CHECK if any(f for _, f in rejected) else REJECT_OTHER
+            message = " / ".join(dict.fromkeys(r for r, _ in rejected if r))
+        elif counts[A.SUBMITTED]:
+            action, category, message = "", "", ""
+        else:
+            action, category, message = "APPROVE", "", ""
+        decisions.append(
+            SessionDecision(
+                submission_id=session.session_id,
+                participant_id=session.worker.external_id,
+                study_id=session.study_id,
+                action=action,
+                rejection_category=category,
+                message=message,
+                answers=len(rows),
+                approved=counts[A.APPROVED],
+                rejected=counts[A.REJECTED],
+                awaiting_review=counts[A.SUBMITTED],
+                completed_at=session.completed_at.isoformat() if session.completed_at else "",
+            )
+        )
+    return decisions

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotate.crowd import selectors
 from annotate.crowd.concepts import concept_for_text, concept_key
-from annotate.crowd.models import Answer, Assignment, Campaign, Task, Worker
+from annotate.crowd.models import Answer, Assignment, Campaign, StudySession, Task, Worker
 from annotate.crowd.quality import gold_accuracy
 from annotate.crowd.redundancy import task_answer_need
 from annotate.crowd.signals import answers_changed
@@ -564,6 +564,147 @@ def assignment_for_external(
             data={"source": worker.source, "external_assignment_id": external_assignment_id},
         )
     return a
+
+
+# --- link-out studies (Prolific) -------------------------------------------------------------------
+
+
+def study_session_enter(
+    *, campaign: Campaign, worker: Worker, session_id: str, study_id: str = ""
+) -> StudySession:
+    """The study session a link-out entry names (created on its first visit). A SESSION_ID names
+    one participant's visit: the same id from another participant, or under another STUDY_ID,
+    is refused (a copied or forged link), so no answer is ever credited to the wrong session."""
+    session_id, study_id = (session_id or "").strip(), (study_id or "").strip()
+    if not session_id or len(session_id) > 200:
+        raise CrowdError(
+            "SESSION_ID: the panel did not send a session id (1-200 characters); open the "
+            "study again from your panel.",
+            field="SESSION_ID",
+        )
+    if len(study_id) > 200:
+        raise CrowdError("STUDY_ID: at most 200 characters.", field="STUDY_ID")
+    try:
+        with transaction.atomic():
+            session, created = StudySession.objects.get_or_create(
+                campaign=campaign,
+                session_id=session_id,
+                defaults={"worker": worker, "study_id": study_id},
+            )
+    except IntegrityError:  # the same session entered twice at once: the other request made it
+        session, created = StudySession.objects.get(campaign=campaign, session_id=session_id), False
+    if session.worker_id != worker.pk:
+        raise CrowdError(
+            "SESSION_ID: this session belongs to another participant. Open the study from your "
+            "own panel account.",
+            field="SESSION_ID",
+        )
+    if study_id and session.study_id and study_id != session.study_id:
+        raise CrowdError(
+            "STUDY_ID: this session was started in another study; open the study again from "
+            "your panel.",
+            field="STUDY_ID",
+        )
+    if created:
+        audit_record(
+            actor=None,
+            action=AuditAction.ASSIGNMENT_LINK_EXTERNAL,
+            target=session,
+            data={"session_id": session_id, "study_id": study_id, "worker": worker.pseudonym},
+        )
+    return session
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """Where a study session stands: answers stored, tasks it asks, its open lease."""
+
+    stored: int
+    wanted: int
+    open_lease: Assignment | None
+
+    @property
+    def finished(self) -> bool:
+        return self.open_lease is None and self.stored >= self.wanted
+
+
+def session_state(*, session: StudySession) -> SessionState:
+    """Answers the session has stored, how many it asks, and its unexpired lease (if any)."""
+    stored = session.assignments.filter(status__in=[A.SUBMITTED, A.APPROVED, A.REJECTED]).count()
+    lease = (
+        session.assignments.filter(status=A.LEASED, lease_expires_at__gt=timezone.now())
+        .select_related("task")
+        .first()
+    )
+    return SessionState(stored, session.campaign.tasks_per_session, lease)
+
+
+def session_assignment_next(*, session: StudySession) -> Assignment | None:
+    """The session's next task (its open lease, or a new one linked to it); None once the session
+    has stored its tasks_per_session answers, or has at least one and nothing is left for it.
+    Raises NoTask (with the reason) when it has no answer yet and gets no task."""
+    state = session_state(session=session)
+    if state.open_lease is not None:
+        return state.open_lease
+    if state.stored >= state.wanted or session.completed_at is not None:
+        return None
+    try:
+        a = assignment_for_external(worker=session.worker, campaign=session.campaign)
+    except NoTask:
+        if state.stored:
+            return None
+        raise
+    if a.session_id is None:
+        a.session = session
+        a.external_assignment_id = a.external_assignment_id or session.session_id
+        a.save(update_fields=["session", "external_assignment_id"])
+    return a
+
+
+@dataclass(frozen=True)
+class Completion:
+    """How a finished session is credited: a redirect to the panel, or a code to copy."""
+
+    url: str
+    code: str
+
+
+def session_complete(*, session: StudySession) -> Completion:
+    """Complete a session whose answers are stored: its completion (the campaign's completion URL,
+    else its code: the study's completion code, or the last answer's own code). Refused while an
+    answer is missing: the code is given only for stored answers."""
+    with transaction.atomic():
+        session = (
+            StudySession.objects.select_for_update(of=("self",))
+            .select_related("campaign", "worker")
+            .get(pk=session.pk)
+        )
+        state = session_state(session=session)
+        short = state.stored < state.wanted and (
+            selectors.candidate_tasks(
+                worker=session.worker, campaign=session.campaign, now=timezone.now(), gold=False
+            ).exists()
+        )
+        if state.open_lease is not None or state.stored == 0 or short:
+            raise CrowdError(
+                f"completion: your answers are not stored yet ({state.stored} of {state.wanted} "
+                "tasks answered). Finish the task on the task page; the completion code appears "
+                "after your last answer is saved.",
+                field="completion",
+            )
+        if session.completed_at is None:
+            session.completed_at = timezone.now()
+            session.save(update_fields=["completed_at"])
+            audit_record(
+                actor=None,
+                action=AuditAction.ASSIGNMENT_LINK_EXTERNAL,
+                target=session,
+                data={"completed": True, "answers": state.stored},
+            )
+    campaign = session.campaign
+    last = session.assignments.exclude(completion_code="").order_by("-submitted_at").first()
+    code = campaign.completion_code or (last.completion_code if last else "")
+    return Completion(url=campaign.completion_url, code=code)
 
 
 def external_lease_cap(*, campaign: Campaign) -> int:

@@ -17,6 +17,8 @@ urlpatterns = [
     path("tasks/tile/<str:token>/", views.tile, name="tile"),
     path("tasks/link/<int:pk>/", views.link_entry, name="link-entry"),
     path("tasks/external/<str:token>/", views.external_task, name="external-task"),
+    path("tasks/study/<str:token>/", views.study_next, name="study-next"),
+    path("tasks/study/<str:token>/complete/", views.study_complete, name="study-complete"),
     path("mturk/campaigns/<int:pk>/", views.mturk_entry, name="mturk-entry"),
     path("tasks/campaigns/<int:pk>/verify/", verification_views.verify_start, name="verify-start"),
     path("tasks/verify/<int:pk>/", verification_views.verify_page, name="verify"),
@@ -26,5 +28,10 @@ urlpatterns = [
     path("campaigns/<int:pk>/", views.campaign_detail, name="campaign-detail"),
     path("campaigns/<int:pk>/status/", views.campaign_status, name="campaign-status"),
     path("campaigns/<int:pk>/review/", views.campaign_review, name="campaign-review"),
+    path(
+        "campaigns/<int:pk>/study-decisions.csv",
+        views.study_decisions_csv,
+        name="study-decisions",
+    ),
     path("campaigns/workers/<int:pk>/block/", views.worker_block, name="worker-block"),
 ]

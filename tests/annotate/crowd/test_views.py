@@ -194,7 +194,9 @@ def test_link_out_mode_shows_a_completion_code(client, campaign):
     )
     a = Assignment.objects.get(worker__external_id="p123")
     done = client.post(
-        opened["Location"], {"concept": "sky", "category": "region", "flagged": _controls(a)}
+        opened["Location"],
+        {"concept": "sky", "category": "region", "flagged": _controls(a)},
+        follow=True,  # the session's next step, then its completion page
     )
     a.refresh_from_db()
     assert a.completion_code and a.completion_code in done.content.decode()
