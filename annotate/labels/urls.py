@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate.labels import views
+from annotate.labels import views, whole_range_views
 
 app_name = "labels"
 
@@ -20,4 +20,9 @@ urlpatterns = [
     path("network/<path:network>/detectors/", views.detectors, name="detectors"),
     path("network/<path:network>/concepts/", views.concepts, name="concept-detectors"),
     path("network/<path:network>/precision/", views.precision, name="precision"),
+    path(
+        "network/<path:network>/whole-range/",
+        whole_range_views.whole_range_report,
+        name="whole-range",
+    ),
 ]

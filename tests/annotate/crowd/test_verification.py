@@ -23,9 +23,12 @@ pytestmark = pytest.mark.django_db
 CONCEPTS = ("red box", "green box", "blue box")
 
 
-def build_verification_campaign(root, *, images: int = 8, checks: int = 1, redundancy: int = 2):
+def build_verification_campaign(
+    root, *, images: int = 8, checks: int = 1, redundancy: int = 2, thresholds=None
+):
     """A live campaign over the color world's conv layer with a verification task per unit
-    labeled automatically (units 0-2: red/green/blue box)."""
+    labeled automatically (units 0-2: red/green/blue box); ``thresholds`` {unit index: level}
+    replace the usual threshold."""
     world = write_color_world(root / "color-world", 24, seed=0)
     dataset = read_broden(world)
     network = dm.Network.objects.create(name=f"color-net-{root.name}"[:100], arch="color-net")
@@ -39,7 +42,8 @@ def build_verification_campaign(root, *, images: int = 8, checks: int = 1, redun
     )
     layer = dm.Layer.objects.create(run=run, name="conv", unit_count=4)
     for k in range(4):
-        unit = dm.Unit.objects.create(layer=layer, index=k, threshold=THRESHOLD)
+        level = (thresholds or {}).get(k, THRESHOLD)
+        unit = dm.Unit.objects.create(layer=layer, index=k, threshold=level)
         if k < 3:
             dm.AutoLabel.objects.create(unit=unit, category="", label=CONCEPTS[k], iou=0.6)
     campaign = Campaign.objects.create(
