@@ -13,10 +13,10 @@ from rest_framework.exceptions import Throttled
 from rest_framework.response import Response as ApiResponse
 from rest_framework.routers import DefaultRouter
 
-from annotate.crowd import selectors, services
+from annotate.crowd import selectors, services, verification
 from annotate.crowd.instructions import CATEGORY_HELP
 from annotate.crowd.models import Answer, Assignment, Campaign, Task
-from annotate.crowd.spec import CAMPAIGN_SPEC
+from annotate.crowd.spec import CAMPAIGN_SPEC, VERIFICATION_SPEC
 from annotate.crowd.throttling import submit_wait_seconds
 from core.access import HasAction, can
 from core.concepts import CATEGORIES, CATEGORY_SLUGS
@@ -72,7 +72,11 @@ class CampaignCreateSerializer(serializers.Serializer):
     gold = GoldSerializer(many=True, required=False, default=list)
 
     def get_fields(self):
-        return {**super().get_fields(), **CAMPAIGN_SPEC.serializer_fields()}
+        return {
+            **super().get_fields(),
+            **CAMPAIGN_SPEC.serializer_fields(),
+            **VERIFICATION_SPEC.serializer_fields(),
+        }
 
 
 class CampaignStatusSerializer(serializers.Serializer):
@@ -103,7 +107,7 @@ class CampaignViewSet(
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         values["gold"] = {g["unit"]: (g["concept"], g["category"]) for g in values.pop("gold")}
-        campaign = services.campaign_create(created_by=request.user, **values)
+        campaign = verification.campaign_create_with_verification(created_by=request.user, **values)
         return ApiResponse(CampaignSerializer(campaign).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=CampaignStatusSerializer, responses=CampaignSerializer)

@@ -5,7 +5,7 @@ import re
 from django import forms
 from django.core.exceptions import ValidationError
 
-from annotate.crowd.spec import CAMPAIGN_SPEC
+from annotate.crowd.spec import CAMPAIGN_SPEC, VERIFICATION_SPEC
 from core.concepts import CATEGORIES, CATEGORY_SLUGS
 from core.concepts.store import CONCEPT_MAX_CHARS
 from dissect.models import DissectionRun, Unit
@@ -49,6 +49,7 @@ class CampaignForm(forms.Form):
         self.fields.update(
             CAMPAIGN_SPEC.form_fields(instructions={"widget": forms.Textarea(attrs={"rows": 4})})
         )
+        self.fields.update(VERIFICATION_SPEC.form_fields())
         self.order_fields(["name", "run", "layers"])
 
     def campaign_kwargs(self) -> dict:
@@ -59,6 +60,7 @@ class CampaignForm(forms.Form):
             "layers": data["layers"],
             "gold": data["gold"],
             **CAMPAIGN_SPEC.form_values(data),
+            **VERIFICATION_SPEC.form_values(data),
         }
 
     def clean_layers(self) -> list[str]:

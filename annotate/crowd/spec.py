@@ -56,3 +56,17 @@ CAMPAIGN_SPEC = ParamSet((
           low=1, high=500),
     Param("seed", int, 0, "Random seed of tile order and gold choice.", low=0, high=MAX_INT64),
 ))  # fmt: skip
+
+# Verification tasks (issue 16), added by ``verification.campaign_create_with_verification``
+# after the campaign's labeling tasks; the same doors (form, API, command) show these too.
+VERIFICATION_SPEC = ParamSet((
+    Param("verify_source", str, "",
+          "Add verification tasks for the units labeled by: crowd (their crowd label) or auto "
+          "(their automatic label); empty: none.", choices=("", "crowd", "auto")),
+    Param("verify_images", int, 40,
+          "Images per verification task, sampled over the unit's whole activation range.",
+          low=5, high=500),
+    Param("verify_checks", int, 2,
+          "Planted checks of each kind per verification task (where the image set has label "
+          "maps).", low=0, high=20),
+))  # fmt: skip

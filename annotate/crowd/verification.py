@@ -39,6 +39,7 @@ from annotate.crowd.models import (
 from annotate.crowd.redundancy import PRIOR_AGREEING, PRIOR_DISAGREEING, Vote, answer_need
 from annotate.crowd.services import CrowdError, NoTask
 from annotate.crowd.signals import consensus_requested
+from annotate.crowd.spec import VERIFICATION_SPEC
 from core.audit import audit_record
 from core.errors import Conflict
 from core.models import AuditAction
@@ -169,6 +170,33 @@ def verification_tasks_create(
             data={"verification_tasks": len(tasks), "label_source": source, "images": images},
         )
     return tasks
+
+
+def campaign_create_with_verification(*, created_by=None, **kwargs) -> Campaign:
+    """``services.campaign_create`` plus, when ``verify_source`` is set, verification tasks
+    for its labeled units (``VERIFICATION_SPEC``: verify_source, verify_images,
+    verify_checks). The labels are looked up first, so a campaign is not made for a source
+    that labeled none of its units."""
+    from annotate.crowd.services import campaign_create
+
+    options = VERIFICATION_SPEC.clean(
+        {k: kwargs.pop(k) for k in VERIFICATION_SPEC.names() if k in kwargs}, error=CrowdError
+    )
+    source = options["verify_source"]
+    if source and not unit_labels_for_verification(
+        run=kwargs["run"], layers=[str(x) for x in kwargs.get("layers") or []], source=source
+    ):
+        raise CrowdError(
+            f"verify_source: no unit of these layers has a {source} label yet.",
+            field="verify_source",
+        )
+    campaign = campaign_create(created_by=created_by, **kwargs)
+    if source:
+        verification_tasks_create(
+            campaign=campaign, source=source, images=options["verify_images"],
+            checks=options["verify_checks"], actor=created_by,
+        )  # fmt: skip
+    return campaign
 
 
 # --- tiles ----------------------------------------------------------------------------------------

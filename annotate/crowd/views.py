@@ -18,7 +18,7 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from annotate.crowd import quality, selectors, services
+from annotate.crowd import quality, selectors, services, verification
 from annotate.crowd.concepts import vocabulary_datalist
 from annotate.crowd.forms import AnswerForm, CampaignForm
 from annotate.crowd.instructions import CATEGORY_HELP
@@ -525,7 +525,9 @@ def campaign_new(request):
     form = CampaignForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            campaign = services.campaign_create(created_by=request.user, **form.campaign_kwargs())
+            campaign = verification.campaign_create_with_verification(
+                created_by=request.user, **form.campaign_kwargs()
+            )
         except CrowdError as error:  # shown on the form, beside its field
             form.add_error(error.field if error.field in form.fields else None, error.message)
         else:

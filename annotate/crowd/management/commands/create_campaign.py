@@ -3,8 +3,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.crowd.services import CrowdError, campaign_create, campaign_set_status
-from annotate.crowd.spec import CAMPAIGN_SPEC
+from annotate.crowd.services import CrowdError, campaign_set_status
+from annotate.crowd.spec import CAMPAIGN_SPEC, VERIFICATION_SPEC
+from annotate.crowd.verification import campaign_create_with_verification
 from dissect.models import DissectionRun, Unit
 
 
@@ -30,6 +31,7 @@ class Command(BaseCommand):
         )
         # The campaign's parameters, from the one spec (the form's and the API's too).
         CAMPAIGN_SPEC.add_arguments(parser.add_argument_group("campaign parameters"))
+        VERIFICATION_SPEC.add_arguments(parser.add_argument_group("verification tasks"))
 
     def handle(self, *args, run, layers, gold, gold_from_auto_labels, live, **options):
         try:
@@ -42,11 +44,12 @@ class Command(BaseCommand):
 
             gold_units = {**auto_gold(run=run_row, min_iou=gold_from_auto_labels), **gold_units}
         try:
-            campaign = campaign_create(
+            campaign = campaign_create_with_verification(
                 run=run_row,
                 layers=[x.strip() for x in layers.split(",") if x.strip()],
                 gold=gold_units,
                 **{name: options[name] for name in CAMPAIGN_SPEC.names()},
+                **{name: options[name] for name in VERIFICATION_SPEC.names()},
             )
             if live:
                 campaign = campaign_set_status(campaign=campaign, status="live", actor=None)
@@ -54,7 +57,13 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         self.stdout.write(
             self.style.SUCCESS(
-                f"Campaign {campaign.pk} '{campaign.name}': {campaign.tasks.count()} tasks, {campaign.status}."
+                f"Campaign {campaign.pk} '{campaign.name}': {campaign.tasks.count()} tasks"
+                + (
+                    f", {campaign.verification_tasks.count()} verification tasks"
+                    if campaign.verification_tasks.exists()
+                    else ""
+                )
+                + f", {campaign.status}."
             )
         )
 
