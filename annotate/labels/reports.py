@@ -117,6 +117,43 @@ def report_run_choices(*, network: str) -> list[dict]:
     return choices
 
 
+def empty_reason(*, run, report: str, category: str | None = None) -> str:
+    """Why ``report`` ("categories", "detectors", "concepts", "precision", "agreement") of
+    ``run`` has nothing to show, and what to do next; "" when it has data to show."""
+    from annotate.labels.aggregation import detector_min_agreeing, detector_precision
+    from annotate.labels.models import UnitLabel
+
+    labels = UnitLabel.objects.filter(unit__layer__run=run, source=UnitLabel.Source.CROWD)
+    if not labels.exists():
+        if _counted_responses(run=run).exists():
+            return (
+                f"Run {run.pk} has answers but no crowd labels computed yet: press Recompute "
+                "labels above (or wait for the background recompute)."
+            )
+        return (
+            f"No crowd labels on run {run.pk} yet: start a campaign on it (Campaigns → New "
+            "campaign) and collect answers, or run `python manage.py demo` to see every report "
+            "filled (a simulated crowd on the demo networks), or `python manage.py "
+            "import_iclr15` for the paper's own answers. Another run may have labels: pick it "
+            "in the run list above."
+        )
+    if report in ("detectors", "concepts"):
+        detectors = labels.filter(is_detector=True)
+        if not detectors.exists():
+            return (
+                f"{labels.count()} units of run {run.pk} have crowd labels but none is a "
+                f"detector yet: a detector needs precision >= {detector_precision():.2f} and at "
+                f"least {detector_min_agreeing()} answers naming its concept. Collect more "
+                "answers per unit (the campaign's redundancy), then look again."
+            )
+        if report == "concepts" and category and not detectors.filter(category=category).exists():
+            return (
+                f"No detector of run {run.pk} has the category {category}: choose another "
+                "category, or all categories."
+            )
+    return ""
+
+
 def run_layers(*, run, layers: list[str] | None = None) -> list[str]:
     """Layer names of `run` in order, restricted to `layers` (unknown names are an error)."""
     names = list(run.layer_set.order_by("order").values_list("name", flat=True))

@@ -81,6 +81,13 @@ def _page(request, *, template: str, table, svg: str, filename: str, context: di
     query = request.GET.copy()
     query.pop("format", None)
     base = query.urlencode()
+    if context.get("run") is not None and "empty" not in context:
+        category = context.get("category")
+        context["empty"] = reports.empty_reason(
+            run=context["run"],
+            report=context.get("report", ""),
+            category=None if category in (None, "all") else category,
+        )
     context.update(
         {
             "header": table[0],
@@ -289,6 +296,13 @@ def agreement(request):
     if run is None and campaign is None:
         return render(request, "labels/agreement.html", context)
     report = reports.agreement_report(run=run, campaign=campaign, method=method)
+    if run is not None:
+        context["empty"] = reports.empty_reason(run=run, report="agreement")
+    elif not report["answers"]:
+        context["empty"] = (
+            f"Campaign {campaign.name} has no counted answers yet: set it live and share its "
+            "task link, or run `python manage.py demo` to see this report filled."
+        )
     which = request.GET.get("table", "layers")
     table = {
         "workers": tables.agreement_worker_table,

@@ -94,3 +94,28 @@ def test_agreement_units_and_compare_have_pickers(client, make_user, two_runs, c
     ).content.decode()
     assert _selected_run(compare, "run_tiny-net") == newer.pk
     assert _selected_run(compare, "run_other-net") == other["run"].pk
+
+
+def test_an_empty_report_says_why_and_what_to_do(client, make_user, two_runs):
+    _, newer = two_runs
+    client.force_login(make_user("researcher"))
+    for report in REPORTS:
+        url = reverse(f"labels:{report}", args=["tiny-net"])
+        html = client.get(url, {"run": newer.pk}).content.decode()
+        assert f"No crowd labels on run {newer.pk} yet" in html, report
+        assert "manage.py demo" in html and "start a campaign" in html
+        assert "<svg" not in html  # no empty axes in place of the message
+    agreement = client.get(
+        reverse("labels:agreement"), {"network": "tiny-net", "run": newer.pk}
+    ).content.decode()
+    assert f"No crowd labels on run {newer.pk} yet" in agreement
+
+
+def test_labels_without_detectors_say_what_a_detector_needs(client, make_user, crowd_world):
+    from annotate.labels.aggregation import run_labels_recompute
+
+    data = crowd_world([(0, "a", "dog", "object", 0.9, [], "approved")], name="one-answer")
+    run_labels_recompute(run_id=data["run"].pk)
+    client.force_login(make_user("researcher"))
+    html = client.get(reverse("labels:detectors", args=["one-answer"])).content.decode()
+    assert "none is a detector yet" in html and "at least 2 answers naming its concept" in html
