@@ -71,3 +71,35 @@ class AnswerAdmin(admin.ModelAdmin):
     list_filter = ["category", "control_failed"]
     search_fields = ["concept_text", "concept__name"]
     raw_id_fields = ["assignment", "concept"]
+
+
+# --- verification tasks (issue 16) ---
+
+
+@admin.register(models.VerificationTask)
+class VerificationTaskAdmin(admin.ModelAdmin):
+    list_display = ["id", "campaign", "unit", "concept", "label_source", "answers_wanted"]
+    list_filter = ["campaign", "label_source"]
+    search_fields = ["concept"]
+    raw_id_fields = ["unit"]
+
+
+@admin.register(models.VerificationItem)
+class VerificationItemAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "position", "image", "activation", "inclusion_probability"]
+    list_filter = ["planted", "silent"]
+    raw_id_fields = ["task", "image"]
+
+
+@admin.register(models.VerificationAssignment)
+class VerificationAssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "worker", "status", "accepted_at", "submitted_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["task", "worker"]
+
+
+@admin.register(models.VerificationAnswer)
+class VerificationAnswerAdmin(admin.ModelAdmin):
+    list_display = ["id", "assignment", "item", "answer", "created_at"]
+    list_filter = ["answer"]
+    raw_id_fields = ["assignment", "item"]

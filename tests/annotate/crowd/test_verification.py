@@ -206,3 +206,14 @@ def test_disagreement_asks_for_more_workers_up_to_the_maximum(make_user, campaig
     task.refresh_from_db()
     # Two workers contradict each other on every image: the unit wants a third.
     assert task.answers_wanted == 3 and task.confidence < 0.95
+
+
+def test_the_admin_lists_verification_rows(client, make_user, campaign):
+    client.force_login(make_user("admin"))
+    for name in ("verificationtask", "verificationitem", "verificationassignment"):
+        assert client.get(reverse(f"admin:crowd_{name}_changelist")).status_code == 200
+    item = VerificationItem.objects.first()
+    assert (
+        client.get(reverse("admin:crowd_verificationitem_change", args=[item.pk])).status_code
+        == 200
+    )
