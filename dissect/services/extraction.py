@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 # that edge (about 3.5x the final mask area on demo conv5, against 8x for half the window); a
 # unit whose final threshold falls below the edge is reported (inexact, with bounds).
 IOU_WINDOW_SAMPLE = 256
-IOU_BELOW_FRACTION = 0.25
+IOU_BELOW_FRACTION = 0.125
 
 
 def shard_state_path(run_id: int, index: int) -> str:
