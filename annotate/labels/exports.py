@@ -435,10 +435,19 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+EXPORTS_PREFIX = "exports"
+
+
 def exports_dir() -> Path:
-    """Where export files are written: beside the media (a volume the workers share), never
+    """Where an export is written before it goes to the media storage: this host's scratch
+    folder (zip entries need a seekable local file)."""
+    return Path(settings.SCRATCH_DIR) / "exports"
+
+
+def export_storage_name(export) -> str:
+    """The export's name in ``default_storage`` (``exports/<id>-<token>.<ext>``): private, never
     served as a folder; the only way out is the audited download view."""
-    return Path(settings.MEDIA_ROOT) / "exports"
+    return f"{EXPORTS_PREFIX}/{stored_name(export)}"
 
 
 def stored_name(export) -> str:
@@ -502,13 +511,16 @@ def export_create(*, kind: str, parameters: dict, actor, enqueue: bool = True):
 def export_run(*, export_id: int):
     """Write an Export's file; idempotent (a done export is left alone, a failed or interrupted
     one is written again from the start)."""
+    from django.core.files import File
+    from django.core.files.storage import default_storage
+
     from annotate.labels.models import Export
     from core.audit import audit_record
     from core.models import AuditAction
     from dissect.models import DissectionRun
 
     export = Export.objects.get(pk=export_id)
-    if export.status == Export.Status.DONE and Path(export.file_path).is_file():
+    if export.status == Export.Status.DONE and default_storage.exists(export.file_path):
         return export
     export.status, export.error = Export.Status.RUNNING, ""
     export.save(update_fields=["status", "error"])
@@ -543,9 +555,13 @@ def export_run(*, export_id: int):
         export.finished_at = timezone.now()
         export.save(update_fields=["status", "error", "finished_at"])
         raise
-    export.file_path = str(path)
-    export.sha256 = sha256_of(path)
-    export.size_bytes = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            export.file_path = default_storage.save(export_storage_name(export), File(handle))
+        export.sha256 = sha256_of(path)
+        export.size_bytes = path.stat().st_size
+    finally:
+        path.unlink(missing_ok=True)
     export.status = Export.Status.DONE
     export.finished_at = timezone.now()
     export.progress = {"done": count, "total": count}

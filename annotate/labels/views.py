@@ -1,8 +1,6 @@
 """Report pages (researchers and admins) and exports (admins). Thin: parse the query, call one
 selector or service, render a table + chart, or hand out the same data as CSV or SVG."""
 
-from pathlib import Path
-
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpResponse
@@ -555,9 +553,12 @@ def export_download(request, export_id: int):
     from core.models import AuditAction
 
     export = get_object_or_404(Export, pk=export_id, status=Export.Status.DONE)
-    path = Path(export.file_path)
-    if not path.is_file():
-        raise Http404(f"export {export.pk}: its file is gone; start the export again")
+    from django.core.files.storage import default_storage
+
+    try:
+        handle = default_storage.open(export.file_path, "rb")
+    except (FileNotFoundError, ValueError):
+        raise Http404(f"export {export.pk}: its file is gone; start the export again") from None
     audit_record(
         actor=request.user,
         action=AuditAction.EXPORT_DOWNLOAD,
@@ -566,6 +567,6 @@ def export_download(request, export_id: int):
     )
     from annotate.labels.exports import download_name
 
-    response = FileResponse(open(path, "rb"), as_attachment=True, filename=download_name(export))  # noqa: SIM115
+    response = FileResponse(handle, as_attachment=True, filename=download_name(export))
     response["X-Checksum-SHA256"] = export.sha256
     return response

@@ -6,6 +6,7 @@ URL that could reach it; each answer is asserted: 302 to the login page, 403, 40
 """
 
 import io
+from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
@@ -27,7 +28,7 @@ def stored(db, tmp_path):
     """One file of every kind, the rows that point at it, and a signed tile URL of a task."""
     from annotate.crowd import selectors
     from annotate.crowd.models import Campaign, Task
-    from annotate.labels.exports import exports_dir, stored_name
+    from annotate.labels.exports import export_storage_name
     from annotate.labels.models import Export
     from dissect import models as dm
 
@@ -57,11 +58,13 @@ def stored(db, tmp_path):
     campaign = Campaign.objects.create(name="priv", run=run, layers=["conv5"])
     task = Task.objects.create(campaign=campaign, unit=unit, tile_order=[tile.pk])
     export = Export.objects.create(kind="csv", parameters={"network": "privnet"})
-    folder = exports_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / stored_name(export)
-    path.write_text("network,unit\nprivnet,0\n")
-    Export.objects.filter(pk=export.pk).update(status="done", file_path=str(path), sha256="0" * 64)
+    from django.core.files.base import ContentFile
+
+    name = default_storage.save(
+        export_storage_name(export), ContentFile(b"network,unit\nprivnet,0\n")
+    )
+    path = Path(default_storage.path(name))
+    Export.objects.filter(pk=export.pk).update(status="done", file_path=name, sha256="0" * 64)
     return {
         "names": names,
         "image": image,

@@ -4,6 +4,8 @@ import csv
 import io
 from pathlib import Path
 
+from django.core.files.storage import default_storage
+
 from annotate.labels.aggregation import run_labels_recompute
 from annotate.labels.exports import export_create, export_run
 
@@ -24,7 +26,9 @@ def test_csv_exports_neutralise_formula_cells(crowd_world):
         )
         export = export_run(export_id=export.pk)
         assert export.status == "done", export.error
-        rows = list(csv.reader(io.StringIO(Path(export.file_path).read_text())))
+        rows = list(
+            csv.reader(io.StringIO(Path(default_storage.path(export.file_path)).read_text()))
+        )
         for row in rows[1:]:
             for cell in row:
                 assert not cell.startswith(("=", "+", "@", "\t", "\r")), (kind, row)

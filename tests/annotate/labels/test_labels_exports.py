@@ -51,7 +51,7 @@ def make_export(kind, **parameters):
     )
     export = export_run(export_id=export.pk)
     assert export.status == Export.Status.DONE, export.error
-    path = Path(export.file_path)
+    path = Path(default_storage.path(export.file_path))
     assert hashlib.sha256(path.read_bytes()).hexdigest() == export.sha256
     assert export.size_bytes == path.stat().st_size
     return export, path

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.core.files.storage import default_storage
 
 pytestmark = [
     pytest.mark.integration,
@@ -49,6 +50,6 @@ def test_worker_recomputes_labels_and_writes_exports(celery_worker_process, crow
         lambda: Export.objects.filter(pk=export.pk, status__in=["done", "failed"]).first()
     )
     assert done.status == "done", done.error
-    path = Path(done.file_path)
+    path = Path(default_storage.path(done.file_path))
     assert hashlib.sha256(path.read_bytes()).hexdigest() == done.sha256
     assert path.read_text().count("\n") == 1

@@ -38,7 +38,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         export = export_run(export_id=export.pk)
         if output:
-            shutil.copyfile(export.file_path, output)
+            from django.core.files.storage import default_storage
+
+            with default_storage.open(export.file_path, "rb") as src, open(output, "wb") as dst:
+                shutil.copyfileobj(src, dst)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Export {export.pk}: {export.progress.get('done', 0)} units, "
