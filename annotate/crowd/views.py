@@ -553,6 +553,7 @@ def _campaign_page(request, campaign: Campaign, *, review: dict | None = None, s
         "pending": review_rows(selectors.pending_review(campaign=campaign)[:200]),
         "review": review or {"selected": set(), "reason": "", "error": ""},
         "workers": quality.campaign_worker_table(campaign=campaign),
+        "simulated": selectors.campaign_simulated_answers(campaign=campaign),
         "transitions": [
             s
             for s in Campaign.Status.values
@@ -616,10 +617,8 @@ def _review_refused(request, campaign, *, ids, reason, error):
 
 def review_rows(pending) -> list[dict]:
     """Pending assignments with their tiles in the order the worker saw them, for the review
-    table: [{assignment, unit_url, tiles: [{url, flagged, control, position}]}]. Researchers
-    read tiles through the role-checked /files/ view (dissect.storage.media_url)."""
-    from dissect.storage import media_url
-
+    table: [{assignment, unit_url, tiles: [{url, flagged, control, position}]}]. The tile URLs
+    are the task's own signed ones: the reviewer sees exactly what the worker saw."""
     pending = list(pending)
     ids = {tile for a in pending for tile in a.task.tile_order or []}
     tiles = UnitImage.objects.only("pk", "kind", "tile_path").in_bulk(ids)
@@ -630,7 +629,12 @@ def review_rows(pending) -> list[dict]:
         unit = a.task.unit
         shown = [
             {
-                "url": media_url(tiles[pk].tile_path) if tiles[pk].tile_path else "",
+                "url": reverse(
+                    "crowd:tile",
+                    args=[selectors.tile_token(task_id=a.task_id, position=position)],
+                )
+                if tiles[pk].tile_path
+                else "",
                 "flagged": pk in flagged,
                 "control": tiles[pk].kind == UnitImage.Kind.CONTROL,
                 "position": position,

@@ -132,9 +132,9 @@ def empty_reason(*, run, report: str, category: str | None = None) -> str:
             )
         return (
             f"No crowd labels on run {run.pk} yet: start a campaign on it (Campaigns → New "
-            "campaign) and collect answers, or run `python manage.py demo` to see every report "
-            "filled (a simulated crowd on the demo networks), or `python manage.py "
-            "import_iclr15` for the paper's own answers. Another run may have labels: pick it "
+            'campaign) and collect answers, or run "python manage.py demo" to see every report '
+            'filled (a simulated crowd on the demo networks), or "python manage.py '
+            "import_iclr15\" for the paper's own answers. Another run may have labels: pick it "
             "in the run list above."
         )
     if report in ("detectors", "concepts"):

@@ -299,7 +299,7 @@ def agreement(request):
     elif not report["answers"]:
         context["empty"] = (
             f"Campaign {campaign.name} has no counted answers yet: set it live and share its "
-            "task link, or run `python manage.py demo` to see this report filled."
+            'task link, or run "python manage.py demo" to see this report filled.'
         )
     which = request.GET.get("table", "layers")
     table = {

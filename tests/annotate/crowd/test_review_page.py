@@ -53,7 +53,7 @@ def test_each_pending_answer_links_its_unit_and_shows_its_marked_tiles(client, p
         assert len(tiles) == len(a.task.tile_order)
         flagged = [int(n) - 1 for cls, n in tiles if "flagged" in cls]
         assert flagged == marked and f"{len(marked)} of {len(tiles)} marked" in block
-        assert block.count('<img src="/files/') == len(tiles)  # role-checked media URLs
+        assert block.count('<img src="/tasks/tile/') == len(tiles)  # the task's signed tile URLs
 
 
 def test_reject_without_a_reason_keeps_the_ticks_and_says_what_to_do(client, pending):
