@@ -111,3 +111,17 @@ def test_a_concept_the_label_maps_do_not_name_gets_no_checks(color_run, color_ne
     sample = samples[units[1].pk]
     assert not sample.label_maps and sample.checks == []
     assert all(i.coverage is None for i in sample.items)
+
+
+def test_the_celery_task_stores_the_samples_it_draws(color_run, color_net, monkeypatch):
+    from dissect.tasks import verification_sample
+
+    run, units, _ = color_run
+    monkeypatch.setattr("dissect.services.networks.network_load", lambda network: color_net)
+    name = verification_sample.apply(args=(run.pk, {str(units[2].pk): "blue box"}, 6, 3)).get()
+    with default_storage.open(name, "rb") as handle:
+        stored = samples_from_json(handle.read())
+    direct = sample_run_units(
+        run_id=run.pk, unit_concepts={units[2].pk: "blue box"}, n=6, seed=3, net=color_net
+    )
+    assert stored == direct  # idempotent: the same arguments draw the same sample and tiles
