@@ -2,7 +2,7 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -21,10 +21,15 @@ app.conf.task_routes = [
         "dissect.tasks.*": {"queue": "gpu"},
     }
 ]
-# A killed worker's task is redelivered, and a worker holds only the task it runs (model work is long).
+# A killed worker's task is redelivered (acked only when it ends, rejected back to the queue when
+# its process dies), and a worker holds only the task it runs: model work is long, and a second
+# message prefetched behind it would wait for hours while another GPU idles.
 app.conf.task_acks_late = True
 app.conf.task_reject_on_worker_lost = True
 app.conf.worker_prefetch_multiplier = 1
+# Lost broker connection: stop the tasks it delivered; they come back (acks late) instead of
+# finishing unacknowledged while a second worker runs them again.
+app.conf.worker_cancel_long_running_tasks_on_connection_loss = True
 app.conf.broker_connection_retry_on_startup = True
 # The broker's visibility timeout is derived from the task time limit in config/settings.py.
 # `celery -A config beat` sweeps the crowd workflow (expired leases return tasks to the pool: they
@@ -38,6 +43,74 @@ app.conf.beat_schedule = {
 }
 
 app.autodiscover_tasks(["config", "dissect", "annotate.crowd", "annotate.labels"])
+
+
+# GPU workers: pools that never fork after CUDA is initialised, one process per GPU.
+CUDA_SAFE_POOLS = ("solo", "threads")
+GPU_QUEUE = "gpu"
+
+
+def gpu_worker_problem(
+    *, queues: list[str], pool: str, concurrency: int, environ: dict
+) -> str | None:
+    """Why this worker must not consume the gpu queue as configured, or None. A forked child of
+    a process that initialised CUDA cannot use CUDA, so gpu workers run ``--pool solo`` (or
+    threads); one process sees one GPU (``CUDA_VISIBLE_DEVICES``), so N GPUs are N workers."""
+    if GPU_QUEUE not in queues:
+        return None
+    if pool not in CUDA_SAFE_POOLS:
+        return (
+            f"--pool {pool}: a worker on the gpu queue must not fork after CUDA is initialised; "
+            f"start it with --pool solo (one process per GPU, CUDA_VISIBLE_DEVICES=N)"
+        )
+    if pool == "threads" and concurrency != 1:
+        return (
+            f"--concurrency {concurrency}: a gpu worker runs one task at a time on its GPU; "
+            "start one worker per GPU with CUDA_VISIBLE_DEVICES=N and --concurrency 1"
+        )
+    devices = [d for d in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if len(devices) > 1:
+        return (
+            f"CUDA_VISIBLE_DEVICES={environ['CUDA_VISIBLE_DEVICES']}: one gpu worker process uses "
+            "one GPU; start one worker per device (CUDA_VISIBLE_DEVICES=0, =1, ...)"
+        )
+    return None
+
+
+def _pool_name(pool_cls) -> str:
+    name = getattr(pool_cls, "__module__", "") + "." + getattr(pool_cls, "__name__", "")
+    for short in ("solo", "threads", "prefork", "eventlet", "gevent"):
+        if short in name.lower():
+            return short
+    return str(pool_cls)
+
+
+@signals.worker_init.connect
+def _refuse_unsafe_gpu_workers(sender=None, **_kwargs) -> None:
+    """A gpu worker with a forking pool or several GPUs stops at start-up with one line."""
+    worker = sender
+    if worker is None:
+        return
+    queues = list(worker.app.amqp.queues.consume_from or worker.app.amqp.queues)
+    problem = gpu_worker_problem(
+        queues=queues, pool=_pool_name(worker.pool_cls), concurrency=int(worker.concurrency or 1),
+        environ=dict(os.environ),
+    )  # fmt: skip
+    if problem:
+        raise SystemExit(f"celery worker: {problem}")
+
+
+@signals.worker_process_init.connect
+def _no_cuda_before_fork(**_kwargs) -> None:
+    """In a forked pool child: the parent must not have initialised CUDA (it would fail here)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        raise RuntimeError(
+            "CUDA was initialised in the worker's parent before it forked this child; run gpu "
+            "workers with --pool solo (config/celery.py: gpu_worker_problem)"
+        )
 
 
 def torch_device_name() -> str:
