@@ -308,6 +308,15 @@ def campaign_progress(*, campaign: Campaign) -> list[LayerProgress]:
     return sorted(rows, key=lambda r: order.get(r.layer, len(order)))
 
 
+def campaign_simulated_answers(*, campaign: Campaign) -> int:
+    """Answers of `campaign` given by simulated workers (the demo's simulated crowd)."""
+    return Assignment.objects.filter(
+        task__campaign=campaign,
+        worker__source=Worker.Source.SIMULATED,
+        status__in=[A.SUBMITTED, A.APPROVED, A.REJECTED],
+    ).count()
+
+
 def pending_review(*, campaign: Campaign) -> QuerySet:
     """Submitted answers of `campaign` waiting for a decision, oldest first."""
     return (
