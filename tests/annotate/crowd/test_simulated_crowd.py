@@ -1,0 +1,77 @@
+"""The simulated crowd: marked as simulated, recovers the ground truth through the real services,
+and adaptive redundancy reaches the same labels with fewer answers than fixed redundancy."""
+
+import pytest
+
+from annotate.crowd import services
+from annotate.crowd.models import Worker
+from annotate.crowd.redundancy import worker_reliability
+from annotate.demo.simulated_crowd import (
+    CrowdModel,
+    UnitTruth,
+    campaign_score,
+    crowd_simulate,
+    simulated_workers,
+)
+from dissect.models import Image, Unit
+from tests.annotate.crowd.conftest import build_run
+
+pytestmark = pytest.mark.django_db
+CONCEPTS = ["tree", "sky", "road", "car", "water", "grass", "house", "person"]
+
+
+def _world(run):
+    """Ground truth for every unit (clear detectors with two plausible confusions), and images
+    that show every concept (so careful workers mark only controls)."""
+    units = list(Unit.objects.filter(layer__run=run).order_by("index"))
+    truths = {
+        u.pk: UnitTruth(
+            CONCEPTS[i % len(CONCEPTS)],
+            "object",
+            0.2,
+            (("bush", "object"), ("wall", "region")),
+        )
+        for i, u in enumerate(units)
+    }
+    labels = {pk: frozenset(CONCEPTS) for pk in Image.objects.values_list("pk", flat=True)}
+    return truths, labels
+
+
+def _run_strategy(run, truths, labels, model, **parameters):
+    campaign = services.campaign_create(run=run, layers=["conv5"], **parameters)
+    campaign = services.campaign_set_status(campaign=campaign, status="live", actor=None)
+    crowd_simulate(campaign=campaign, model=model, truths=truths, labels=labels)
+    return campaign, campaign_score(campaign=campaign, strategy="x", truths=truths)
+
+
+def test_simulated_workers_are_marked_and_reproducible():
+    model = CrowdModel(workers=10, spammer_share=0.3, seed=4)
+    first = simulated_workers(model=model)
+    assert [w.pk for w, _ in simulated_workers(model=model)] == [w.pk for w, _ in first]
+    assert sum(spam for _, spam in first) == 3
+    assert all(w.source == Worker.Source.SIMULATED and w.is_simulated for w, _ in first)
+    assert all(w.pseudonym.startswith("sim-") for w, _ in first)
+
+
+@pytest.mark.slow
+def test_the_crowd_recovers_the_truth_and_adaptive_redundancy_spends_less():
+    run = build_run(units=8)
+    truths, labels = _world(run)
+    model = CrowdModel(workers=16, accuracy=0.85, spammer_share=0.25, seed=1)
+    fixed, fixed_score = _run_strategy(run, truths, labels, model, redundancy=5)
+    adaptive, adaptive_score = _run_strategy(
+        run, truths, labels, model, redundancy=2, max_answers=5, target_confidence=0.9
+    )
+    assert fixed_score.answers == 8 * 5 and fixed_score.units == 8
+    # Five answers of a 75 %-careful crowd, 85 % accurate: the plurality is right on (nearly)
+    # every unit; 7 of 8 leaves room for one unlucky draw of the seeded crowd.
+    assert fixed_score.correct_plurality >= 7
+    assert adaptive_score.correct_posterior >= fixed_score.correct_plurality - 1
+    assert adaptive_score.answers <= 0.7 * fixed_score.answers  # >= 30 % fewer answers
+    assert all(2 <= n <= 5 for n in [t.assignments.count() for t in adaptive.tasks.all()])
+    # The noise model tells the spammers from the careful workers.
+    workers = simulated_workers(model=model)
+    r = worker_reliability(campaign=fixed, worker_ids=[w.pk for w, _ in workers])
+    careful = [r[w.pk] for w, spam in workers if not spam]
+    spammers = [r[w.pk] for w, spam in workers if spam]
+    assert min(careful) > max(spammers)
