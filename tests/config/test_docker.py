@@ -15,9 +15,11 @@ def load(name: str) -> dict:
 def test_compose_has_the_services_queues_health_checks_and_volumes():
     compose = load("compose.yaml")
     services = compose["services"]
-    assert set(services) == {"web", "worker-gpu", "worker-cpu", "beat", "postgres", "redis"}
-    assert all("healthcheck" in service for service in services.values())
-    assert "-Q gpu" in services["worker-gpu"]["command"]
+    assert set(services) == {"web", "worker-gpu", "worker-cpu", "beat", "postgres", "redis",
+                             "seaweedfs", "bucket"}  # fmt: skip
+    assert all("healthcheck" in service for name, service in services.items() if name != "bucket")
+    assert "-Q gpu --pool solo" in services["worker-gpu"]["command"]
+    assert services["worker-gpu"]["environment"]["CUDA_VISIBLE_DEVICES"] == "0"
     assert "-Q cpu" in services["worker-cpu"]["command"]
     assert "gunicorn config.wsgi:application" in services["web"]["command"]
     assert services["beat"]["command"].startswith("celery -A config beat")
@@ -26,9 +28,16 @@ def test_compose_has_the_services_queues_health_checks_and_volumes():
         assert env["DATABASE_URL"].startswith("postgres://") and env[
             "CELERY_BROKER_URL"
         ].startswith("redis://")
-        assert {"data:/data", "media:/media", "runs:/runs"} <= set(services[name]["volumes"])
+        # Files in the object store: no app container shares a volume with another.
+        assert env["CROWDDISSECT_STORAGE"] == "s3"
+        assert env["AWS_S3_ENDPOINT_URL"] == "http://seaweedfs:8333"
+        assert {"AWS_STORAGE_BUCKET_NAME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(env)
+        assert name == "beat" or "volumes" not in services[name]
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert set(compose["volumes"]) == {"data", "media", "runs", "postgres", "redis"}
+        assert services[name]["depends_on"]["bucket"]["condition"] == (
+            "service_completed_successfully"
+        )
+    assert set(compose["volumes"]) == {"beat", "objects", "postgres", "redis"}
 
 
 def test_gpu_override_reserves_nvidia_devices_for_the_gpu_worker():
@@ -47,7 +56,8 @@ def test_dockerfile_copies_what_the_package_needs():
         for line in (DOCKER / "env.example").read_text().splitlines()
         if "=" in line
     }
-    assert {"DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "POSTGRES_PASSWORD"} <= example
+    assert {"DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "POSTGRES_PASSWORD", "S3_ACCESS_KEY",
+            "S3_SECRET_KEY"} <= example  # fmt: skip
 
 
 def test_beat_schedules_existing_crowd_sweeps():
