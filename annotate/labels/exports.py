@@ -4,11 +4,12 @@ that runs an Export row (status, progress, checksum, audit).
 Formats (Export.Kind):
 - jsonl: one line per labeled unit: network, layer, unit, concept, category, precision,
   tile_precision, agreement, detector flag, answer count, the crowd model's verdict (when fitted)
-  and every counted answer with the worker's pseudonym, its normalized concept (merges applied)
-  and timings; each answer's "does not fit" tiles as positions in its task's tile order
+  and every counted answer with the worker's pseudonym, `simulated` (true for the demo's
+  simulated sim-… workers), its normalized concept (merges applied) and timings; each answer's "does not fit" tiles as positions in its task's tile order
   (`flagged_positions`), dataset image ids (`flagged_images`) and the zip's tile file names
   (`flagged_files`); each unit lists its `tiles` (file, image id, image path, kind, rank);
-- csv: one row per labeled unit (the same fields; answers as their descriptions joined by " | ",
+- csv: one row per labeled unit (the same fields, `simulated_answers` counting the simulated
+  workers' answers; answers as their descriptions joined by " | ",
   their flagged positions, images and files likewise, space-separated within an answer);
 - tally: NetDissect-style tally CSV (layer, unit numbered from 1, category, label, score = precision);
 - milan: per-unit descriptions in the MILAN layout: a JSON list of {layer, unit, descriptions};
@@ -44,6 +45,7 @@ CSV_FIELDS = [
     "agreement",
     "is_detector",
     "answer_count",
+    "simulated_answers",
     "descriptions",
     "flagged_positions",
     "flagged_images",
@@ -146,6 +148,7 @@ def iter_unit_records(
             .values(
                 "assignment__task__unit_id",
                 "assignment__worker__pseudonym",
+                "assignment__worker__source",
                 "assignment__task__campaign_id",
                 "concept_text",
                 "concept__name",
@@ -163,6 +166,8 @@ def iter_unit_records(
             answers.setdefault(r["assignment__task__unit_id"], []).append(
                 {
                     "worker": r["assignment__worker__pseudonym"],
+                    # The demo's simulated crowd (sim-… workers), never people.
+                    "simulated": r["assignment__worker__source"] == "simulated",
                     "campaign": r["assignment__task__campaign_id"],
                     "description": r["concept_text"],
                     "concept": resolve_merge(r["concept__name"], merges)
@@ -237,6 +242,7 @@ def write_csv(records: Iterator[dict], out: io.TextIOBase) -> int:
         row = {k: record.get(k) for k in CSV_FIELDS}
         answers = record["answers"]
         row["descriptions"] = ANSWER_SEPARATOR.join(a["description"] for a in answers)
+        row["simulated_answers"] = sum(1 for a in answers if a.get("simulated"))
         for field in ("flagged_positions", "flagged_images", "flagged_files"):
             row[field] = ANSWER_SEPARATOR.join(" ".join(map(str, a[field])) for a in answers)
         writer.writerow(row)

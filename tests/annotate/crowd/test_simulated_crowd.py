@@ -75,3 +75,41 @@ def test_the_crowd_recovers_the_truth_and_adaptive_redundancy_spends_less():
     careful = [r[w.pk] for w, spam in workers if not spam]
     spammers = [r[w.pk] for w, spam in workers if spam]
     assert min(careful) > max(spammers)
+
+
+def test_exports_mark_simulated_answers():
+    import csv
+    import io
+
+    from annotate.labels.exports import iter_unit_records, write_csv
+
+    run = build_run(units=2)
+    truths, labels = _world(run)
+    person = Worker.objects.create(pseudonym="person")
+    campaign = services.campaign_create(run=run, layers=["conv5"], redundancy=2)
+    campaign = services.campaign_set_status(campaign=campaign, status="live", actor=None)
+    crowd_simulate(
+        campaign=campaign, model=CrowdModel(workers=3, spammer_share=0.0), truths=truths,
+        labels=labels, max_answers=3,
+    )  # fmt: skip
+    a = services.assignment_next(worker=person, campaign=campaign)
+    services.assignment_submit(
+        assignment=a, worker=person, concept="tree", category="object",
+        flagged_positions=[p for p, pk in enumerate(a.task.tile_order) if pk in set(
+            a.task.unit.unit_images.filter(kind="control").values_list("pk", flat=True))],
+    )  # fmt: skip
+    from annotate.labels.aggregation import run_labels_recompute
+
+    run_labels_recompute(run_id=run.pk)  # on commit in the app; this test never commits
+    records = list(iter_unit_records(run=run))
+    answers = [x for r in records for x in r["answers"]]
+    assert sorted((x["worker"].startswith("sim-"), x["simulated"]) for x in answers) == [
+        (False, False),
+        (True, True),
+        (True, True),
+        (True, True),
+    ]
+    out = io.StringIO()
+    write_csv(iter(records), out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert sum(int(r["simulated_answers"]) for r in rows) == 3
