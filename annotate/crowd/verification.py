@@ -17,6 +17,7 @@ binary). Every change writes an AuditEvent in its transaction.
 from __future__ import annotations
 
 import random
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from datetime import timedelta
 
 from django.core import signing
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -232,6 +233,12 @@ def verification_open(*, campaign: Campaign) -> bool:
     return VerificationTask.objects.filter(campaign=campaign).exists()
 
 
+# Tries when every free unit was locked by other workers' leases in flight (SKIP LOCKED passes
+# them by): those locks last one short transaction, so a brief wait finds the unit again.
+LEASE_TRIES = 40
+LEASE_RETRY_S = 0.02
+
+
 def verification_next(*, worker: Worker, campaign: Campaign) -> VerificationAssignment:
     """The worker's open verification lease in ``campaign``, or a new one on a task they never
     held that has a free slot (fewest answers first). Raises NoTask saying why not."""
@@ -239,48 +246,62 @@ def verification_next(*, worker: Worker, campaign: Campaign) -> VerificationAssi
         raise NoTask(f"This campaign is {campaign.status}; no tasks are handed out.")
     if worker.blocked:
         raise NoTask("Your account is blocked from receiving tasks.")
-    now = timezone.now()
-    with transaction.atomic():
-        Worker.objects.select_for_update().filter(pk=worker.pk).first()  # one request at a time
-        held = (
-            VerificationAssignment.objects.filter(
-                worker=worker, task__campaign=campaign, status=VA.LEASED, lease_expires_at__gt=now
-            )
-            .select_related("task")
-            .first()
-        )
-        if held is not None:
-            return held
-        candidates = (
-            VerificationTask.objects.filter(campaign=campaign)
-            .exclude(assignments__worker=worker)
-            .annotate(load=Count("assignments", filter=_live(now, prefix="assignments__")))
-            .order_by("load", "id")
-        )
-        for task in candidates:
-            locked = (
-                VerificationTask.objects.select_for_update(skip_locked=True)
-                .filter(pk=task.pk)
-                .first()
-            )
-            if locked is None:
-                continue
-            load = VerificationAssignment.objects.filter(_live(now), task=locked).count()
-            if load >= locked.answers_wanted:
-                continue
-            assignment = VerificationAssignment.objects.create(
-                task=locked,
-                worker=worker,
-                lease_expires_at=now + timedelta(minutes=campaign.lease_minutes),
-            )
-            audit_record(
-                actor=worker.user,
-                action=AuditAction.ASSIGNMENT_LEASE,
-                target=assignment,
-                data={"verification_task": locked.pk},
-            )
+    for _ in range(LEASE_TRIES):
+        assignment, passed_locked = _lease_once(worker=worker, campaign=campaign)
+        if assignment is not None:
             return assignment
+        if not passed_locked:
+            break
+        time.sleep(LEASE_RETRY_S * (1 + random.random()))
     raise NoTask("There are no verification tasks left for you in this campaign right now.")
+
+
+@transaction.atomic
+def _lease_once(*, worker: Worker, campaign: Campaign):
+    """(the lease held or taken, or None; whether a unit was passed by because another worker's
+    lease in flight had it locked). The task's row lock makes the recount of its slots final."""
+    now = timezone.now()
+    Worker.objects.select_for_update().filter(pk=worker.pk).first()  # one request at a time
+    held = (
+        VerificationAssignment.objects.filter(
+            worker=worker, task__campaign=campaign, status=VA.LEASED, lease_expires_at__gt=now
+        )
+        .select_related("task")
+        .first()
+    )
+    if held is not None:
+        return held, False
+    candidates = (
+        VerificationTask.objects.filter(campaign=campaign)
+        .exclude(assignments__worker=worker)
+        .annotate(load=Count("assignments", filter=_live(now, prefix="assignments__")))
+        .filter(load__lt=F("answers_wanted"))
+        .order_by("load", "id")
+    )
+    passed_locked = False
+    for task in candidates:
+        locked = (
+            VerificationTask.objects.select_for_update(skip_locked=True).filter(pk=task.pk).first()
+        )
+        if locked is None:
+            passed_locked = True
+            continue
+        load = VerificationAssignment.objects.filter(_live(now), task=locked).count()
+        if load >= locked.answers_wanted:
+            continue
+        assignment = VerificationAssignment.objects.create(
+            task=locked,
+            worker=worker,
+            lease_expires_at=now + timedelta(minutes=campaign.lease_minutes),
+        )
+        audit_record(
+            actor=worker.user,
+            action=AuditAction.ASSIGNMENT_LEASE,
+            target=assignment,
+            data={"verification_task": locked.pk},
+        )
+        return assignment, False
+    return None, passed_locked
 
 
 # --- answers --------------------------------------------------------------------------------------
