@@ -257,6 +257,12 @@ def explain_refusal(*, network: Network, source: str, min_iou: float) -> str:
             "'Registering a Places365 network'), dissect it and label its units, then explain "
             "with that network."
         )
+    if not runs.exists() and network.source == Network.Source.BUILTIN:
+        return (
+            f"network {network.name} is built in but not dissected yet: `python manage.py "
+            "demo` dissects it on the demo world and labels its units (or `python manage.py "
+            f"dissect --network {network.name} --images DIR --layers conv5`)"
+        )
     if not runs.exists():
         return (
             f"network {network.name} has no dissection run yet: dissect it first (`python "

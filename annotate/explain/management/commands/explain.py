@@ -45,7 +45,6 @@ class Command(BaseCommand):
         from annotate.explain.selectors import network_notes
         from annotate.explain.services import ExplainError, explain_files
         from dissect.images import IMAGE_EXTENSIONS
-        from dissect.models import Network
         from dissect.services.common import PipelineError
         from dissect.services.networks import network_by_name, network_unknown_message
 
@@ -81,14 +80,7 @@ class Command(BaseCommand):
                 progress=lambda done, total: bar.update(done - bar.n),
             )
         except ExplainError as exc:
-            hint = ""
-            if network.source == Network.Source.BUILTIN and not network.runs.exists():
-                hint = (
-                    f"; {network.name} is built in but not dissected yet: `python manage.py demo` "
-                    f"dissects it on the demo world and labels its units (or `python manage.py "
-                    f"dissect --network {network.name} --images DIR --layers conv5`)"
-                )
-            raise CommandError(f"{exc}{hint}") from exc
+            raise CommandError(str(exc)) from exc
         finally:
             bar.close()
         failed = [s for s in summaries if not s["ok"]]
