@@ -37,9 +37,10 @@ class CampaignSerializer(serializers.ModelSerializer):
         model = Campaign
         fields = [
             "id", "name", "run", "layers", "tiles_per_task", "controls_per_task", "redundancy",
-            "fill_order", "lease_minutes", "reward_cents", "instructions", "gold_rate",
-            "max_tasks_per_worker", "min_gold_accuracy", "auto_approve_hours", "seed", "status",
-            "created_at", "progress",
+            "max_answers", "target_confidence", "fill_order", "lease_minutes", "reward_cents",
+            "instructions", "gold_rate", "max_tasks_per_worker", "min_gold_accuracy",
+            "auto_approve_hours", "completion_url", "completion_code", "tasks_per_session",
+            "seed", "status", "created_at", "progress",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -138,7 +139,8 @@ class TaskSerializer(serializers.ModelSerializer):
         model = Task
         fields = [
             "id", "campaign", "unit", "layer", "unit_index", "tile_count", "is_gold",
-            "gold_concept", "gold_category", "answers", "created_at",
+            "gold_concept", "gold_category", "answers", "answers_wanted", "confidence",
+            "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 
