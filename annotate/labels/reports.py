@@ -42,6 +42,7 @@ def network_runs() -> list[dict]:
     return [
         {
             "network": name,
+            "network_row": run.network,  # for the untrained mark (includes/untrained.html)
             "run_id": run.pk,
             "training_data": run.network.training_data,
             "status": run.status,
