@@ -98,6 +98,11 @@ def _refuse_unsafe_gpu_workers(sender=None, **_kwargs) -> None:
     )  # fmt: skip
     if problem:
         raise SystemExit(f"celery worker: {problem}")
+    from dissect.artifacts import store_problem
+
+    problem = store_problem()  # the object store must answer before any task is taken
+    if problem:
+        raise SystemExit(f"celery worker: {problem}")
 
 
 @signals.worker_process_init.connect

@@ -1,5 +1,5 @@
-"""Health checks behind /healthz: database, broker, a live worker per queue, torch device, and
-no stalled run."""
+"""Health checks behind /healthz: database, broker, a live worker per queue, torch device, the
+file storage (object store), and no stalled run."""
 
 import os
 import sys
@@ -85,10 +85,21 @@ def check_runs() -> dict:
     return report
 
 
+def check_storage() -> dict:
+    """The file storage: local disk, or the object store answering with the bucket."""
+    from dissect.artifacts import store_problem
+
+    problem = store_problem()
+    if problem:
+        return {"ok": False, "kind": settings.STORAGE_KIND, "error": problem}
+    return {"ok": True, "kind": settings.STORAGE_KIND}
+
+
 def health_report() -> dict:
     database = check_database()
     broker, workers = check_broker_and_workers()
-    checks = {"database": database, "broker": broker, "workers": workers}
+    checks = {"database": database, "broker": broker, "workers": workers,
+              "storage": check_storage()}  # fmt: skip
     if database["ok"]:
         checks["runs"] = check_runs()
     down = [name for name, check in checks.items() if not check["ok"]]

@@ -176,3 +176,12 @@ def test_the_media_view_streams_a_tile_from_the_store(s3_storage, client, make_u
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == data.getvalue()
     assert response["Cache-Control"].startswith("private")
+
+
+def test_healthz_names_the_store_when_it_is_down(s3_storage, settings):
+    from config.health import check_storage
+
+    assert check_storage() == {"ok": True, "kind": "s3"}
+    _store_settings(settings, bucket_name="gone-bucket")
+    report = check_storage()
+    assert report["ok"] is False and report["error"].startswith("AWS_STORAGE_BUCKET_NAME:")
