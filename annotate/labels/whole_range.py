@@ -223,6 +223,21 @@ def campaign_noise_model(*, campaign) -> NoiseModel:
     return binary_noise_model(list(rows))
 
 
+def campaign_check_results(*, campaign) -> dict[str, tuple[int, int]]:
+    """{worker pseudonym: (planted checks answered right, planted checks answered)} in
+    ``campaign``: a 'fits' check is right when answered yes, a 'not' check when answered no
+    (a "can't tell" is not right). Careless workers show here as they do on controls."""
+    from annotate.crowd.models import VerificationAnswer
+
+    results: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for worker, planted, answer in VerificationAnswer.objects.filter(
+        assignment__task__campaign=campaign, item__planted__in=["fits", "not"]
+    ).values_list("assignment__worker__pseudonym", "item__planted", "answer"):
+        results[worker][1] += 1
+        results[worker][0] += answer == ("yes" if planted == "fits" else "no")
+    return {w: (right, seen) for w, (right, seen) in results.items()}
+
+
 def campaign_unit_measures(
     *, campaign, reps: int = BOOTSTRAP_REPS, model: NoiseModel | None = None
 ) -> list[UnitMeasures]:

@@ -98,8 +98,14 @@ def whole_range_report(request, network: str):
     for campaign in campaigns:
         model = whole_range.campaign_noise_model(campaign=campaign)
         rows += whole_range.campaign_unit_measures(campaign=campaign, model=model, reps=300)
+        checks = whole_range.campaign_check_results(campaign=campaign)
         workers += [
-            {"campaign": campaign.name, "worker": w, "accuracy": f"{a:.2f}"}
+            {
+                "campaign": campaign.name,
+                "worker": w,
+                "accuracy": f"{a:.2f}",
+                "checks": "{} of {}".format(*checks[w]) if w in checks else "—",
+            }
             for w, a in sorted(model.worker_accuracy.items(), key=lambda kv: -kv[1])
         ]
     answered = [r for r in rows if r.images_answered]

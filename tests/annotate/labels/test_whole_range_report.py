@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from annotate.crowd import services, verification
-from annotate.crowd.models import VerificationAssignment
+from annotate.crowd.models import VerificationAssignment, VerificationItem
 from annotate.labels import whole_range
 from tests.annotate.crowd.test_verification import build_verification_campaign
 
@@ -76,7 +76,15 @@ def test_the_report_page_lists_layers_failing_units_and_workers(client, make_use
         "dissect:unit-detail", kwargs={"run_id": answered.run.pk, "layer_name": "conv", "index": 1}
     )
     assert unit_url in failing
-    assert html.count("Estimated accuracy") == 1 and "w-" in html.split('id="workers"')[1]
+    workers = html.split('id="workers"')[1]
+    assert html.count("Estimated accuracy") == 1 and "w-" in workers
+    # Each careful worker answered every check of the red and blue units right; on the green
+    # unit, saying yes to everything, they got its 'fits' checks right and its 'not' ones wrong.
+    checks = VerificationItem.objects.filter(task__campaign=answered).exclude(planted="")
+    green = checks.filter(task__concept="green box")
+    right = checks.exclude(task__concept="green box").count() + green.filter(planted="fits").count()
+    assert green.filter(planted="not").exists()
+    assert workers.count(f"{right} of {checks.count()}") == 3
     table = client.get(url, {"run": answered.run.pk, "format": "csv"})
     rows = list(csv.reader(io.StringIO(table.content.decode())))
     assert rows[0][:3] == ["layer", "unit", "label"] and len(rows) == 4
