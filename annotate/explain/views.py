@@ -115,6 +115,8 @@ def page(request):
         "network_notes": selectors.network_notes(network=initial_network)
         if initial_network
         else [],
+        # Every listed network's notes, so the page can swap them when the choice changes.
+        "notes_by_network": {n.name: selectors.network_notes(network=n) for n in networks},
         "demo_images": _demo_images(initial_network),
         "result": result,
         "error": error,

@@ -176,3 +176,29 @@ def test_a_refused_page_is_the_styled_403(page_as, live_server, make_user, shot)
     assert background not in ("rgba(0, 0, 0, 0)", "transparent")
     page.get_by_role("link", name="Back to the start page").wait_for()
     shot(page, "first-hour-403")
+
+
+def test_explain_page_says_what_the_chosen_network_knows(page_as, live_server, make_user, shot):
+    from annotate.labels.models import UnitLabel
+    from dissect.models import AutoLabel, Network
+    from dissect.services.networks import network_by_name
+
+    demo = network_by_name("demo-objects")
+    imported = Network.objects.create(name="paper-net", arch="alexnet", source="imported")
+    for network, status in ((demo, "done"), (imported, "imported")):
+        run = DissectionRun.objects.create(network=network, layers=["conv5"], status=status)
+        layer = Layer.objects.create(run=run, name="conv5", order=0, unit_count=1)
+        unit = Unit.objects.create(layer=layer, index=0, threshold=0.0, top_score=1.0)
+        AutoLabel.objects.create(unit=unit, category="", label="car", iou=0.3)
+        UnitLabel.objects.create(unit=unit, source="crowd", concept_text="car", is_detector=True)
+    page = page_as(make_user("researcher"))
+    page.goto(live_server.url + reverse("explain:page") + "?network=demo-objects")
+    notes = page.locator("#network-notes")
+    assert "demo-objects is a demo network" in notes.inner_text()
+    assert "mean nothing" in notes.inner_text()
+    shot(page, "first-hour-explain-demo-note")
+    page.select_option("#id_network", "paper-net")
+    assert "paper-net has no weights" in notes.inner_text()
+    assert "demo network" not in notes.inner_text()
+    option = page.locator("#id_network option[value=paper-net]").inner_text()
+    assert "no weights: cannot explain" in option

@@ -21,6 +21,23 @@
   var allOff = document.getElementById("all-off");
   if (allOn) { allOn.addEventListener("click", function () { setAll(true); }); }
   if (allOff) { allOff.addEventListener("click", function () { setAll(false); }); }
+  // The chosen network's notes (a demo network knows only the demo world; an untrained one has
+  // random weights; an imported one cannot explain), swapped when the choice changes.
+  var notes = document.getElementById("notes-by-network");
+  var select = document.getElementById("id_network");
+  var shown = document.getElementById("network-notes");
+  if (notes && select && shown) {
+    var byName = JSON.parse(notes.textContent);
+    select.addEventListener("change", function () {
+      shown.replaceChildren.apply(shown, (byName[select.value] || []).map(function (text) {
+        var p = document.createElement("p");
+        p.className = "message warning";
+        p.setAttribute("role", "note");
+        p.textContent = text;
+        return p;
+      }));
+    });
+  }
   var data = document.getElementById("explain-result");
   var button = document.getElementById("download-json");
   if (data && button) {
