@@ -8,6 +8,7 @@ from django.core import signing
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -56,8 +57,13 @@ def verify_page(request, pk: int):
             return redirect("crowd:verify", pk=assignment.pk)  # the next image (PRG)
     assignment.refresh_from_db()
     progress = verification.assignment_progress(assignment=assignment)
-    if progress.item is None or assignment.status != VA.LEASED:
-        messages.success(request, "Saved. Thank you!")
+    if assignment.status == VA.LEASED and progress.item is not None:
+        if assignment.lease_expires_at and assignment.lease_expires_at <= timezone.now():
+            messages.info(request, "Your time for that task ran out, so it went back to the pool.")
+            return redirect("crowd:annotator-home")
+    else:
+        if assignment.status == VA.SUBMITTED:
+            messages.success(request, "Saved. Thank you!")
         try:
             following = verification.verification_next(
                 worker=worker, campaign=assignment.task.campaign

@@ -193,7 +193,11 @@ def _stratum_weights(items, strata: list[dict]) -> dict[int, float]:
     for item in items:
         counted[item.stratum] += 1
     return {
-        item.pk: size.get(item.stratum, 1 / item.inclusion_probability) / counted[item.stratum]
+        item.pk: (
+            size[item.stratum] / counted[item.stratum]
+            if item.stratum in size
+            else 1 / item.inclusion_probability
+        )
         for item in items
     }
 

@@ -217,3 +217,24 @@ def test_the_admin_lists_verification_rows(client, make_user, campaign):
         client.get(reverse("admin:crowd_verificationitem_change", args=[item.pk])).status_code
         == 200
     )
+
+
+def test_an_expired_lease_sends_the_worker_home_and_refuses_answers(client, annotator, campaign):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    assignment = _start(client, campaign)
+    url = reverse("crowd:verify", args=[assignment.pk])
+    token = _token(client.get(url).content.decode())
+    VerificationAssignment.objects.filter(pk=assignment.pk).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    response = client.get(url)
+    assert response.status_code == 302 and response["Location"] == reverse("crowd:annotator-home")
+    worker = services.worker_for_user(user=annotator)
+    with pytest.raises(services.CrowdError, match="time for this task ran out"):
+        verification.verification_answer(
+            assignment=assignment, worker=worker, token=token, answer="yes"
+        )
+    assert not VerificationAnswer.objects.exists()
