@@ -385,9 +385,7 @@ class VerificationAssignment(models.Model):
         SUBMITTED = "submitted", "submitted"
         RETURNED = "returned", "returned"
 
-    task = models.ForeignKey(
-        VerificationTask, on_delete=models.CASCADE, related_name="assignments"
-    )
+    task = models.ForeignKey(VerificationTask, on_delete=models.CASCADE, related_name="assignments")
     worker = models.ForeignKey(
         Worker, on_delete=models.PROTECT, related_name="verification_assignments"
     )
