@@ -22,6 +22,10 @@ def test_imported_run_and_unit_pages_say_imported_instead_of_blanks(client, make
     assert "Imported — no pipeline stages" in page
     assert not re.search(r"\b0\s*/\s*0\b", page) and "None" not in page
     assert "Explain an image with this network" not in page  # it has no weights
+    layer_page = client.get(
+        reverse("dissect:layer-detail", args=[run.pk, "conv5"])
+    ).content.decode()
+    assert "Imported layer — no pipeline stages" in layer_page and "no tiles yet" not in layer_page
     unit = client.get(reverse("dissect:unit-detail", args=[run.pk, "conv5", 0])).content.decode()
     assert "Imported unit" in unit and "None" not in unit
     assert "Top images" not in unit and "Mask recipe" not in unit
