@@ -264,7 +264,9 @@ class BinnedIoU:
         n, m = maps.shape[:2]
         hw = self.size[0] * self.size[1]
         self.label_area += torch.bincount(maps.reshape(-1), minlength=self.n_labels)
-        present = self._category_presence(maps) if self.n_categories else None
+        # Per-category unit areas only serve the category denominator.
+        category = self.denominator == "category"
+        present = self._category_presence(maps) if category else None
         # Planes constant over every image of the batch (whole-image labels such as a scene,
         # stored as constant planes) add a pair's whole histogram to one label: no pixel work.
         flat = maps.view(n, m, hw)

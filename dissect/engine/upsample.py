@@ -23,6 +23,10 @@ import torch
 
 __all__ = ["BilinearPlan", "bilinear_plan", "hot_pixels", "upsample"]
 
+# Blocks of at least this many output pixels (e.g. 4 x 4 maps upsampled 32x) are pruned column
+# by column as well; smaller ones (16 x 16 at 8 x 8 -> 128 px) are faster evaluated whole.
+LARGE_BLOCK = 512
+
 
 @dataclass(frozen=True)
 class AxisPlan:
@@ -148,12 +152,15 @@ def hot_pixels(
     if p.numel() == 0:
         empty = torch.zeros(0, dtype=torch.int64, device=maps.device)
         return empty, empty, torch.zeros(0, dtype=torch.float32, device=maps.device)
-    # A hot block's four source cells, then the same products and sums as ``upsample``.
+    # A hot block's four source cells resized along the width (the same products and sums as
+    # ``upsample``): its top and bottom source rows at each of its output columns.
     r0, r1 = rows.block_src0[br], rows.block_src1[br]
     c0, c1 = cols.block_src0[bc], cols.block_src1[bc]
-    cw0, cw1 = cols.block_w0[bc], cols.block_w1[bc]  # [K, Lc]
+    cw0, cw1 = cols.block_w0[bc], cols.block_w1[bc]  # [K, Lc], NaN in the padding
     top = cw0 * maps[p, r0, c0].view(-1, 1) + cw1 * maps[p, r0, c1].view(-1, 1)
     bottom = cw0 * maps[p, r1, c0].view(-1, 1) + cw1 * maps[p, r1, c1].view(-1, 1)
+    if rows.block_out.shape[1] * cols.block_out.shape[1] >= LARGE_BLOCK:
+        return _hot_columns(plan, p, br, bc, top, bottom, edge, margin)
     rw0, rw1 = rows.block_w0[br].unsqueeze(2), rows.block_w1[br].unsqueeze(2)  # [K, Lr, 1]
     value = (rw0 * top.unsqueeze(1) + rw1 * bottom.unsqueeze(1)).view(p.numel(), -1)
     slots = value.shape[1]
@@ -162,3 +169,19 @@ def hot_pixels(
     slot = index - block * slots
     pixel = plan.block_pixels[(br * cols.block_src0.numel() + bc)[block] * slots + slot]
     return p[block], pixel, value.view(-1)[index]
+
+
+def _hot_columns(plan, p, br, bc, top, bottom, edge, margin):
+    """``hot_pixels`` for large blocks (coarse maps upsampled many times): an output column of a
+    block lies between its top and bottom values, so only the columns that reach above the cut
+    are evaluated (the same products and sums; NaN padding never passes)."""
+    rows, cols, size = plan.rows, plan.cols, plan.out_size
+    k, j = (torch.maximum(top, bottom) > (edge - margin)[p].view(-1, 1)).nonzero(as_tuple=True)
+    rw0, rw1 = rows.block_w0[br[k]], rows.block_w1[br[k]]  # [Kc, Lr], NaN in the padding
+    value = rw0 * top[k, j].view(-1, 1) + rw1 * bottom[k, j].view(-1, 1)  # [Kc, Lr]
+    slots = value.shape[1]
+    index = (value > edge[p[k]].view(-1, 1)).view(-1).nonzero()[:, 0]
+    column = torch.div(index, slots, rounding_mode="floor")
+    row = rows.block_out.view(-1)[br[k][column] * slots + (index - column * slots)]
+    pixel = row * size[1] + cols.block_out[bc[k], j][column]
+    return p[k][column], pixel, value.view(-1)[index]
