@@ -104,7 +104,7 @@ class Command(BaseCommand):
         for s in scores[:-1]:
             saved = 1 - adaptive.answers / s.answers if s.answers else 0.0
             self.stdout.write(
-                f"adaptive vs {s.strategy}: {saved:.0%} fewer answers; accuracy "
-                f"{adaptive.accuracy_posterior - s.accuracy_plurality:+.3f} (one-coin label "
-                f"against {s.strategy}'s plurality label)"
+                f"adaptive vs {s.strategy}: {saved:+.0%} fewer answers; accuracy "
+                f"{adaptive.accuracy_plurality:.3f} vs {s.accuracy_plurality:.3f} (plurality), "
+                f"{adaptive.accuracy_posterior:.3f} vs {s.accuracy_posterior:.3f} (one-coin)"
             )
