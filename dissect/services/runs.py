@@ -69,6 +69,14 @@ def images_needed(*, top_k: int, controls: int) -> int:
     return max(IMAGES_PER_TOP_IMAGE * top_k, top_k + controls)
 
 
+def adapted_top_k(*, n_images: int, controls: int) -> int:
+    """The K a run picks for itself on a small set: a tenth of the set, not below
+    MIN_USEFUL_TOP_K, never above the default, always leaving room for the controls
+    (below 1: the set cannot hold even one top image)."""
+    k = min(DEFAULTS["top_k"], max(n_images // IMAGES_PER_TOP_IMAGE, MIN_USEFUL_TOP_K))
+    return min(k, n_images - controls)
+
+
 def top_k_fit(
     *, n_images: int, top_k: int | None, controls: int, image_set: str = "the image set"
 ) -> tuple[int, list[str]]:
@@ -81,8 +89,7 @@ def top_k_fit(
     wanted = default if top_k is None else top_k
     recommended = images_needed(top_k=wanted, controls=controls)
     if top_k is None and n_images < recommended:
-        k = min(default, max(n_images // IMAGES_PER_TOP_IMAGE, MIN_USEFUL_TOP_K))
-        k = min(k, n_images - controls)
+        k = adapted_top_k(n_images=n_images, controls=controls)
         if k < 1:
             raise PipelineError(
                 f"image set {image_set} has {n_images} usable images: too few for even one top "
@@ -98,8 +105,8 @@ def top_k_fit(
             f"For top-{default}, use at least {recommended} images (docs/pipeline.md)."
         ]
     if wanted + controls > n_images:
-        fits = max(0, min(n_images // IMAGES_PER_TOP_IMAGE, n_images - controls))
-        hint = f"--top-k {fits} (a tenth of the set)" if fits >= 1 else "fewer --controls"
+        fits = adapted_top_k(n_images=n_images, controls=controls)
+        hint = f"top-K {fits}, what leaving it out picks" if fits >= 1 else "fewer controls"
         raise PipelineError(
             f"top_k: image set {image_set} has {n_images} usable images, too few for top-"
             f"{wanted} + {controls} controls (each unit's controls come from outside its top "

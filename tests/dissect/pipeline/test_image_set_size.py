@@ -44,7 +44,9 @@ def test_top_k_fit_refuses_with_the_numbers_and_what_to_do():
     message = str(refused.value)
     assert "image set mine has 60 usable images" in message
     assert "top-60 + 3 controls" in message and "at least 63" in message
-    assert "600 recommended" in message and "--top-k 6" in message
+    # The hint names the K that leaving top-K out picks (one rule for both), not another number.
+    adapted, _ = top_k_fit(n_images=60, top_k=None, controls=3, image_set="mine")
+    assert "600 recommended" in message and f"top-K {adapted}, what leaving it out picks" in message
     assert refused.value.field == "top_k"
     with pytest.raises(PipelineError, match="too few for even one top image"):
         top_k_fit(n_images=3, top_k=None, controls=3)
