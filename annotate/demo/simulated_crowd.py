@@ -173,6 +173,9 @@ def simulated_answer(
     if spammer:
         label = rng.choice([lab for lab in LABELS if lab.category])
         marked = rng.sample(view.controls + view.unit_tiles, k=rng.randint(0, 3))
+        room = max(0, len(view.unit_tiles) - crowd.MIN_UNMARKED_UNIT_TILES)
+        units = [p for p in marked if p in set(view.unit_tiles)][:room]
+        marked = [p for p in marked if p in set(view.controls)] + units
         return typed(label.name), rng.choice(CATEGORY_SLUGS), marked
     p_right = model.accuracy if truth.clear else model.accuracy / 2
     if rng.random() < p_right or not truth.runners_up:
@@ -225,32 +228,8 @@ def crowd_simulate(
         rng.shuffle(order)
         answered_this_round = 0
         for worker, spammer in order:
-            try:
-                a = crowd.assignment_next(worker=worker, campaign=campaign)
-            except NoTask:
-                continue
-            truth = truths.get(task_units[a.task_id])
-            if truth is None:  # a unit the world says nothing about: give it back
-                crowd.assignment_return(assignment=a, worker=worker)
-                continue
-            view = _task_view(a.task, truth, labels)
-            concept, category, marked = simulated_answer(
-                rng=rng, spammer=spammer, truth=truth, view=view, model=model
-            )
-            try:
-                outcome = crowd.assignment_submit(
-                    assignment=a, worker=worker, concept=concept, category=category,
-                    flagged_positions=marked, active_seconds=rng.uniform(20, 90),
-                )  # fmt: skip
-                if outcome.revise:  # asked to look again: careful workers mark the controls
-                    if not spammer:
-                        marked = sorted(set(marked) | set(view.controls))
-                    crowd.assignment_submit(
-                        assignment=a, worker=worker, concept=concept, category=category,
-                        flagged_positions=marked,
-                    )  # fmt: skip
-            except AnswerInvalid:
-                crowd.assignment_return(assignment=a, worker=worker)
+            if not _answer_one(worker, spammer, campaign=campaign, truths=truths, labels=labels,
+                               task_units=task_units, model=model, rng=rng):  # fmt: skip
                 continue
             stored += 1
             answered_this_round += 1
@@ -267,6 +246,41 @@ def crowd_simulate(
         ).values_list("task_id", flat=True)
     )
     return SimulationResult(campaign, {t: counts.get(t, 0) for t in task_units})
+
+
+def _answer_one(worker, spammer, *, campaign, truths, labels, task_units, model, rng) -> bool:
+    """One simulated worker takes a task and answers it; False when nothing is left for them.
+    A unit the world says nothing about (or an answer the services refuse) is given back and the
+    next task taken: a worker never gets a returned unit again, so this ends."""
+    while True:
+        try:
+            a = crowd.assignment_next(worker=worker, campaign=campaign)
+        except NoTask:
+            return False
+        truth = truths.get(task_units[a.task_id])
+        if truth is None:
+            crowd.assignment_return(assignment=a, worker=worker)
+            continue
+        view = _task_view(a.task, truth, labels)
+        concept, category, marked = simulated_answer(
+            rng=rng, spammer=spammer, truth=truth, view=view, model=model
+        )
+        try:
+            outcome = crowd.assignment_submit(
+                assignment=a, worker=worker, concept=concept, category=category,
+                flagged_positions=marked, active_seconds=rng.uniform(20, 90),
+            )  # fmt: skip
+            if outcome.revise:  # asked to look again: careful workers mark the controls
+                if not spammer:
+                    marked = sorted(set(marked) | set(view.controls))
+                crowd.assignment_submit(
+                    assignment=a, worker=worker, concept=concept, category=category,
+                    flagged_positions=marked,
+                )  # fmt: skip
+        except AnswerInvalid:
+            crowd.assignment_return(assignment=a, worker=worker)
+            continue
+        return True
 
 
 @dataclass(frozen=True)
