@@ -382,6 +382,11 @@ class AnswerSerializer(serializers.ModelSerializer):
     labeled-unit zip export). `flagged_tiles` holds the unit's tile (UnitImage) ids."""
 
     worker = serializers.CharField(source="assignment.worker.pseudonym", read_only=True)
+    simulated = serializers.BooleanField(
+        source="assignment.worker.is_simulated",
+        read_only=True,
+        help_text="True for the demo's simulated workers (sim-…), never people.",
+    )
     unit = serializers.IntegerField(source="assignment.task.unit_id", read_only=True)
     campaign = serializers.IntegerField(source="assignment.task.campaign_id", read_only=True)
     concept_name = serializers.CharField(
@@ -394,7 +399,8 @@ class AnswerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Answer
         fields = [
-            "id", "assignment", "worker", "unit", "campaign", "concept_text", "concept_name",
+            "id", "assignment", "worker", "simulated", "unit", "campaign", "concept_text",
+            "concept_name",
             "category", "flagged_tiles", "flagged_positions", "flagged_images", "flagged_files",
             "precision", "control_failed", "revisions", "created_at",
         ]  # fmt: skip
