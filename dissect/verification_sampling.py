@@ -50,6 +50,8 @@ STRATA_EDGES: tuple[float, ...] = (0.0, 0.005, 0.02, 0.1, 0.3, 1.0)
 PRESENT_COVERAGE = 0.05
 # A planted "fits" check: the concept covers at least this share of the highlighted region.
 CHECK_FITS_COVERAGE = 0.5
+# Units whose sampled images share one forward pass (their views and maps stay in memory).
+UNITS_PER_PASS = 16
 # Candidates looked at per planted check (each needs its map and label maps read).
 _CANDIDATES_PER_CHECK = 6
 
@@ -212,18 +214,16 @@ def score_layer(
 
 
 def _views_and_maps(net, layer: str, paths: Mapping[int, str], units: Sequence[int], dev):
-    """{image id: (network view PIL, {unit: activation map [h, w] float32 cpu})} of a few images
-    (the sample and check candidates: decoded once, one pass)."""
+    """{image id: (network view PIL, {unit: activation map [h, w] float32 cpu})} of the images
+    ``paths`` names (samples and check candidates of a few units: one pass, decoded a batch at a
+    time so only the views and the wanted maps stay in memory)."""
     import torch
 
     from dissect.images import load_rgb, network_view, preprocess_transform
 
     transform = preprocess_transform(net.preprocessing)
     ids = sorted(paths)
-    views = {}
-    for image_id in ids:
-        image = load_rgb(paths[image_id])
-        views[image_id] = (network_view(image, net.preprocessing), transform(image))
+    views: dict[int, object] = {}
     out: dict[int, tuple] = {}
 
     def keep(batch_ids, output) -> None:
@@ -232,16 +232,18 @@ def _views_and_maps(net, layer: str, paths: Mapping[int, str], units: Sequence[i
         index = torch.as_tensor(list(units), dtype=torch.int64, device=output.device)
         maps = output.index_select(1, index).cpu()
         for row, image_id in enumerate(batch_ids.tolist()):
-            out[image_id] = (
-                views[image_id][0],
-                {u: maps[row, k] for k, u in enumerate(units)},
-            )
+            out[image_id] = (views.pop(image_id), {u: maps[row, k] for k, u in enumerate(units)})
 
-    batches = (
-        (torch.tensor(ids[s : s + 32]), torch.stack([views[i][1] for i in ids[s : s + 32]]))
-        for s in range(0, len(ids), 32)
-    )
-    _forward_layer(net, layer, batches, dev, keep)
+    def batches():
+        for start in range(0, len(ids), 32):
+            chunk, tensors = ids[start : start + 32], []
+            for image_id in chunk:
+                image = load_rgb(paths[image_id])
+                views[image_id] = network_view(image, net.preprocessing)
+                tensors.append(transform(image))
+            yield torch.tensor(chunk), torch.stack(tensors)
+
+    _forward_layer(net, layer, batches(), dev, keep)
     return out
 
 
@@ -315,6 +317,22 @@ def _coverage(mask: np.ndarray, pixels: np.ndarray | None) -> float | None:
 # -- one unit ---------------------------------------------------------------------------------
 
 
+def _draw(unit_scores, ids, *, n: int, seed: int, unit: int, checks: int):
+    """(drawn, strata, check candidates) of one unit: the stratified sample and, for planted
+    checks, the best-scoring and some lower-half images outside it (deterministic in seed)."""
+    drawn, strata = stratified_sample(unit_scores, ids, n=n, seed=seed)
+    candidates: list[int] = []
+    if checks > 0:
+        in_sample = {int(ids[i]) for i, _, _ in drawn}
+        rest = [i for i in np.lexsort((ids, -unit_scores)) if int(ids[i]) not in in_sample]
+        wanted = checks * _CANDIDATES_PER_CHECK
+        rng = random.Random(f"verification-checks:{seed}:{unit}")
+        lows = rest[len(rest) // 2 :]
+        picked = rest[:wanted] + rng.sample(lows, min(wanted, len(lows)))
+        candidates = list(dict.fromkeys(picked))  # a small set's bands overlap
+    return drawn, strata, candidates
+
+
 def sample_unit(
     *,
     net,
@@ -331,16 +349,20 @@ def sample_unit(
     concept_maps: _ConceptMaps | None = None,
     device: str = "auto",
     write_tile: Callable | None = None,
+    seen: Mapping | None = None,
 ) -> UnitSample:
     """The verification sample of ``unit`` from the layer's scores (``score_layer``): ``n``
     images stratified by rank (``stratified_sample``), each with its region tile written by
     ``write_tile(view, mask) -> name`` (skipped when None), its label-map coverage, and up to
-    ``checks`` planted checks of each kind when ``concept_maps`` is given."""
+    ``checks`` planted checks of each kind when ``concept_maps`` is given. ``seen``: the views
+    and maps of its images from a pass shared with other units (``_views_and_maps``)."""
     from dissect.engine import place_model
 
     dev = place_model(net, device)
     unit_scores = scores[:, unit]
-    drawn, strata = stratified_sample(unit_scores, ids, n=n, seed=seed)
+    drawn, strata, candidates = _draw(
+        unit_scores, ids, n=n, seed=seed, unit=unit, checks=checks if concept_maps else 0
+    )
     sample = UnitSample(
         unit_index=unit,
         concept=concept,
@@ -349,17 +371,9 @@ def sample_unit(
         strata=strata,
         label_maps=concept_maps is not None,
     )
-    in_sample = {int(ids[i]) for i, _, _ in drawn}
-    candidates: list[int] = []
-    if concept_maps is not None and checks > 0:
-        rest = [i for i in np.lexsort((ids, -unit_scores)) if int(ids[i]) not in in_sample]
-        wanted = checks * _CANDIDATES_PER_CHECK
-        rng = random.Random(f"verification-checks:{seed}:{unit}")
-        lows = rest[len(rest) // 2 :]
-        picked = rest[:wanted] + rng.sample(lows, min(wanted, len(lows)))
-        candidates = list(dict.fromkeys(picked))  # a small set's bands overlap
-    wanted_ids = in_sample | {int(ids[i]) for i in candidates}
-    seen = _views_and_maps(net, layer, {i: paths[i] for i in wanted_ids}, [unit], dev)
+    if seen is None:
+        wanted_ids = {int(ids[i]) for i, _, _ in drawn} | {int(ids[i]) for i in candidates}
+        seen = _views_and_maps(net, layer, {i: paths[i] for i in wanted_ids}, [unit], dev)
 
     def describe(index: int, probability: float, stratum: int, check: str = ""):
         image_id = int(ids[index])
@@ -432,6 +446,7 @@ def sample_run_units(
     sample, its tiles (media storage, content-addressed) and, when the image set has label maps
     naming the concept, coverage and planted checks. ``net`` overrides the run's network (tests).
     Returns {Unit id: UnitSample}; raises VerificationSampleError naming what to fix."""
+    from dissect.engine import place_model
     from dissect.models import DissectionRun, Unit
     from dissect.selectors import run_ordered_images
     from dissect.services.common import DEFAULTS
@@ -482,22 +497,38 @@ def sample_run_units(
         done = base + len(items)
         if len(ids) == 0:
             raise VerificationSampleError(f"run {run_id}: no image of its set could be read")
+        maps_of = {}
         for unit in layer_units:
-            concept = unit_concepts[unit.pk]
-            maps = None
+            maps_of[unit.pk] = None
             if dataset is not None:
-                numbers = concept_label_numbers(dataset, concept)
+                numbers = concept_label_numbers(dataset, unit_concepts[unit.pk])
                 if numbers:
-                    maps = _ConceptMaps(dataset, numbers, net.preprocessing)
-            threshold = unit.threshold if unit.threshold is not None else float("inf")
-            out[unit.pk] = sample_unit(
-                net=net, layer=layer, unit=unit.index, concept=concept, ids=ids, scores=scores,
-                paths=paths, threshold=threshold, n=n, seed=seed + unit.pk, checks=checks,
-                concept_maps=maps, device=device, write_tile=write_tile,
+                    maps_of[unit.pk] = _ConceptMaps(dataset, numbers, net.preprocessing)
+        # One pass per group of units over the union of their images (not one per unit).
+        for start in range(0, len(layer_units), UNITS_PER_PASS):
+            group = layer_units[start : start + UNITS_PER_PASS]
+            wanted: set[int] = set()
+            for unit in group:
+                drawn, _, candidates = _draw(
+                    scores[:, unit.index], ids, n=n, seed=seed + unit.pk, unit=unit.index,
+                    checks=checks if maps_of[unit.pk] else 0,
+                )  # fmt: skip
+                wanted |= {int(ids[i]) for i, _, _ in drawn} | {int(ids[i]) for i in candidates}
+            seen = _views_and_maps(
+                net, layer, {i: paths[i] for i in wanted}, [u.index for u in group],
+                place_model(net, device),
             )  # fmt: skip
-            done += 1
-            if progress is not None:
-                progress(done, total)
+            for unit in group:
+                threshold = unit.threshold if unit.threshold is not None else float("inf")
+                out[unit.pk] = sample_unit(
+                    net=net, layer=layer, unit=unit.index, concept=unit_concepts[unit.pk],
+                    ids=ids, scores=scores, paths=paths, threshold=threshold, n=n,
+                    seed=seed + unit.pk, checks=checks, concept_maps=maps_of[unit.pk],
+                    device=device, write_tile=write_tile, seen=seen,
+                )  # fmt: skip
+                done += 1
+                if progress is not None:
+                    progress(done, total)
     return out
 
 
