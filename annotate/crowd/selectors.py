@@ -317,6 +317,14 @@ def campaign_simulated_answers(*, campaign: Campaign) -> int:
     ).count()
 
 
+def campaign_tiles_shown(*, campaign: Campaign) -> tuple[int, int] | None:
+    """(fewest, most) tiles a task of `campaign` really shows, controls included; None before it
+    has tasks. `tiles_per_task` is only the most asked for: a unit with fewer top tiles than that
+    gets a shorter task, and the page must say what workers see, not what was asked."""
+    sizes = {len(order) for order in campaign.tasks.values_list("tile_order", flat=True)}
+    return (min(sizes), max(sizes)) if sizes else None
+
+
 def pending_review(*, campaign: Campaign) -> QuerySet:
     """Submitted answers of `campaign` waiting for a decision, oldest first."""
     return (

@@ -554,6 +554,7 @@ def _campaign_page(request, campaign: Campaign, *, review: dict | None = None, s
         "review": review or {"selected": set(), "reason": "", "error": ""},
         "workers": quality.campaign_worker_table(campaign=campaign),
         "simulated": selectors.campaign_simulated_answers(campaign=campaign),
+        "tiles_shown": selectors.campaign_tiles_shown(campaign=campaign),
         "transitions": [
             s
             for s in Campaign.Status.values

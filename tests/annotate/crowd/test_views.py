@@ -281,3 +281,14 @@ def test_the_tasks_page_fits_a_phone(client, annotator, campaign):
     assert page.count('<table class="stack">') == 2
     for label in ("Campaign", "Network", "Reward", "Task", "Status", "Accepted"):
         assert f'data-label="{label}"' in page
+
+
+def test_campaign_page_says_how_many_tiles_workers_really_see(client, make_user, campaign):
+    # The run keeps 14 top images per unit (conftest build_run) and the campaign asks for 60:
+    # every task shows 14 unit tiles + 3 controls, and the page must say 17, not 60.
+    sizes = {len(t.tile_order) for t in campaign.tasks.all()}
+    assert sizes == {17}
+    client.force_login(make_user("researcher"))
+    detail = client.get(reverse("crowd:campaign-detail", args=[campaign.pk])).content.decode()
+    assert "17 tiles per task (3 controls; 60 asked for, the run keeps fewer top images)" in detail
+    assert "60 tiles per task" not in detail
