@@ -18,6 +18,11 @@ values above ``hi`` share one overflow column). Memory is
 ``units x (labels + 1 + categories) x (bins + 1) x 8`` bytes, independent of the number of images
 (e.g. 128 units x 90 labels x 257 bins = 24 MB).
 
+**Upsampling.** ``dissect.engine.upsample``: bilinear, ``align_corners=False``, equal to
+``F.interpolate`` up to float32 rounding (<= 1e-6 relative). Only the output blocks whose source
+cells reach above the window's lower edge are computed (``hot_pixels``), with values
+bit-identical to the dense ``upsample`` that the two-pass ``IoUAccumulator`` thresholds.
+
 **Error bound.** For a threshold t whose o-value is a multiple of ``2**s`` (a bin *edge*) and
 inside the unit's window (``lo * 2**s <= o(t) <= (hi + 1) * 2**s``), the counts are *exact*: the
 same integers as thresholding the same upsampled maps at t directly. Every threshold returned by
