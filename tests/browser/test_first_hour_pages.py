@@ -48,7 +48,11 @@ def test_a_small_image_set_is_refused_with_numbers_or_adapts_top_k(
     error = page.locator(".errorlist").first
     error.wait_for()
     text = error.inner_text()
-    assert "30 usable images" in text and "top-60 + 3 controls" in text and "top-K 10, what leaving it out picks" in text
+    assert (
+        "30 usable images" in text
+        and "top-60 + 3 controls" in text
+        and "top-K 10, what leaving it out picks" in text
+    )
     assert not DissectionRun.objects.exists()
     shot(page, "first-hour-small-set-refused")
 
