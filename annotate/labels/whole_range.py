@@ -336,3 +336,35 @@ def summary_by(rows: Sequence[UnitMeasures], *, key) -> list[dict]:
 def holds_at_top_fails_over_range(rows: Sequence[UnitMeasures]) -> list[UnitMeasures]:
     """Units whose label holds among their top images but fails over the whole range."""
     return [r for r in rows if r.holds_at_top_fails_over_range]
+
+
+def campaign_report(*, campaign, reps: int) -> tuple[list[UnitMeasures], NoiseModel, dict]:
+    """(unit measures, noise model, planted-check results) of ``campaign``, cached until an
+    answer is added or a label of the run changes: the fit and the bootstraps take tens of
+    seconds on a real campaign, and a report page must not redo them on every view."""
+    from django.core.cache import cache
+    from django.db.models import Count, Max
+
+    from annotate.crowd.models import VerificationAnswer
+    from annotate.labels.models import UnitLabel
+
+    answers = VerificationAnswer.objects.filter(assignment__task__campaign=campaign).aggregate(
+        n=Count("pk"), last=Max("pk")
+    )
+    labels = UnitLabel.objects.filter(unit__layer__run_id=campaign.run_id).aggregate(
+        last=Max("updated_at")
+    )
+    stamp = labels["last"].isoformat() if labels["last"] else "-"
+    # created_at too: a campaign id can come back (a test database rolled back, a restore).
+    born = campaign.created_at.isoformat()
+    key = f"whole-range:{campaign.pk}:{born}:{answers['n']}:{answers['last']}:{stamp}:{reps}"
+    cached = cache.get(key)
+    if cached is None:
+        model = campaign_noise_model(campaign=campaign)
+        cached = (
+            campaign_unit_measures(campaign=campaign, model=model, reps=reps),
+            model,
+            campaign_check_results(campaign=campaign),
+        )
+        cache.set(key, cached, timeout=24 * 3600)
+    return cached

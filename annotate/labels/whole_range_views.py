@@ -96,9 +96,8 @@ def whole_range_report(request, network: str):
     campaigns = list(Campaign.objects.filter(run=run, verification_tasks__isnull=False).distinct())
     rows, workers = [], []
     for campaign in campaigns:
-        model = whole_range.campaign_noise_model(campaign=campaign)
-        rows += whole_range.campaign_unit_measures(campaign=campaign, model=model, reps=300)
-        checks = whole_range.campaign_check_results(campaign=campaign)
+        measures, model, checks = whole_range.campaign_report(campaign=campaign, reps=300)
+        rows += measures
         workers += [
             {
                 "campaign": campaign.name,

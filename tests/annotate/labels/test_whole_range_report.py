@@ -94,3 +94,23 @@ def test_annotators_cannot_read_the_report(client, make_user):
     client.force_login(make_user("annotator"))
     url = reverse("labels:whole-range", args=["any-network"])
     assert client.get(url).status_code == 403
+
+
+def test_the_report_is_computed_once_until_an_answer_arrives(answered, make_user, monkeypatch):
+    from django.core.cache import cache
+
+    cache.clear()
+    fits = []
+    real_fit = whole_range.campaign_noise_model
+    monkeypatch.setattr(
+        whole_range, "campaign_noise_model", lambda **kw: fits.append(1) or real_fit(**kw)
+    )
+    first = whole_range.campaign_report(campaign=answered, reps=20)
+    again = whole_range.campaign_report(campaign=answered, reps=20)
+    assert len(fits) == 1  # the second view read the cache
+    assert [r.crowd["f1"].value for r in again[0]] == [r.crowd["f1"].value for r in first[0]]
+    # A new answer (another worker on the red unit) makes the next view fit again.
+    red = answered.verification_tasks.order_by("unit__index").first()
+    _answer(red, services.worker_for_user(user=make_user("annotator", "late")), _truthful)
+    whole_range.campaign_report(campaign=answered, reps=20)
+    assert len(fits) == 2
