@@ -19,6 +19,8 @@ app.conf.task_routes = [
         "dissect.tasks.merge_*": {"queue": "cpu"},
         "dissect.tasks.watchdog_*": {"queue": "cpu"},
         "dissect.tasks.*": {"queue": "gpu"},
+        # A campaign's verification sample: a forward pass per layer over the run's images.
+        "annotate.crowd.tasks.build_verification": {"queue": "gpu"},
     }
 ]
 # A killed worker's task is redelivered (acked only when it ends, rejected back to the queue when

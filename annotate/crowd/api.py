@@ -30,8 +30,26 @@ A = Assignment.Status
 # --- campaigns --------------------------------------------------------------------------------------
 
 
+class VerificationBuildSerializer(serializers.Serializer):
+    """The build of a campaign's verification sample (queue gpu): state '' (none asked for),
+    pending, building, ready or failed; steps done of total while it runs; the error when it
+    failed; the verification tasks made. Verification leases are handed out only when ready."""
+
+    state = serializers.ChoiceField(
+        source="verification_state", choices=Campaign.VerificationState.choices, read_only=True
+    )
+    done = serializers.IntegerField(source="verification_done", read_only=True)
+    total = serializers.IntegerField(source="verification_total", read_only=True)
+    error = serializers.CharField(source="verification_error", read_only=True)
+    tasks = serializers.SerializerMethodField()
+
+    def get_tasks(self, campaign) -> int:
+        return campaign.verification_tasks.count()
+
+
 class CampaignSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
+    verification = VerificationBuildSerializer(source="*", read_only=True)
 
     class Meta:
         model = Campaign
@@ -40,7 +58,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "max_answers", "target_confidence", "fill_order", "lease_minutes", "reward_cents",
             "instructions", "gold_rate", "max_tasks_per_worker", "min_gold_accuracy",
             "auto_approve_hours", "completion_url", "completion_code", "tasks_per_session",
-            "seed", "status", "created_at", "progress",
+            "seed", "status", "created_at", "progress", "verification",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -70,6 +70,13 @@ class Campaign(models.Model):
         # The fewest-answered unit first: every unit gets a first answer before any gets a second.
         SPREAD = "spread", "spread answers over all units"
 
+    class VerificationState(models.TextChoices):
+        NONE = "", "no verification sample"
+        PENDING = "pending", "waiting for a gpu worker"
+        BUILDING = "building", "building"
+        READY = "ready", "ready"
+        FAILED = "failed", "failed"
+
     name = models.CharField(max_length=200)
     run = models.ForeignKey(DissectionRun, on_delete=models.PROTECT, related_name="campaigns")
     layers = models.JSONField(
@@ -115,6 +122,19 @@ class Campaign(models.Model):
     auto_approve_hours = models.PositiveIntegerField(default=72)
     seed = models.BigIntegerField(default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    # The build of the campaign's verification sample (annotate.crowd.tasks.build_verification,
+    # queue gpu): empty when none was asked for (or the tasks were made directly); verification
+    # leases are handed out only when it is empty or ready.
+    verification_state = models.CharField(
+        max_length=10, choices=VerificationState.choices, blank=True, default=""
+    )
+    verification_error = models.TextField(blank=True)
+    # Steps of the build (images scored per layer, then one per unit), as the task goes.
+    verification_done = models.PositiveIntegerField(default=0)
+    verification_total = models.PositiveIntegerField(default=0)
+    # What the build was asked for (verify_source, verify_images, verify_checks): a rebuild
+    # uses the same.
+    verification_options = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )

@@ -29,6 +29,11 @@ urlpatterns = [
     path("campaigns/<int:pk>/status/", views.campaign_status, name="campaign-status"),
     path("campaigns/<int:pk>/review/", views.campaign_review, name="campaign-review"),
     path(
+        "campaigns/<int:pk>/verification/rebuild/",
+        views.campaign_verification_rebuild,
+        name="campaign-verification-rebuild",
+    ),
+    path(
         "campaigns/<int:pk>/study-decisions.csv",
         views.study_decisions_csv,
         name="study-decisions",

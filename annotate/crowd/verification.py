@@ -16,6 +16,7 @@ binary). Every change writes an AuditEvent in its transaction.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections import defaultdict
@@ -46,6 +47,7 @@ from core.errors import Conflict
 from core.models import AuditAction
 from dissect.models import AutoLabel, DissectionRun, Unit
 
+logger = logging.getLogger(__name__)
 VA = VerificationAssignment.Status
 LABEL_SOURCES = ("crowd", "auto")
 _TILE_SALT = "crowd.verify-tile"
@@ -173,11 +175,15 @@ def verification_tasks_create(
     return tasks
 
 
-def campaign_create_with_verification(*, created_by=None, **kwargs) -> Campaign:
-    """``services.campaign_create`` plus, when ``verify_source`` is set, verification tasks
-    for its labeled units (``VERIFICATION_SPEC``: verify_source, verify_images,
-    verify_checks). The labels are looked up first, so a campaign is not made for a source
-    that labeled none of its units."""
+def campaign_create_with_verification(
+    *, created_by=None, inline: bool | None = None, **kwargs
+) -> Campaign:
+    """``services.campaign_create`` plus, when ``verify_source`` is set, the build of
+    verification tasks for its labeled units (``VERIFICATION_SPEC``: verify_source,
+    verify_images, verify_checks). The labels are looked up first, so a campaign is not made for
+    a source that labeled none of its units. The build (a forward pass per layer, minutes) runs
+    on a gpu worker (``verification_build_enqueue``); ``inline`` True runs it here (the
+    command)."""
     from annotate.crowd.services import campaign_create
 
     options = VERIFICATION_SPEC.clean(
@@ -193,11 +199,94 @@ def campaign_create_with_verification(*, created_by=None, **kwargs) -> Campaign:
         )
     campaign = campaign_create(created_by=created_by, **kwargs)
     if source:
-        verification_tasks_create(
-            campaign=campaign, source=source, images=options["verify_images"],
-            checks=options["verify_checks"], actor=created_by,
-        )  # fmt: skip
+        campaign = verification_build_enqueue(
+            campaign=campaign, options=options, actor=created_by, inline=inline
+        )
     return campaign
+
+
+# --- building the sample (annotate.crowd.tasks.build_verification, queue gpu) ---------------------
+
+VS = Campaign.VerificationState
+# The least time between two progress writes of a build.
+PROGRESS_WRITE_S = 1.0
+
+
+def verification_build_enqueue(
+    *, campaign: Campaign, options: Mapping | None = None, actor=None, inline: bool | None = None
+) -> Campaign:
+    """Record that the campaign's verification sample is to be built (state pending, with
+    ``options``: verify_source, verify_images, verify_checks; default: the campaign's last ones)
+    and hand the build to the gpu queue once this transaction commits. With eager Celery (the
+    embedded default) or ``inline`` True it runs here, now. Returns the campaign as it stands."""
+    from django.conf import settings
+
+    from annotate.crowd import tasks
+
+    opts = dict(options if options is not None else campaign.verification_options)
+    if not opts.get("verify_source"):
+        raise CrowdError("verify_source: this campaign has no verification sample to build.")
+    Campaign.objects.filter(pk=campaign.pk).update(
+        verification_state=VS.PENDING, verification_error="", verification_done=0,
+        verification_total=0, verification_options=opts,
+    )  # fmt: skip
+    actor_id = getattr(actor, "pk", None)
+    if inline or (inline is None and settings.CELERY_TASK_ALWAYS_EAGER):
+        verification_build(campaign_id=campaign.pk, actor_id=actor_id)
+    else:
+        transaction.on_commit(
+            lambda: tasks.build_verification.delay(campaign.pk, actor_id=actor_id)
+        )
+    campaign.refresh_from_db()
+    return campaign
+
+
+def _build_record(campaign_id: int, **fields) -> None:
+    Campaign.objects.filter(pk=campaign_id).update(**fields)
+
+
+def verification_build(*, campaign_id: int, actor_id: int | None = None, net=None) -> str:
+    """Build the campaign's verification tasks (``verification_tasks_create`` with its
+    ``verification_options``), recording state building, its progress, then ready or failed
+    with the error. Idempotent: a rerun adds only the units still missing. Returns the state.
+    Transient database errors propagate (the Celery task retries them); any other error is
+    stored as the campaign's build error."""
+    from django.contrib.auth import get_user_model
+    from django.db import InterfaceError, OperationalError
+
+    campaign = Campaign.objects.select_related("run").get(pk=campaign_id)
+    opts = campaign.verification_options or {}
+    actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+    _build_record(campaign_id, verification_state=VS.BUILDING, verification_error="")
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - last[0] >= PROGRESS_WRITE_S:
+            last[0] = now
+            _build_record(campaign_id, verification_done=done, verification_total=total)
+
+    try:
+        verification_tasks_create(
+            campaign=campaign, source=opts.get("verify_source", ""),
+            images=int(opts.get("verify_images", 40)), checks=int(opts.get("verify_checks", 2)),
+            actor=actor, net=net, progress=progress,
+        )  # fmt: skip
+    except (OperationalError, InterfaceError, ConnectionError):
+        raise
+    except CrowdError as error:
+        _build_record(campaign_id, verification_state=VS.FAILED, verification_error=str(error))
+        return VS.FAILED
+    except Exception as error:  # stored for the campaign page, and logged with its traceback
+        logger.exception("verification build of campaign %s failed", campaign_id)
+        _build_record(
+            campaign_id,
+            verification_state=VS.FAILED,
+            verification_error=f"{type(error).__name__}: {error}",
+        )
+        return VS.FAILED
+    _build_record(campaign_id, verification_state=VS.READY, verification_error="")
+    return VS.READY
 
 
 # --- tiles ----------------------------------------------------------------------------------------
@@ -246,6 +335,11 @@ def verification_next(*, worker: Worker, campaign: Campaign) -> VerificationAssi
         raise NoTask(f"This campaign is {campaign.status}; no tasks are handed out.")
     if worker.blocked:
         raise NoTask("Your account is blocked from receiving tasks.")
+    state = Campaign.objects.filter(pk=campaign.pk).values_list("verification_state", flat=True)
+    if state.first() in (VS.PENDING, VS.BUILDING, VS.FAILED):
+        raise NoTask(
+            "This campaign's verification images are not ready yet; try again in a few minutes."
+        )
     for _ in range(LEASE_TRIES):
         assignment, passed_locked = _lease_once(worker=worker, campaign=campaign)
         if assignment is not None:

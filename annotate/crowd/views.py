@@ -531,8 +531,16 @@ def campaign_new(request):
         except CrowdError as error:  # shown on the form, beside its field
             form.add_error(error.field if error.field in form.fields else None, error.message)
         else:
+            building = campaign.verification_state in (
+                Campaign.VerificationState.PENDING,
+                Campaign.VerificationState.BUILDING,
+            )
             messages.success(
-                request, f"Campaign created with {campaign.tasks.count()} tasks (draft)."
+                request,
+                f"Campaign created with {campaign.tasks.count()} tasks (draft)"
+                + (
+                    "; its verification sample is being built on a gpu worker." if building else "."
+                ),
             )
             return redirect("crowd:campaign-detail", pk=campaign.pk)
     return render(request, "crowd/campaign_form.html", {"form": form})
@@ -555,6 +563,7 @@ def _campaign_page(request, campaign: Campaign, *, review: dict | None = None, s
         "workers": quality.campaign_worker_table(campaign=campaign),
         "simulated": selectors.campaign_simulated_answers(campaign=campaign),
         "tiles_shown": selectors.campaign_tiles_shown(campaign=campaign),
+        "verification_tasks": campaign.verification_tasks.count(),
         "transitions": [
             s
             for s in Campaign.Status.values
@@ -563,6 +572,7 @@ def _campaign_page(request, campaign: Campaign, *, review: dict | None = None, s
         "can_review": can(request.user, "assignment.review"),
         "can_block": can(request.user, "worker.block"),
         "can_status": can(request.user, "campaign.status"),
+        "can_create": can(request.user, "campaign.create"),
     }
     return render(request, "crowd/campaign_detail.html", context, status=status)
 
@@ -578,6 +588,21 @@ def campaign_status(request, pk: int):
         messages.success(request, f"Campaign is now {request.POST.get('status')}.")
     except CrowdError as error:
         messages.error(request, str(error))
+    return redirect("crowd:campaign-detail", pk=pk)
+
+
+@requires("campaign.create")
+@require_POST
+def campaign_verification_rebuild(request, pk: int):
+    """Build the campaign's verification sample again, with the same options (after a failure
+    was fixed); units that already have their task keep it."""
+    campaign = get_object_or_404(Campaign, pk=pk)
+    try:
+        verification.verification_build_enqueue(campaign=campaign, actor=request.user)
+    except CrowdError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, "The verification sample is being built again.")
     return redirect("crowd:campaign-detail", pk=pk)
 
 

@@ -44,7 +44,9 @@ class Command(BaseCommand):
 
             gold_units = {**auto_gold(run=run_row, min_iou=gold_from_auto_labels), **gold_units}
         try:
+            # The verification sample is built here, in this process (not on a gpu worker).
             campaign = campaign_create_with_verification(
+                inline=True,
                 run=run_row,
                 layers=[x.strip() for x in layers.split(",") if x.strip()],
                 gold=gold_units,
@@ -55,6 +57,11 @@ class Command(BaseCommand):
                 campaign = campaign_set_status(campaign=campaign, status="live", actor=None)
         except CrowdError as error:
             raise CommandError(str(error)) from None
+        if campaign.verification_state == campaign.VerificationState.FAILED:
+            raise CommandError(
+                f"Campaign {campaign.pk} was made, but its verification sample failed: "
+                f"{campaign.verification_error}"
+            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Campaign {campaign.pk} '{campaign.name}': {campaign.tasks.count()} tasks"
