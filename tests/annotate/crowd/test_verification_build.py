@@ -1,0 +1,191 @@
+"""The verification sample is built off the web request (issue 16): the form and the API create
+the campaign at once with its build pending and hand `annotate.crowd.tasks.build_verification`
+(queue gpu) to Celery on commit; the task records progress, then ready or failed with the error;
+a rerun is idempotent; verification leases are refused until the sample is ready."""
+
+from unittest import mock
+
+import pytest
+from django.urls import reverse
+
+from annotate.crowd import services, tasks, verification
+from annotate.crowd.models import Campaign, VerificationTask
+from config.celery import app
+from dissect import models as dm
+from dissect.services import networks
+from tests.annotate.crowd.test_verification_doors import run  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.django_db
+API = "/api/crowd/campaigns/"
+
+
+@pytest.fixture
+def queued(settings):
+    """Celery with a broker (not eager): the enqueued build is captured, not run."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    with mock.patch.object(tasks.build_verification, "delay") as delay:
+        yield delay
+
+
+def _api_create(client, django_capture_on_commit_callbacks, run):  # noqa: F811
+    body = {"run": run.pk, "layers": ["conv"], "tiles_per_task": 13, "verify_source": "auto",
+            "verify_images": 5, "verify_checks": 0}  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client.post(API, body, content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert len(callbacks) == 1
+    return response
+
+
+def test_the_build_is_routed_to_the_gpu_queue():
+    route = app.amqp.router.route({}, "annotate.crowd.tasks.build_verification")
+    assert route["queue"].name == "gpu"
+
+
+def test_the_api_returns_at_once_pending_then_the_task_builds_the_sample(
+    run,  # noqa: F811
+    client,
+    make_user,
+    queued,
+    django_capture_on_commit_callbacks,
+):
+    researcher = make_user("researcher")
+    client.force_login(researcher)
+    response = _api_create(client, django_capture_on_commit_callbacks, run)
+    body = response.json()
+    assert body["verification"] == {"state": "pending", "done": 0, "total": 0, "error": "",
+                                    "tasks": 0}  # fmt: skip
+    campaign = Campaign.objects.get(pk=body["id"])
+    assert campaign.tasks.count() == 4 and not campaign.verification_tasks.exists()
+    assert campaign.verification_options == {
+        "verify_source": "auto", "verify_images": 5, "verify_checks": 0
+    }  # fmt: skip
+    queued.assert_called_once_with(campaign.pk, actor_id=researcher.pk)
+
+    # The campaign may go live; its verification leases wait for the sample.
+    campaign = services.campaign_set_status(campaign=campaign, status="live", actor=None)
+    worker = services.worker_for_user(user=make_user("annotator", "early"))
+    with pytest.raises(services.NoTask, match="verification images are not ready yet"):
+        verification.verification_next(worker=worker, campaign=campaign)
+
+    # The gpu worker runs the task (its body, here).
+    assert tasks.build_verification(campaign.pk, actor_id=researcher.pk) == "ready"
+    campaign.refresh_from_db()
+    assert campaign.verification_state == "ready" and campaign.verification_error == ""
+    assert campaign.verification_done == campaign.verification_total > 0
+    assert campaign.verification_tasks.count() == 3
+    assert all(t.items.count() == 5 for t in campaign.verification_tasks.all())
+    shown = client.get(f"{API}{campaign.pk}/").json()["verification"]
+    assert shown["state"] == "ready" and shown["tasks"] == 3
+    assert (
+        verification.verification_next(worker=worker, campaign=campaign).task.campaign == campaign
+    )
+
+    # A rerun (a redelivered message) adds nothing.
+    items = sorted(dm_ids(campaign))
+    assert tasks.build_verification(campaign.pk) == "ready"
+    assert VerificationTask.objects.filter(campaign=campaign).count() == 3
+    assert sorted(dm_ids(campaign)) == items
+
+
+def dm_ids(campaign):
+    return VerificationTask.objects.filter(campaign=campaign).values_list(
+        "pk", "items__image_id", "items__position"
+    )
+
+
+def test_a_failed_build_is_stored_shown_and_can_be_rebuilt(
+    run,  # noqa: F811
+    client,
+    make_user,
+    queued,
+    django_capture_on_commit_callbacks,
+    monkeypatch,
+    settings,
+):
+    client.force_login(make_user("researcher"))
+    campaign = Campaign.objects.get(
+        pk=_api_create(client, django_capture_on_commit_callbacks, run).json()["id"]
+    )
+
+    def no_weights(network):
+        raise FileNotFoundError(f"weights of {network.name} not found")
+
+    good = networks.network_load  # the fixture's (the color network)
+    monkeypatch.setattr("dissect.services.networks.network_load", no_weights)
+    assert tasks.build_verification(campaign.pk) == "failed"
+    campaign.refresh_from_db()
+    assert campaign.verification_state == "failed"
+    assert campaign.verification_error.startswith("FileNotFoundError: weights of")
+    assert not campaign.verification_tasks.exists()
+
+    page = client.get(reverse("crowd:campaign-detail", args=[campaign.pk])).content.decode()
+    assert "The verification sample could not be built" in page
+    assert "FileNotFoundError: weights of" in page
+    assert "Build the verification sample again" in page
+    assert client.get(f"{API}{campaign.pk}/").json()["verification"]["state"] == "failed"
+    campaign = services.campaign_set_status(campaign=campaign, status="live", actor=None)
+    worker = services.worker_for_user(user=make_user("annotator", "w"))
+    with pytest.raises(services.NoTask, match="not ready yet"):
+        verification.verification_next(worker=worker, campaign=campaign)
+
+    # Fixed; the button builds it again (eager here: inline), with the same options.
+    monkeypatch.setattr("dissect.services.networks.network_load", good)
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    rebuilt = client.post(
+        reverse("crowd:campaign-verification-rebuild", args=[campaign.pk]), follow=True
+    )
+    page = rebuilt.content.decode()
+    assert "3 verification tasks" in page and "could not be built" not in page
+    campaign.refresh_from_db()
+    assert campaign.verification_state == "ready" and campaign.verification_error == ""
+    assert verification.verification_next(worker=worker, campaign=campaign)
+
+
+def test_a_crowd_error_in_the_task_is_stored_with_what_to_do(
+    run,  # noqa: F811
+    client,
+    make_user,
+    queued,
+    django_capture_on_commit_callbacks,
+):
+    client.force_login(make_user("researcher"))
+    campaign = Campaign.objects.get(
+        pk=_api_create(client, django_capture_on_commit_callbacks, run).json()["id"]
+    )
+    dm.AutoLabel.objects.filter(unit__layer__run=run).delete()  # gone before the worker ran
+    assert tasks.build_verification(campaign.pk) == "failed"
+    campaign.refresh_from_db()
+    assert "no unit of conv has a auto label" in campaign.verification_error
+    assert "compute automatic labels first" in campaign.verification_error
+
+
+def test_the_form_returns_at_once_and_the_page_shows_the_build(
+    run,  # noqa: F811
+    client,
+    make_user,
+    queued,
+    django_capture_on_commit_callbacks,
+):
+    client.force_login(make_user("researcher"))
+    form = {
+        "run": run.pk, "layers": "conv", "tiles_per_task": 13, "controls_per_task": 3,
+        "redundancy": 2, "lease_minutes": 20, "reward_cents": 0, "gold_rate": 0,
+        "min_gold_accuracy": 0.5, "auto_approve_hours": 72, "seed": 1,
+        "verify_source": "auto", "verify_images": 5, "verify_checks": 0,
+    }  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client.post(reverse("crowd:campaign-new"), form, follow=True)
+    page = created.content.decode()
+    campaign = Campaign.objects.get()
+    queued.assert_called_once()
+    assert queued.call_args.args == (campaign.pk,)
+    assert "verification sample is being built on a gpu worker" in page
+    assert "Waiting for a gpu worker to build the verification sample" in page
+
+    # While the task runs, its progress is on the page.
+    Campaign.objects.filter(pk=campaign.pk).update(
+        verification_state="building", verification_done=7, verification_total=30
+    )
+    page = client.get(reverse("crowd:campaign-detail", args=[campaign.pk])).content.decode()
+    assert "Building the verification sample (step 7 of 30" in page
