@@ -234,11 +234,24 @@ def verification_build_enqueue(
     if inline or (inline is None and settings.CELERY_TASK_ALWAYS_EAGER):
         verification_build(campaign_id=campaign.pk, actor_id=actor_id)
     else:
-        transaction.on_commit(
-            lambda: tasks.build_verification.delay(campaign.pk, actor_id=actor_id)
-        )
+        transaction.on_commit(lambda: _enqueue(tasks.build_verification, campaign.pk, actor_id))
     campaign.refresh_from_db()
     return campaign
+
+
+def _enqueue(task, campaign_id: int, actor_id: int | None) -> None:
+    """Hand the build to the broker; when it cannot be reached the build is marked failed
+    (not left pending for ever) with what to do."""
+    try:
+        task.delay(campaign_id, actor_id=actor_id)
+    except Exception as error:
+        logger.exception("could not enqueue the verification build of campaign %s", campaign_id)
+        _build_record(
+            campaign_id,
+            verification_state=VS.FAILED,
+            verification_error=f"the task queue could not be reached ({type(error).__name__}: "
+            f"{error}); check the broker and the gpu worker, then build the sample again",
+        )
 
 
 def _build_record(campaign_id: int, **fields) -> None:

@@ -597,6 +597,12 @@ def campaign_verification_rebuild(request, pk: int):
     """Build the campaign's verification sample again, with the same options (after a failure
     was fixed); units that already have their task keep it."""
     campaign = get_object_or_404(Campaign, pk=pk)
+    if campaign.verification_state in (
+        Campaign.VerificationState.PENDING,
+        Campaign.VerificationState.BUILDING,
+    ):
+        messages.info(request, "The verification sample is already being built.")
+        return redirect("crowd:campaign-detail", pk=pk)
     try:
         verification.verification_build_enqueue(campaign=campaign, actor=request.user)
     except CrowdError as error:

@@ -189,3 +189,32 @@ def test_the_form_returns_at_once_and_the_page_shows_the_build(
     )
     page = client.get(reverse("crowd:campaign-detail", args=[campaign.pk])).content.decode()
     assert "Building the verification sample (step 7 of 30" in page
+
+
+def test_an_unreachable_broker_fails_the_build_instead_of_leaving_it_pending(
+    run,  # noqa: F811
+    client,
+    make_user,
+    queued,
+    django_capture_on_commit_callbacks,
+):
+    client.force_login(make_user("researcher"))
+    queued.side_effect = ConnectionError("broker down")
+    campaign = Campaign.objects.get(
+        pk=_api_create(client, django_capture_on_commit_callbacks, run).json()["id"]
+    )
+    campaign.refresh_from_db()
+    assert campaign.verification_state == "failed"
+    assert "task queue could not be reached (ConnectionError: broker down)" in (
+        campaign.verification_error
+    )
+    # A second press while a build is pending does not enqueue it twice.
+    queued.side_effect = None
+    queued.reset_mock()
+    url = reverse("crowd:campaign-verification-rebuild", args=[campaign.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url)
+    with django_capture_on_commit_callbacks(execute=True):
+        again = client.post(url, follow=True)
+    assert "already being built" in again.content.decode()
+    queued.assert_called_once_with(campaign.pk, actor_id=mock.ANY)
