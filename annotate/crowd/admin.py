@@ -27,10 +27,19 @@ class CampaignAdmin(admin.ModelAdmin):
         "redundancy",
         "tiles_per_task",
         "gold_rate",
+        "verification_state",
         "created_at",
     ]
-    list_filter = ["status"]
+    list_filter = ["status", "verification_state"]
     search_fields = ["name", "instructions"]
+    # Written by the verification build (annotate.crowd.tasks.build_verification) only.
+    readonly_fields = [
+        "verification_state",
+        "verification_error",
+        "verification_done",
+        "verification_total",
+        "verification_options",
+    ]
 
 
 @admin.register(models.Task)
