@@ -176,14 +176,14 @@ def verification_tasks_create(
 
 
 def campaign_create_with_verification(
-    *, created_by=None, inline: bool | None = None, **kwargs
+    *, created_by=None, inline: bool | None = None, progress=None, **kwargs
 ) -> Campaign:
     """``services.campaign_create`` plus, when ``verify_source`` is set, the build of
     verification tasks for its labeled units (``VERIFICATION_SPEC``: verify_source,
     verify_images, verify_checks). The labels are looked up first, so a campaign is not made for
     a source that labeled none of its units. The build (a forward pass per layer, minutes) runs
     on a gpu worker (``verification_build_enqueue``); ``inline`` True runs it here (the
-    command)."""
+    command), calling ``progress(done, total)`` as it goes."""
     from annotate.crowd.services import campaign_create
 
     options = VERIFICATION_SPEC.clean(
@@ -200,7 +200,7 @@ def campaign_create_with_verification(
     campaign = campaign_create(created_by=created_by, **kwargs)
     if source:
         campaign = verification_build_enqueue(
-            campaign=campaign, options=options, actor=created_by, inline=inline
+            campaign=campaign, options=options, actor=created_by, inline=inline, progress=progress
         )
     return campaign
 
@@ -213,7 +213,12 @@ PROGRESS_WRITE_S = 1.0
 
 
 def verification_build_enqueue(
-    *, campaign: Campaign, options: Mapping | None = None, actor=None, inline: bool | None = None
+    *,
+    campaign: Campaign,
+    options: Mapping | None = None,
+    actor=None,
+    inline: bool | None = None,
+    progress=None,
 ) -> Campaign:
     """Record that the campaign's verification sample is to be built (state pending, with
     ``options``: verify_source, verify_images, verify_checks; default: the campaign's last ones)
@@ -232,7 +237,7 @@ def verification_build_enqueue(
     )  # fmt: skip
     actor_id = getattr(actor, "pk", None)
     if inline or (inline is None and settings.CELERY_TASK_ALWAYS_EAGER):
-        verification_build(campaign_id=campaign.pk, actor_id=actor_id)
+        verification_build(campaign_id=campaign.pk, actor_id=actor_id, on_progress=progress)
     else:
         transaction.on_commit(lambda: _enqueue(tasks.build_verification, campaign.pk, actor_id))
     campaign.refresh_from_db()
@@ -258,7 +263,9 @@ def _build_record(campaign_id: int, **fields) -> None:
     Campaign.objects.filter(pk=campaign_id).update(**fields)
 
 
-def verification_build(*, campaign_id: int, actor_id: int | None = None, net=None) -> str:
+def verification_build(
+    *, campaign_id: int, actor_id: int | None = None, net=None, on_progress=None
+) -> str:
     """Build the campaign's verification tasks (``verification_tasks_create`` with its
     ``verification_options``), recording state building, its progress, then ready or failed
     with the error. Idempotent: a rerun adds only the units still missing. Returns the state.
@@ -274,6 +281,8 @@ def verification_build(*, campaign_id: int, actor_id: int | None = None, net=Non
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(done, total)
         now = time.monotonic()
         if done >= total or now - last[0] >= PROGRESS_WRITE_S:
             last[0] = now

@@ -43,10 +43,23 @@ class Command(BaseCommand):
             from dissect.selectors import gold_from_auto_labels as auto_gold
 
             gold_units = {**auto_gold(run=run_row, min_iou=gold_from_auto_labels), **gold_units}
+        from tqdm import tqdm
+
+        bar = tqdm(
+            unit="step",
+            desc="verification sample",
+            disable=options["verbosity"] == 0 or not options.get("verify_source"),
+        )
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
         try:
             # The verification sample is built here, in this process (not on a gpu worker).
             campaign = campaign_create_with_verification(
                 inline=True,
+                progress=progress,
                 run=run_row,
                 layers=[x.strip() for x in layers.split(",") if x.strip()],
                 gold=gold_units,
@@ -57,6 +70,8 @@ class Command(BaseCommand):
                 campaign = campaign_set_status(campaign=campaign, status="live", actor=None)
         except CrowdError as error:
             raise CommandError(str(error)) from None
+        finally:
+            bar.close()
         if campaign.verification_state == campaign.VerificationState.FAILED:
             raise CommandError(
                 f"Campaign {campaign.pk} was made, but its verification sample failed: "
