@@ -39,6 +39,15 @@ _RETRY = {
 def build_verification(self, campaign_id: int, actor_id: int | None = None) -> str:
     """Build a campaign's verification tasks (queue gpu: one scoring pass per layer, then the
     tiles); records progress and ready / failed on the campaign. Idempotent."""
-    from annotate.crowd.verification import verification_build
+    from annotate.crowd.verification import verification_build, verification_build_failed
 
-    return verification_build(campaign_id=campaign_id, actor_id=actor_id)
+    try:
+        return verification_build(campaign_id=campaign_id, actor_id=actor_id)
+    except (OperationalError, InterfaceError, ConnectionError) as error:
+        if self.request.retries >= self.max_retries:  # the last try: say so on the campaign
+            verification_build_failed(
+                campaign_id=campaign_id,
+                error=f"{type(error).__name__}: {error} (after {self.max_retries} retries); "
+                "build the sample again once the database and broker answer",
+            )
+        raise

@@ -263,6 +263,14 @@ def _build_record(campaign_id: int, **fields) -> None:
     Campaign.objects.filter(pk=campaign_id).update(**fields)
 
 
+def verification_build_failed(*, campaign_id: int, error: str) -> None:
+    """Record a build that cannot go on (the task's last retry); quiet when even that fails."""
+    try:
+        _build_record(campaign_id, verification_state=VS.FAILED, verification_error=error)
+    except Exception:
+        logger.exception("could not record the failed verification build of %s", campaign_id)
+
+
 def verification_build(
     *, campaign_id: int, actor_id: int | None = None, net=None, on_progress=None
 ) -> str:

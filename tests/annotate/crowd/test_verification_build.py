@@ -218,3 +218,39 @@ def test_an_unreachable_broker_fails_the_build_instead_of_leaving_it_pending(
         again = client.post(url, follow=True)
     assert "already being built" in again.content.decode()
     queued.assert_called_once_with(campaign.pk, actor_id=mock.ANY)
+
+
+def test_a_transient_error_is_retried_and_the_last_try_is_stored(
+    run,  # noqa: F811
+    client,
+    make_user,
+    queued,
+    django_capture_on_commit_callbacks,
+    monkeypatch,
+):
+    from django.db import OperationalError
+
+    client.force_login(make_user("researcher"))
+    campaign = Campaign.objects.get(
+        pk=_api_create(client, django_capture_on_commit_callbacks, run).json()["id"]
+    )
+
+    def flaky(**_kwargs):
+        raise OperationalError("server closed the connection")
+
+    monkeypatch.setattr(verification, "verification_tasks_create", flaky)
+    # Not the last try: re-raised for Celery's autoretry, the campaign still building.
+    with pytest.raises(OperationalError):
+        tasks.build_verification.run(campaign.pk)
+    campaign.refresh_from_db()
+    assert campaign.verification_state == "building"
+    # The last try: stored on the campaign.
+    tasks.build_verification.push_request(retries=tasks.build_verification.max_retries)
+    try:
+        with pytest.raises(OperationalError):
+            tasks.build_verification.run(campaign.pk)
+    finally:
+        tasks.build_verification.pop_request()
+    campaign.refresh_from_db()
+    assert campaign.verification_state == "failed"
+    assert "server closed the connection (after 5 retries)" in campaign.verification_error
