@@ -6,9 +6,11 @@ maps exist) and asks, image by image, "does the highlighted region show CONCEPT?
 can't tell). Workers see positions and tiles only (signed, position-only tile URLs): never the
 activation, the weight, the stratum or which images are checks.
 
-Writes: ``verification_tasks_create`` (adds tasks to a campaign), ``verification_next`` (a
-lease; a worker gets each unit once, and a unit only while it holds fewer slots than its
-``answers_wanted``, recounted under the task's row lock), ``verification_answer`` (one answer per
+Writes: ``verification_tasks_create`` (adds tasks to a campaign; run off the web request by
+``verification_build`` in the Celery task ``annotate.crowd.tasks.build_verification``, queue gpu,
+which records the build's state, progress and error on the Campaign), ``verification_next`` (a
+lease, only once the campaign's sample is ready; a worker gets each unit once, and a unit only
+while it holds fewer slots than its ``answers_wanted``, recounted under the task's row lock), ``verification_answer`` (one answer per
 image per worker, refused with a message when the image is not in the worker's task or was
 answered already). Adaptive redundancy is the crowd's one rule (``redundancy.answer_need``,
 binary). Every change writes an AuditEvent in its transaction.
