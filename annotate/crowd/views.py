@@ -638,7 +638,8 @@ def campaign_review(request, pk: int):
             + ("type the reason below and press Reject selected again." if not approve else "")
         ).strip()
         return _review_refused(request, campaign, ids=ids, reason=reason, error=error)
-    messages.success(request, f"{verb}d {len(changed)} answer(s).")
+    done = "Approved" if approve else "Rejected"
+    messages.success(request, f"{done} {len(changed)} answer(s).")
     return redirect("crowd:campaign-detail", pk=pk)
 
 

@@ -81,3 +81,19 @@ def test_nothing_ticked_keeps_the_reason(client, pending):
     html = response.content.decode()
     assert response.status_code == 400 and "tick at least one answer" in html
     assert 'value="blurry answers"' in html
+
+
+@pytest.mark.parametrize(
+    "decision, said", [("reject", "Rejected 1 answer(s)."), ("approve", "Approved 1 answer(s).")]
+)
+def test_a_done_review_says_what_was_done(client, pending, decision, said):
+    campaign, answers = pending
+    first = answers[0][0]
+    response = client.post(
+        reverse("crowd:campaign-review", args=[campaign.pk]),
+        {"assignment": [first.pk], "decision": decision, "reason": "name the surface"},
+        follow=True,
+    )
+    assert said in response.content.decode()
+    expected = Assignment.Status.REJECTED if decision == "reject" else Assignment.Status.APPROVED
+    assert Assignment.objects.get(pk=first.pk).status == expected
