@@ -317,6 +317,16 @@ def campaign_simulated_answers(*, campaign: Campaign) -> int:
     ).count()
 
 
+def run_simulated_answers(*, run) -> int:
+    """Counted answers about units of ``run`` given by simulated workers (the demo's simulated
+    crowd): report pages over the run say so, since its crowd labels are not people's."""
+    return Assignment.objects.filter(
+        task__campaign__run=run,
+        worker__source=Worker.Source.SIMULATED,
+        status__in=[A.SUBMITTED, A.APPROVED, A.REJECTED],
+    ).count()
+
+
 def campaign_tiles_shown(*, campaign: Campaign) -> tuple[int, int] | None:
     """(fewest, most) tiles a task of `campaign` really shows, controls included; None before it
     has tasks. `tiles_per_task` is only the most asked for: a unit with fewer top tiles than that

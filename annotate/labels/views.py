@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from annotate.crowd import selectors as crowd_selectors
 from annotate.labels import plots, reports, tables
 from core import csv_safe
 from core.access import can, requires
@@ -62,6 +63,7 @@ def run_picker(request, *, network: str, run, field: str = "run") -> dict:
         "choices": reports.report_run_choices(network=network),
         "chosen": request.GET.get(field, "") == str(run.pk),
         "keep": keep,
+        "simulated": crowd_selectors.run_simulated_answers(run=run),
     }
 
 
