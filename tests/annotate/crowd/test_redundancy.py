@@ -17,6 +17,7 @@ from annotate.crowd.redundancy import (
 from annotate.crowd.services import NoTask
 from dissect.models import UnitImage
 from tests.annotate.crowd.conftest import build_run
+from tests.annotate.crowd.test_concurrency import _run_threads
 
 A = Assignment.Status
 
@@ -171,30 +172,6 @@ def test_reliability_follows_agreement_with_other_workers():
 
 
 # --- under concurrency (PostgreSQL) ---------------------------------------------------------------
-
-
-def _run_threads(count, target):
-    import threading
-
-    from django.db import connections
-
-    barrier, errors = threading.Barrier(count), []
-
-    def body(i):
-        try:
-            barrier.wait()
-            target(i)
-        except BaseException as error:  # noqa: BLE001 - reported by the test
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return errors
 
 
 @pytest.mark.integration
