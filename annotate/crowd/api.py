@@ -33,15 +33,24 @@ A = Assignment.Status
 class VerificationBuildSerializer(serializers.Serializer):
     """The build of a campaign's verification sample (queue gpu): state '' (none asked for),
     pending, building, ready or failed; steps done of total while it runs; the error when it
-    failed; the verification tasks made. Verification leases are handed out only when ready."""
+    failed; the verification tasks made. Verification leases are handed out only when ready.
+    ``stale``: still building past the task's hard time limit, so its worker died; the error
+    says so, and the sample may be built again."""
 
     state = serializers.ChoiceField(
         source="verification_state", choices=Campaign.VerificationState.choices, read_only=True
     )
     done = serializers.IntegerField(source="verification_done", read_only=True)
     total = serializers.IntegerField(source="verification_total", read_only=True)
-    error = serializers.CharField(source="verification_error", read_only=True)
+    error = serializers.SerializerMethodField()
+    stale = serializers.SerializerMethodField()
     tasks = serializers.SerializerMethodField()
+
+    def get_error(self, campaign) -> str:
+        return verification.verification_build_status(campaign=campaign).error
+
+    def get_stale(self, campaign) -> bool:
+        return verification.verification_build_status(campaign=campaign).state == "stale"
 
     def get_tasks(self, campaign) -> int:
         return campaign.verification_tasks.count()

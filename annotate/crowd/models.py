@@ -132,6 +132,10 @@ class Campaign(models.Model):
     # Steps of the build (images scored per layer, then one per unit), as the task goes.
     verification_done = models.PositiveIntegerField(default=0)
     verification_total = models.PositiveIntegerField(default=0)
+    # When the running build began (set as it is marked building): a build still "building" past
+    # the task's hard time limit (config/celery.py) has lost its worker and may be built again
+    # (annotate.crowd.verification.verification_build_status).
+    verification_started_at = models.DateTimeField(null=True, blank=True)
     # What the build was asked for (verify_source, verify_images, verify_checks): a rebuild
     # uses the same.
     verification_options = models.JSONField(default=dict, blank=True)

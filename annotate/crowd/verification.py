@@ -60,6 +60,10 @@ class AlreadyAnswered(CrowdError, Conflict):
     """A second answer to the same image (409); the first one stands."""
 
 
+class BuildBusy(CrowdError, Conflict):
+    """A verification build is asked for while one is waiting or running (409)."""
+
+
 # --- creating tasks -------------------------------------------------------------------------------
 
 
@@ -233,10 +237,16 @@ def verification_build_enqueue(
     opts = dict(options if options is not None else campaign.verification_options)
     if not opts.get("verify_source"):
         raise CrowdError("verify_source: this campaign has no verification sample to build.")
-    Campaign.objects.filter(pk=campaign.pk).update(
-        verification_state=VS.PENDING, verification_error="", verification_done=0,
-        verification_total=0, verification_options=opts,
-    )  # fmt: skip
+    with transaction.atomic():  # two presses at once enqueue one build
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if verification_build_status(campaign=locked).busy:
+            raise BuildBusy(
+                "The verification sample is already being built; reload the page to follow it."
+            )
+        Campaign.objects.filter(pk=campaign.pk).update(
+            verification_state=VS.PENDING, verification_error="", verification_done=0,
+            verification_total=0, verification_options=opts, verification_started_at=None,
+        )  # fmt: skip
     actor_id = getattr(actor, "pk", None)
     if inline or (inline is None and settings.CELERY_TASK_ALWAYS_EAGER):
         verification_build(campaign_id=campaign.pk, actor_id=actor_id, on_progress=progress)
@@ -287,7 +297,12 @@ def verification_build(
     campaign = Campaign.objects.select_related("run").get(pk=campaign_id)
     opts = campaign.verification_options or {}
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
-    _build_record(campaign_id, verification_state=VS.BUILDING, verification_error="")
+    _build_record(
+        campaign_id,
+        verification_state=VS.BUILDING,
+        verification_error="",
+        verification_started_at=timezone.now(),
+    )
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -319,6 +334,80 @@ def verification_build(
         return VS.FAILED
     _build_record(campaign_id, verification_state=VS.READY, verification_error="")
     return VS.READY
+
+
+def verification_build_time_limit() -> float | None:
+    """Seconds after which a build still marked building cannot be running any more: the hard
+    time limit of ``build_verification`` (its own, else the Celery app's ``task_time_limit``,
+    i.e. ``CELERY_TASK_TIME_LIMIT``); None when tasks have no time limit."""
+    from annotate.crowd import tasks
+
+    task = tasks.build_verification
+    limit = getattr(task, "time_limit", None) or task.app.conf.task_time_limit
+    return float(limit) if limit else None
+
+
+@dataclass(frozen=True)
+class BuildStatus:
+    """A campaign's verification build as pages and the API show it. ``state`` is the stored
+    one, except ``stale``: marked building for longer than the task's hard time limit, so its
+    worker died (killed, lost, out of memory) without recording an outcome."""
+
+    state: str  # '' (none asked for), pending, building, stale, ready, failed
+    done: int = 0
+    total: int = 0
+    error: str = ""
+    started_at: object = None
+
+    @property
+    def busy(self) -> bool:
+        """A build is waiting or running: building again is refused."""
+        return self.state in (VS.PENDING, VS.BUILDING)
+
+    @property
+    def can_rebuild(self) -> bool:
+        return self.state in (VS.FAILED, STALE)
+
+    @property
+    def percent(self) -> int | None:
+        return round(100 * self.done / self.total) if self.total else None
+
+    @property
+    def label(self) -> str:
+        return {
+            VS.NONE: "none", VS.PENDING: "waiting for a gpu worker", VS.BUILDING: "building",
+            STALE: "stalled", VS.READY: "ready", VS.FAILED: "failed",
+        }.get(self.state, self.state)  # fmt: skip
+
+
+STALE = "stale"
+
+
+def verification_build_status(*, campaign: Campaign, now=None) -> BuildStatus:
+    """The campaign's build state, with a build that outlived the task's hard time limit
+    reported as ``stale`` (and its error saying so and what to do)."""
+    state, started = campaign.verification_state, campaign.verification_started_at
+    error = campaign.verification_error
+    limit = verification_build_time_limit()
+    if state == VS.BUILDING and started is not None and limit is not None:
+        now = now or timezone.now()
+        if (now - started).total_seconds() > limit:
+            state = STALE
+            error = (
+                f"the build started {timezone.localtime(started):%Y-%m-%d %H:%M} and did not "
+                f"finish within the task's time limit ({_duration(limit)}): its gpu worker "
+                "stopped without recording an outcome (killed, lost, or out of memory). Check "
+                "the gpu worker's log, then build the sample again."
+            )
+    return BuildStatus(
+        state=state, done=campaign.verification_done, total=campaign.verification_total,
+        error=error, started_at=started,
+    )  # fmt: skip
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 # --- tiles ----------------------------------------------------------------------------------------

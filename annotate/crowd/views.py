@@ -512,7 +512,14 @@ def _external_done(request, assignment: Assignment):
 @require_GET
 def campaign_list(request):
     campaigns = Campaign.objects.select_related("run__network")
-    rows = [(c, selectors.campaign_progress(campaign=c)) for c in campaigns[:100]]
+    rows = [
+        (
+            c,
+            selectors.campaign_progress(campaign=c),
+            verification.verification_build_status(campaign=c),
+        )
+        for c in campaigns[:100]
+    ]
     return render(
         request,
         "crowd/campaign_list.html",
@@ -564,6 +571,7 @@ def _campaign_page(request, campaign: Campaign, *, review: dict | None = None, s
         "simulated": selectors.campaign_simulated_answers(campaign=campaign),
         "tiles_shown": selectors.campaign_tiles_shown(campaign=campaign),
         "verification_tasks": campaign.verification_tasks.count(),
+        "build": verification.verification_build_status(campaign=campaign),
         "transitions": [
             s
             for s in Campaign.Status.values
@@ -597,14 +605,10 @@ def campaign_verification_rebuild(request, pk: int):
     """Build the campaign's verification sample again, with the same options (after a failure
     was fixed); units that already have their task keep it."""
     campaign = get_object_or_404(Campaign, pk=pk)
-    if campaign.verification_state in (
-        Campaign.VerificationState.PENDING,
-        Campaign.VerificationState.BUILDING,
-    ):
-        messages.info(request, "The verification sample is already being built.")
-        return redirect("crowd:campaign-detail", pk=pk)
     try:
         verification.verification_build_enqueue(campaign=campaign, actor=request.user)
+    except verification.BuildBusy as error:
+        messages.info(request, str(error))
     except CrowdError as error:
         messages.error(request, str(error))
     else:

@@ -54,7 +54,7 @@ def test_the_api_returns_at_once_pending_then_the_task_builds_the_sample(
     response = _api_create(client, django_capture_on_commit_callbacks, run)
     body = response.json()
     assert body["verification"] == {"state": "pending", "done": 0, "total": 0, "error": "",
-                                    "tasks": 0}  # fmt: skip
+                                    "stale": False, "tasks": 0}  # fmt: skip
     campaign = Campaign.objects.get(pk=body["id"])
     assert campaign.tasks.count() == 4 and not campaign.verification_tasks.exists()
     assert campaign.verification_options == {
@@ -254,3 +254,111 @@ def test_a_transient_error_is_retried_and_the_last_try_is_stored(
     campaign.refresh_from_db()
     assert campaign.verification_state == "failed"
     assert "server closed the connection (after 5 retries)" in campaign.verification_error
+
+
+def test_a_build_whose_worker_died_is_stale_after_the_time_limit_and_can_be_rebuilt(
+    run,  # noqa: F811
+    client,
+    make_user,
+    queued,
+    django_capture_on_commit_callbacks,
+    settings,
+):
+    """The worker died mid-build (state left building): within the task's hard time limit the
+    build counts as running (a rebuild is refused); past it the page says it stalled, and the
+    button builds it again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    client.force_login(make_user("researcher"))
+    campaign = Campaign.objects.get(
+        pk=_api_create(client, django_capture_on_commit_callbacks, run).json()["id"]
+    )
+    limit = verification.verification_build_time_limit()
+    assert limit == app.conf.task_time_limit == settings.CELERY_TASK_TIME_LIMIT
+    started = timezone.now() - timedelta(seconds=limit - 60)  # a minute inside the limit
+    Campaign.objects.filter(pk=campaign.pk).update(
+        verification_state="building", verification_done=7, verification_total=30,
+        verification_started_at=started,
+    )  # fmt: skip
+    detail = reverse("crowd:campaign-detail", args=[campaign.pk])
+    rebuild = reverse("crowd:campaign-verification-rebuild", args=[campaign.pk])
+    queued.reset_mock()
+    refused = client.post(rebuild, follow=True).content.decode()
+    assert "already being built" in refused and "Building the verification sample" in refused
+    queued.assert_not_called()
+    assert client.get(f"{API}{campaign.pk}/").json()["verification"]["stale"] is False
+
+    # Two minutes later the limit has passed: the worker cannot be running it any more.
+    Campaign.objects.filter(pk=campaign.pk).update(
+        verification_started_at=started - timedelta(seconds=120)
+    )
+    page = client.get(detail).content.decode()
+    assert "The verification build stalled" in page
+    assert "did not finish within the task&#x27;s time limit (1 h 5 min)" in page
+    assert "Build the verification sample again" in page
+    shown = client.get(f"{API}{campaign.pk}/").json()["verification"]
+    assert shown["state"] == "building" and shown["stale"] is True
+    assert "time limit" in shown["error"]
+    listing = client.get(reverse("crowd:campaign-list")).content.decode()
+    assert "stalled" in listing and "build again" in listing
+    campaign = services.campaign_set_status(campaign=campaign, status="live", actor=None)
+    worker = services.worker_for_user(user=make_user("annotator", "w"))
+    with pytest.raises(services.NoTask, match="not ready yet"):  # still no partial sample
+        verification.verification_next(worker=worker, campaign=campaign)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        again = client.post(rebuild, follow=True).content.decode()
+    assert "being built again" in again and "Waiting for a gpu worker" in again
+    queued.assert_called_once_with(campaign.pk, actor_id=mock.ANY)
+    campaign.refresh_from_db()
+    assert campaign.verification_state == "pending" and campaign.verification_started_at is None
+    # The new worker runs it: started now, then ready.
+    assert tasks.build_verification(campaign.pk) == "ready"
+    campaign.refresh_from_db()
+    assert campaign.verification_state == "ready"
+    assert timezone.now() - campaign.verification_started_at < timedelta(minutes=5)
+    assert verification.verification_next(worker=worker, campaign=campaign)
+
+
+def test_the_time_limit_follows_the_celery_setting(monkeypatch):
+    from django.utils import timezone
+
+    assert tasks.build_verification.time_limit == app.conf.task_time_limit  # the task's own
+    monkeypatch.setattr(tasks.build_verification, "time_limit", 600)
+    assert verification.verification_build_time_limit() == 600
+    now = timezone.now()
+    campaign = Campaign(verification_state="building", verification_started_at=now)
+    assert verification.verification_build_status(campaign=campaign, now=now).busy
+    late = now + timezone.timedelta(seconds=601)
+    status = verification.verification_build_status(campaign=campaign, now=late)
+    assert status.state == "stale" and not status.busy and status.can_rebuild
+    assert "(10 min)" in status.error
+    monkeypatch.setattr(tasks.build_verification, "time_limit", None)  # no limit: never stale
+    monkeypatch.setitem(app.conf, "task_time_limit", None)
+    assert verification.verification_build_status(campaign=campaign, now=late).state == "building"
+
+
+def test_the_campaign_list_shows_each_verification_build(run, client, make_user):  # noqa: F811
+    client.force_login(make_user("researcher"))
+    states = {
+        "plain": {},
+        "waiting": {"verification_state": "pending"},
+        "running": {"verification_state": "building", "verification_done": 12,
+                    "verification_total": 48},
+        "done": {"verification_state": "ready"},
+        "broken": {"verification_state": "failed",
+                   "verification_error": "FileNotFoundError: weights of colors not found"},
+    }  # fmt: skip
+    for name, fields in states.items():
+        Campaign.objects.create(name=name, run=run, layers=["conv"], **fields)
+    page = client.get(reverse("crowd:campaign-list")).content.decode()
+    rows = {name: page[page.index(f">{name}</a>") :].split("</tr>", 1)[0] for name in states}
+    assert 'class="muted">none<' in rows["plain"]
+    assert "waiting" in rows["waiting"] and "gpu worker" in rows["waiting"]
+    assert "building" in rows["running"] and "step 12 of 48" in rows["running"]
+    assert 'aria-valuenow="12"' in rows["running"] and "width: 25%" in rows["running"]
+    assert "ready" in rows["done"] and "failed" not in rows["done"]
+    assert "failed" in rows["broken"]
+    assert "FileNotFoundError: weights of colors not found" in rows["broken"]
