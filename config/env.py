@@ -179,6 +179,7 @@ def s3_options() -> dict:
         missing = "AWS_SECRET_ACCESS_KEY" if secret is None else "AWS_ACCESS_KEY_ID"
         raise SettingError(f"{missing}: not set; set both AWS_ACCESS_KEY_ID and "
                            "AWS_SECRET_ACCESS_KEY, or neither (boto3's own credential chain).")  # fmt: skip
+    addressing_style = os.environ.get("AWS_S3_ADDRESSING_STYLE", "").strip() or "path"
     return {
         "bucket_name": bucket,
         "endpoint_url": endpoint,
@@ -187,13 +188,35 @@ def s3_options() -> dict:
         "region_name": os.environ.get("AWS_S3_REGION_NAME", "").strip() or "us-east-1",
         # Path-style requests: S3-compatible stores behind a plain host name (docker's
         # `seaweedfs`) have no per-bucket DNS names.
-        "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE", "").strip() or "path",
+        "addressing_style": addressing_style,
         "signature_version": "s3v4",
+        "client_config": s3_client_config(addressing_style),
         "default_acl": None,  # private objects
         "querystring_auth": True,
         "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 300),
         "file_overwrite": True,
     }
+
+
+S3_MAX_ATTEMPTS = 5
+
+
+def s3_client_config(addressing_style: str):
+    """django-storages' ``client_config`` (AWS_S3_CLIENT_CONFIG). Given one, it no longer applies
+    ``addressing_style`` or ``signature_version`` itself, so they are set here. botocore's
+    ``standard`` retries take care of transient failures (HTTP 5xx, throttling, dropped or
+    refused connections: up to S3_MAX_ATTEMPTS attempts, exponential backoff with jitter); what
+    still fails after them is reported once, naming the store (``dissect.artifacts.store_error``).
+    A short connect timeout: a store that is down fails in seconds, not minutes."""
+    from botocore.config import Config
+
+    return Config(
+        s3={"addressing_style": addressing_style},
+        signature_version="s3v4",
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS},
+    )
 
 
 def s3_prefix(kind: str) -> str:

@@ -104,15 +104,7 @@ RUNS_DIR = Path(env.os.environ.get("CROWDDISSECT_RUNS_DIR", DATA_DIR / "runs")).
 # CROWDDISSECT_STORAGE=s3 puts all three in one S3-compatible bucket under their own prefixes.
 STORAGE_KIND = env.storage_kind()
 if STORAGE_KIND == "s3":
-    from botocore.config import Config as _BotoConfig
-
-    _S3 = {
-        **env.s3_options(),
-        # Fail fast when the store is down instead of boto3's long default retries.
-        "client_config": _BotoConfig(
-            connect_timeout=5, read_timeout=60, retries={"max_attempts": 3}
-        ),
-    }
+    _S3 = env.s3_options()  # with botocore's retries and timeouts (its client_config)
     _FILES = {
         alias: {"BACKEND": "storages.backends.s3.S3Storage",
                 "OPTIONS": {**_S3, "location": env.s3_prefix(prefix)}}

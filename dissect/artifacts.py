@@ -7,6 +7,9 @@ file) by default; an S3-compatible bucket under the ``runs/`` prefix with
 ``CROWDDISSECT_STORAGE=s3`` (one PUT per object: never half an object). Callers pass names and
 bytes, never local paths, so a worker on any host reads what another host wrote. Media (tiles,
 montages, receptive-field maps) is content-addressed in ``default_storage`` (``dissect.storage``).
+
+Every storage's object-store failures go through ``store_error`` (``stored_save``,
+``stored_read``): one error naming the store, the object and the variable to check.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import os
 import tempfile
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, storages
 
 ALIAS = "artifacts"
+# What botocore raises (django-storages lets it through); ``store_error`` says what it means.
+STORE_ERRORS = (BotoCoreError, ClientError)
 
 
 class ArtifactMissing(LookupError):
@@ -87,50 +93,97 @@ def counts_csv_name(run_id: int) -> str:
 # -- bytes in, bytes out --------------------------------------------------------------------
 
 
-def _store_errors(exc: Exception, name: str) -> Exception:
-    """A boto/network failure as one line naming the variable to check; other errors as they
-    are."""
-    text = f"{type(exc).__name__}: {exc}"
+# botocore's error codes, by what a user should check.
+_UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                "ConnectionClosedError"}  # fmt: skip
+_REFUSED = {"401", "403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+            "NoCredentialsError", "PartialCredentialsError"}  # fmt: skip
+_OVERLOADED = {"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown",
+               "Throttling", "ThrottlingException", "RequestTimeout"}  # fmt: skip
+
+
+def store_error(exc: Exception, *, alias: str, name: str, doing: str) -> Exception:
+    """A botocore failure on object ``name`` of ``storages[alias]`` (``doing`` it: "writing",
+    "reading", ...) as one error that names the store (endpoint, bucket), the object's key and
+    the variable to check: ``ArtifactMissing`` for an object that is not there, else
+    ``StoreUnavailable``. ``name`` "" means the bucket itself (the start-up check). What
+    callers catch is ``STORE_ERRORS``; a local disk's OSError is not translated.
+
+    Transient failures (5xx, throttling, dropped connections) never get here first: botocore
+    retries them (the storages' ``client_config``: ``config.env.s3_client_config``); this is
+    what is left after its last attempt."""
+    storage = storages[alias]
+    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", "") or "")
     kind = type(exc).__name__
-    if kind in {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-                "ConnectionClosedError"}:  # fmt: skip
+    if name and code in {"404", "NoSuchKey"}:
+        return ArtifactMissing(name)
+    key = "/".join(part for part in (storage.location.strip("/"), name) if part)
+    store = (
+        f"the object store at {storage.endpoint_url or 'AWS S3'} (bucket {storage.bucket_name!r})"
+    )
+    what = f"{doing} {key}" if name else f"{doing} the bucket"
+    retries = getattr(storage.client_config, "retries", None) or {}
+    attempts = f", after {retries['max_attempts']} attempts" if "max_attempts" in retries else ""
+    if kind in _UNREACHABLE:
         return StoreUnavailable(
-            f"AWS_S3_ENDPOINT_URL: the object store did not answer while reading or writing "
-            f"{name} ({text}); check that it is running and reachable, then resume the run"
+            f"AWS_S3_ENDPOINT_URL: {store} did not answer {what} ({kind}{attempts}); check "
+            "that it is running and reachable from this host, then try again (a run: "
+            "`manage.py dissect --resume RUN`)"
         )
-    if kind in {"ClientError", "NoCredentialsError", "PartialCredentialsError"}:
-        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-        if code in {"NoSuchKey", "404"}:
-            return ArtifactMissing(name)
-        if code in {"NoSuchBucket"}:
-            return StoreUnavailable(
-                f"AWS_STORAGE_BUCKET_NAME: the bucket is gone ({text}) while using {name}; "
-                "create it again and resume the run"
-            )
+    if code in {"404", "NoSuchBucket"}:
         return StoreUnavailable(
-            f"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: the object store refused {name} "
-            f"({text}); check the credentials and the bucket policy"
+            f"AWS_STORAGE_BUCKET_NAME: {store} has no such bucket ({what}); create it or fix "
+            "the name"
         )
-    return exc
+    if code in _REFUSED or kind in _REFUSED:
+        return StoreUnavailable(
+            f"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: {store} refused {what} "
+            f"({code or kind}); check the key pair and that it may read and write the bucket"
+        )
+    if code in _OVERLOADED:
+        return StoreUnavailable(
+            f"AWS_S3_ENDPOINT_URL: {store} kept failing {what} ({code}{attempts}); check the "
+            "store's own health (its log, free disk, load), then try again"
+        )
+    return StoreUnavailable(
+        f"AWS_S3_ENDPOINT_URL / AWS_STORAGE_BUCKET_NAME: {store} failed {what} ({kind}: {exc}); "
+        "check the store and the bucket"
+    )
+
+
+def stored_save(alias: str, name: str, data: bytes) -> str:
+    """Write ``data`` under ``name`` in ``storages[alias]``; returns the name stored. A store
+    failure raises ``StoreUnavailable`` (``store_error``)."""
+    try:
+        return storages[alias].save(name, ContentFile(data))
+    except STORE_ERRORS as exc:
+        raise store_error(exc, alias=alias, name=name, doing="writing") from exc
+
+
+def stored_read(alias: str, name: str) -> bytes:
+    """The bytes of ``name`` in ``storages[alias]``; ``FileNotFoundError`` when there are none,
+    a store failure as ``StoreUnavailable`` (``store_error``)."""
+    try:
+        with storages[alias].open(name, "rb") as fh:
+            return fh.read()
+    except STORE_ERRORS as exc:
+        error = store_error(exc, alias=alias, name=name, doing="reading")
+        if isinstance(error, ArtifactMissing):
+            raise FileNotFoundError(name) from exc
+        raise error from exc
 
 
 def artifact_save(name: str, data: bytes) -> str:
     """Store ``data`` under ``name``, replacing what was there; returns the name."""
-    try:
-        return artifact_storage().save(name, ContentFile(data))
-    except Exception as exc:
-        raise _store_errors(exc, name) from exc
+    return stored_save(ALIAS, name, data)
 
 
 def artifact_read(name: str) -> bytes:
     """The bytes stored under ``name``; ``ArtifactMissing`` when there are none."""
     try:
-        with artifact_storage().open(name, "rb") as fh:
-            return fh.read()
+        return stored_read(ALIAS, name)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise ArtifactMissing(name) from None
-    except Exception as exc:
-        raise _store_errors(exc, name) from exc
 
 
 def artifact_exists(name: str) -> bool:
@@ -138,8 +191,8 @@ def artifact_exists(name: str) -> bool:
         return False
     try:
         return artifact_storage().exists(name)
-    except Exception as exc:
-        raise _store_errors(exc, name) from exc
+    except STORE_ERRORS as exc:
+        raise store_error(exc, alias=ALIAS, name=name, doing="checking") from exc
 
 
 def artifact_delete(name: str) -> None:
@@ -147,8 +200,8 @@ def artifact_delete(name: str) -> None:
         artifact_storage().delete(name)
     except FileNotFoundError:
         pass
-    except Exception as exc:
-        raise _store_errors(exc, name) from exc
+    except STORE_ERRORS as exc:
+        raise store_error(exc, alias=ALIAS, name=name, doing="deleting") from exc
 
 
 def run_artifacts_delete(run_id: int) -> int:
@@ -159,6 +212,8 @@ def run_artifacts_delete(run_id: int) -> int:
         _folders, files = storage.listdir(prefix)
     except FileNotFoundError:
         return 0
+    except STORE_ERRORS as exc:
+        raise store_error(exc, alias=ALIAS, name=f"{prefix}/", doing="listing") from exc
     for filename in files:
         artifact_delete(f"{prefix}/{filename}")
     return len(files)
@@ -210,30 +265,8 @@ def store_problem() -> str | None:
     if getattr(settings, "STORAGE_KIND", "local") != "s3":
         return None
     storage = storages["default"]
-    bucket = storage.bucket_name
     try:
-        storage.connection.meta.client.head_bucket(Bucket=bucket)
-    except Exception as exc:  # boto's errors: connection, credentials, HTTP status
-        kind = type(exc).__name__
-        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-        if code in {"404", "NoSuchBucket"}:
-            return (
-                f"AWS_STORAGE_BUCKET_NAME: the object store has no bucket {bucket!r}; "
-                "create it or fix the name"
-            )
-        if code in {
-            "403",
-            "401",
-            "AccessDenied",
-            "InvalidAccessKeyId",
-            "SignatureDoesNotMatch",
-        } or ("Credentials" in kind):
-            return (
-                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: the object store refused them "
-                f"for bucket {bucket!r} ({code or kind}); check the key pair"
-            )
-        return (
-            f"AWS_S3_ENDPOINT_URL: the object store at {storage.endpoint_url or 'AWS'} does not "
-            f"answer ({kind}: {exc}); start it or fix the URL"
-        )
+        storage.connection.meta.client.head_bucket(Bucket=storage.bucket_name)
+    except Exception as exc:
+        return str(store_error(exc, alias="default", name="", doing="checking"))
     return None

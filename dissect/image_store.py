@@ -19,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.files.storage import storages
+
+from dissect.artifacts import STORE_ERRORS, store_error, stored_read, stored_save
 
 ALIAS = "imagesets"
 MIRROR_FILE = "MIRROR.json"
@@ -64,7 +65,6 @@ def image_set_mirror(*, image_set) -> int:
     Returns the number of files copied; 0 when mirroring is off."""
     if not mirror_enabled():
         return 0
-    storage = storages[ALIAS]
     root = Path(image_set.root)
     labels_dir = Path(image_set.labels_dir) if image_set.labels_dir else None
     trees, root_in, labels_in = _trees(root, labels_dir)
@@ -80,15 +80,20 @@ def image_set_mirror(*, image_set) -> int:
 
     def copy(item: tuple[str, Path]) -> None:
         key, path = item
-        storage.save(f"{image_set.pk}/{key}", ContentFile(path.read_bytes()))
+        stored_save(ALIAS, f"{image_set.pk}/{key}", path.read_bytes())
 
     with ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="mirror") as pool:
         list(pool.map(copy, files))
     index = {"version": image_set.manifest_sha256, "root": root_in, "labels": labels_in,
              "files": [key for key, _path in files]}  # fmt: skip
     name = f"{image_set.pk}/{MIRROR_FILE}"
-    storage.delete(name)  # local test stores would otherwise rename; S3 overwrites anyway
-    storage.save(name, ContentFile(json.dumps(index).encode()))
+    try:
+        storages[ALIAS].delete(
+            name
+        )  # local test stores would otherwise rename; S3 overwrites anyway
+    except STORE_ERRORS as exc:
+        raise store_error(exc, alias=ALIAS, name=name, doing="replacing") from exc
+    stored_save(ALIAS, name, json.dumps(index).encode())
     return len(files)
 
 
@@ -101,10 +106,8 @@ def image_set_local(*, image_set) -> tuple[str, str]:
     storage; with the object store, this host's cached copy (fetched on first use)."""
     if not mirror_enabled():
         return image_set.root, image_set.labels_dir
-    storage = storages[ALIAS]
     try:
-        with storage.open(f"{image_set.pk}/{MIRROR_FILE}", "rb") as fh:
-            index = json.loads(fh.read())
+        index = json.loads(stored_read(ALIAS, f"{image_set.pk}/{MIRROR_FILE}"))
     except FileNotFoundError:
         raise ImageStoreError(
             f"image set {image_set.name}: its files are not in the object store "
@@ -114,12 +117,12 @@ def image_set_local(*, image_set) -> tuple[str, str]:
     version = (index.get("version") or "unversioned")[:16]
     cached = _cache_root() / f"{image_set.pk}-{version}"
     if not cached.is_dir():
-        _fetch(storage, image_set.pk, index["files"], cached)
+        _fetch(image_set.pk, index["files"], cached)
     labels = str(cached / index["labels"]) if index.get("labels") else ""
     return str(cached / index["root"]), labels
 
 
-def _fetch(storage, set_id: int, keys: list[str], target: Path) -> None:
+def _fetch(set_id: int, keys: list[str], target: Path) -> None:
     """Download into a temporary folder beside ``target`` and rename it into place, so two
     workers on one host never read a half-filled cache."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -128,8 +131,7 @@ def _fetch(storage, set_id: int, keys: list[str], target: Path) -> None:
     def fetch(key: str) -> None:
         path = tmp / key
         path.parent.mkdir(parents=True, exist_ok=True)
-        with storage.open(f"{set_id}/{key}", "rb") as src:
-            path.write_bytes(src.read())
+        path.write_bytes(stored_read(ALIAS, f"{set_id}/{key}"))
 
     try:
         with ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="fetch") as pool:
