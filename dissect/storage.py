@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 
@@ -25,17 +24,39 @@ def content_name(data: bytes, *, kind: str, ext: str) -> str:
     return f"dissect/{kind}/{digest[:2]}/{digest}.{ext}"
 
 
+def _replaces_in_place(storage) -> bool:
+    """Whether ``storage`` writes a name in one request, replacing what is there (an object
+    store: django-storages' S3Storage with ``file_overwrite``, its default) rather than renaming
+    a second copy (a local folder)."""
+    return bool(getattr(storage, "file_overwrite", False))
+
+
 def save_content_addressed(data: bytes, *, kind: str, ext: str) -> str:
-    """Write ``data`` once under its content name (skipped when it is already stored); returns
-    the name to keep in a ``*_path`` field (``media_url(name)`` serves it)."""
+    """Write ``data`` once under its content name; returns the name to keep in a ``*_path``
+    field (``media_url(name)`` serves it). An object store gets one PUT and no existence check
+    first (same name, same bytes: overwriting is harmless, and a HEAD per tile would double the
+    requests); a local folder is checked first (a stat) and skipped when the file is there. A
+    store failure raises ``StoreUnavailable`` naming the store, the object and what to check."""
+    from dissect.artifacts import stored_save
+
     name = content_name(data, kind=kind, ext=ext)
-    if not default_storage.exists(name):
-        saved = default_storage.save(name, ContentFile(data))
+    if _replaces_in_place(default_storage):
+        stored_save("default", name, data)
+    elif not default_storage.exists(name):
+        saved = stored_save("default", name, data)
         # Two writers racing on the same content: storage renamed the second copy; both are
         # identical, so keep the canonical name and drop the duplicate.
         if saved != name:
             default_storage.delete(saved)
     return name
+
+
+def media_read(name: str) -> bytes:
+    """The bytes of a stored media name; ``FileNotFoundError`` when it is not there, a store
+    failure as ``StoreUnavailable`` naming the store, the object and what to check."""
+    from dissect.artifacts import stored_read
+
+    return stored_read("default", name)
 
 
 # Names the researchers' media view serves: what save_content_addressed writes, nothing else

@@ -4,8 +4,11 @@ per unit."""
 from __future__ import annotations
 
 import contextlib
+import io
+import os
+import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,9 +26,59 @@ from dissect.services.common import (
 )
 from dissect.services.image_sets import image_mark_bad
 from dissect.services.networks import network_load
-from dissect.storage import save_content_addressed
+from dissect.storage import media_read, save_content_addressed
 
 RENDER_MAX_PARTS = 8
+# Threads that encode and write tiles (and compose montages) beside the masks: encoding releases
+# the GIL, and on an object store each write waits on a request, so several are in flight.
+WRITE_THREADS = 4
+# Top tiles' bytes by name, as the render parts in this process wrote them, so the montages after
+# them are composed without reading the tiles back from the store. A name is the sha256 of its
+# bytes, so an entry is never stale; oldest first out past the bound; what is not here (a part
+# rendered by another worker) is read from storage.
+RENDERED_KEEP_BYTES = 192 * 1024 * 1024
+_rendered: OrderedDict[str, bytes] = OrderedDict()
+_rendered_size = [0]
+_rendered_lock = threading.Lock()
+
+
+_pool: list = [None, 0]  # this process's writer threads, and the process they belong to
+_pool_lock = threading.Lock()
+
+
+def _write_pool() -> ThreadPoolExecutor:
+    """This process's writer threads, kept across render parts and montages: each thread's
+    store connection (a boto3 session, about half a second of CPU to build) is made once per
+    process, not once per task. A forked child builds its own (threads do not survive a fork)."""
+    with _pool_lock:
+        if _pool[0] is None or _pool[1] != os.getpid():
+            _pool[:] = [ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="media"), os.getpid()]
+        return _pool[0]
+
+
+def _rendered_keep(name: str, data: bytes) -> None:
+    with _rendered_lock:
+        if name in _rendered:
+            return
+        _rendered[name] = data
+        _rendered_size[0] += len(data)
+        while _rendered_size[0] > RENDERED_KEEP_BYTES:
+            _rendered_size[0] -= len(_rendered.popitem(last=False)[1])
+
+
+def _rendered_drop(names) -> None:
+    with _rendered_lock:
+        for name in names:
+            data = _rendered.pop(name, None)
+            if data is not None:
+                _rendered_size[0] -= len(data)
+
+
+def _tile_bytes(name: str) -> bytes:
+    """A top tile's bytes: kept from this process's render, else read from storage."""
+    with _rendered_lock:
+        data = _rendered.get(name)
+    return data if data is not None else media_read(name)
 
 
 def _mask_params(recipe: str, layer: Layer, unit: Unit, input_size: int) -> dict:
@@ -136,7 +189,7 @@ def run_render(
         dev = place_model(net, params.get("device", "auto"))
         forward = capture_outputs(resolve_layers(net, list(layers)), stop_early=True)
     done, writes = 0, []
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tiles")
+    pool = _write_pool()
 
     def on_failure(failed) -> None:
         image_mark_bad(image_id=failed.image_id, reason=failed.reason)
@@ -169,15 +222,21 @@ def run_render(
                             **_mask_params(recipe, unit.layer, unit, input_size),
                         )  # fmt: skip
                         # Encoding and writing release the GIL: overlap them with the masks.
-                        writes.append((ui.pk, pool.submit(_tile_write, view, mask, tile_px)))
+                        keep = ui.kind == UnitImage.Kind.TOP  # a montage tile
+                        writes.append(
+                            (ui.pk, pool.submit(_tile_write, view, mask, tile_px, keep=keep))
+                        )
                     done += len(wanted[image_id])
+                _raise_failed(writes)
                 if len(writes) >= 2000:
                     _tile_paths_store(writes)
                     writes = []
                 reporter(done)
             _tile_paths_store(writes)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:
+        for _unit_image_id, future in writes:  # the rest is not needed now
+            future.cancel()
+        raise
     reporter.close(done=done)
     timing_add(run_id, "render", time.monotonic() - started)
     if progress is not None:
@@ -207,12 +266,22 @@ def run_montages(*, run_id: int, attempt: int | None = None) -> None:
     timing_add(run_id, "render", time.monotonic() - started)
 
 
-def _tile_write(view, mask, tile_px: int) -> str:
+def _tile_write(view, mask, tile_px: int, *, keep: bool) -> str:
     from dissect.engine.segment import make_tile
 
-    return save_content_addressed(
-        jpeg_bytes(make_tile(view, mask, tile_px=tile_px)), kind="tiles", ext="jpg"
-    )
+    data = jpeg_bytes(make_tile(view, mask, tile_px=tile_px))
+    name = save_content_addressed(data, kind="tiles", ext="jpg")
+    if keep:
+        _rendered_keep(name, data)
+    return name
+
+
+def _raise_failed(writes: list) -> None:
+    """A tile write that failed (the store is gone, after botocore's retries) stops the render
+    now, with its error, rather than after every other tile has spent its retries too."""
+    for _unit_image_id, future in writes:
+        if future.done() and future.exception() is not None:
+            future.result()
 
 
 def _tile_paths_store(writes: list) -> None:
@@ -227,8 +296,8 @@ def _tile_paths_store(writes: list) -> None:
 
 
 def _montages_write(run: DissectionRun, *, tile_px: int) -> None:
-    """One montage per unit: its top tiles in rank order, read back from storage."""
-    from django.core.files.storage import default_storage
+    """One montage per unit: its top tiles in rank order (the bytes this process rendered, else
+    read from storage), several units at once."""
     from PIL import Image as PILImage
 
     from dissect.engine.segment import make_montage
@@ -241,13 +310,17 @@ def _montages_write(run: DissectionRun, *, tile_px: int) -> None:
         .values_list("unit_id", "tile_path")
     ):
         tiles_of[unit_id].append(path)
+
+    def montage(names: list[str]) -> str:
+        tiles = [
+            PILImage.open(io.BytesIO(_tile_bytes(name))).convert("RGB").resize((tile_px, tile_px))
+            for name in names
+        ]
+        return save_content_addressed(jpeg_bytes(make_montage(tiles)), kind="montages", ext="jpg")
+
     units = list(Unit.objects.filter(pk__in=list(tiles_of)))
-    for unit in units:
-        tiles = []
-        for name in tiles_of[unit.pk]:
-            with default_storage.open(name, "rb") as fh:
-                tiles.append(PILImage.open(fh).convert("RGB").resize((tile_px, tile_px)))
-        unit.montage_path = save_content_addressed(
-            jpeg_bytes(make_montage(tiles)), kind="montages", ext="jpg"
-        )
+    paths = _write_pool().map(lambda u: montage(tiles_of[u.pk]), units)
+    for unit, path in zip(units, paths, strict=True):
+        unit.montage_path = path
     Unit.objects.bulk_update(units, ["montage_path"], 1000)
+    _rendered_drop(name for names in tiles_of.values() for name in names)
