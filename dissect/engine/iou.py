@@ -343,17 +343,27 @@ class BinnedIoU:
         hw = self.size[0] * self.size[1]
         # Only the upsampled pixels inside or above the window (``x > edge(lo)`` is exactly
         # ``key(x) >= lo``); most lie below it and are never computed (``hot_pixels``).
-        p, pixel, value = hot_pixels(maps_hw, self._lo_edge[units], self.size)
+        edge = self._lo_edge[units]
+        p, pixel, value = hot_pixels(maps_hw, edge, self.size)
         if p.numel() == 0:
             return None
         # Index arithmetic in int32 where it fits (several times faster than mixing in int64).
-        small = max(self.intersection.numel(), units.numel() * b1) < 2**31
+        small = max(self.intersection.numel(), units.numel() * b1, label_rows.shape[0]) < 2**31
         index_dtype = torch.int32 if small else torch.int64
+        # Everything a pixel needs from its pair in one gather: the pair's row in the areas,
+        # its unit's first key, where its unit's counts start, where its image's labels start.
+        pairs = torch.stack(
+            (
+                torch.arange(units.numel(), device=units.device) * b1,
+                self.lo[units],
+                units * (self.n_labels * b1),
+                images * hw,
+            ),
+            dim=1,
+        ).to(index_dtype)[p]
         # Column in the unit's window; keys above it share the overflow column ``bins``.
-        col = (value_keys(value, self.mantissa_bits) - self.lo[units][p]).clamp_(max=self.bins)
-        col = col.to(index_dtype)
-        hist = torch.bincount(p.to(index_dtype) * b1 + col, minlength=units.numel() * b1)
-        hist = hist.view(-1, b1)
+        col = self._keys(value, edge).to(index_dtype).sub_(pairs[:, 1]).clamp_(max=self.bins)
+        hist = torch.bincount(pairs[:, 0] + col, minlength=units.numel() * b1).view(-1, b1)
         self.unit_area.index_add_(0, units, hist)
         if present is not None:
             self.unit_area_cat.index_add_(0, units, hist[:, None, :] * present[:, :, None])
@@ -363,10 +373,17 @@ class BinnedIoU:
                 rows.index_add_(0, labels, hist)
         if label_rows.shape[1] == 0:
             return None
-        row = images.to(index_dtype)[p].mul_(hw).add_(pixel)
+        row = pixel.to(index_dtype).add_(pairs[:, 3])
         labels = label_rows.index_select(0, row).to(index_dtype).mul_(b1)  # label * (bins + 1)
-        base = (units * (self.n_labels * b1)).to(index_dtype)[p].add_(col)
-        return labels.add_(base.unsqueeze(1)).view(-1)
+        return labels.add_((pairs[:, 2] + col).unsqueeze(1)).view(-1)
+
+    def _keys(self, value: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+        """``value_keys`` of the hot values (all above ``edge``, so never NaN). When every edge
+        is >= 0 the values are positive, and a positive float's ordered bits are its raw bits:
+        two integer ops instead of the general sign handling (same keys)."""
+        if edge.numel() and bool((edge >= 0).all()):
+            return (value.view(torch.int32) - 1) >> (23 - self.mantissa_bits)
+        return value_keys(value, self.mantissa_bits)
 
     def merge(self, other: BinnedIoU) -> BinnedIoU:
         """Add ``other``'s counts (same units, labels, bins, size, denominator); returns self.

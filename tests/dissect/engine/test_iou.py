@@ -32,7 +32,8 @@ def synthetic(seed: int, n: int = 24):
 
 def one_pass(acts, maps, batch=6, **kw) -> tuple[BinnedIoU, RunningQuantile]:
     """Stream batches as extraction does: window from the sketch after the first batch."""
-    sketch, acc = RunningQuantile(UNITS), BinnedIoU(UNITS, N_LABELS, **kw)
+    units = acts.shape[1]
+    sketch, acc = RunningQuantile(units), BinnedIoU(units, N_LABELS, **kw)
     for start in range(0, acts.shape[0], batch):
         a, m = acts[start : start + batch], maps[start : start + batch]
         sketch.add(a)
@@ -43,7 +44,7 @@ def one_pass(acts, maps, batch=6, **kw) -> tuple[BinnedIoU, RunningQuantile]:
 
 
 def two_pass(acts, maps, thresholds) -> IoUAccumulator:
-    ref = IoUAccumulator(UNITS, N_LABELS)
+    ref = IoUAccumulator(acts.shape[1], N_LABELS)
     ref.add_activations(acts, thresholds, maps)
     return ref
 
@@ -71,6 +72,22 @@ def test_counts_at_the_sketch_threshold_equal_the_two_pass_counts(seed):
     torch.testing.assert_close(counts.iou, ref.iou(), rtol=0, atol=1e-6)  # float division only
     assert counts.max_error == 0.0
     assert counts.iou[4].abs().max() == 0  # the dead unit's mask is empty
+
+
+@pytest.mark.parametrize("shift", [1.0, -10.0])
+def test_all_positive_and_all_negative_maps_count_exactly(shift):
+    # All-positive windows take the raw-bits key; negative ones the general sign handling.
+    acts, maps = synthetic(2)
+    acts = acts[:, :4] + shift  # no dead unit: every edge has the same sign
+    # Negative values' bins narrow toward zero: a wide window keeps every threshold inside.
+    acc, sketch = one_pass(acts, maps, window_bins=256 if shift > 0 else 4096)
+    thresholds = sketch.quantile(0.995)
+    assert bool(((acc._lo_edge > 0) if shift > 0 else (acc._lo_edge < 0)).all())
+    counts = acc.counts_at(thresholds)
+    ref = two_pass(acts, maps, thresholds)
+    assert counts.exact.all()
+    assert torch.equal(counts.intersection_low, ref.intersection)
+    assert torch.equal(counts.unit_area_low[:, 0], ref.unit_area)
 
 
 def test_any_other_threshold_lies_within_the_reported_bounds():
