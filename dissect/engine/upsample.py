@@ -83,28 +83,37 @@ def _axis_plan(in_size: int, out_size: int) -> AxisPlan:
 
 @dataclass(frozen=True)
 class BilinearPlan:
-    """An ``(h, w) -> (H, W)`` bilinear resize on one device: the two axes' plans, and per
-    (row block, col block) the flat output pixel (row * W + col) of each of its slots."""
+    """An ``(h, w) -> (H, W)`` bilinear resize on one device: the two axes' plans, the flat
+    output pixel (row * W + col) of each (row block, col block)'s first slot, and each slot's
+    offset from it (a block's outputs are consecutive rows and columns)."""
 
     rows: AxisPlan
     cols: AxisPlan
     out_size: tuple[int, int]
-    block_pixels: torch.Tensor  # [Br * Bc * Lr * Lc] int64
+    block_origin: torch.Tensor  # [Br * Bc] int64
+    slot_offset: torch.Tensor  # [Lr * Lc] int64 (padding slots: never selected, NaN weights)
 
     def to(self, device) -> BilinearPlan:
         def moved(plan: AxisPlan) -> AxisPlan:
             return AxisPlan(**{k: v.to(device) for k, v in vars(plan).items()})
 
         return BilinearPlan(
-            moved(self.rows), moved(self.cols), self.out_size, self.block_pixels.to(device)
+            moved(self.rows),
+            moved(self.cols),
+            self.out_size,
+            self.block_origin.to(device),
+            self.slot_offset.to(device),
         )
 
 
 @lru_cache(maxsize=64)
 def _cached_plan(in_size: tuple[int, int], out_size: tuple[int, int], device: str) -> BilinearPlan:
     rows, cols = _axis_plan(in_size[0], out_size[0]), _axis_plan(in_size[1], out_size[1])
-    pixels = rows.block_out[:, None, :, None] * out_size[1] + cols.block_out[None, :, None, :]
-    return BilinearPlan(rows, cols, out_size, pixels.reshape(-1)).to(device)
+    width = out_size[1]
+    origin = rows.block_out[:, :1] * width + cols.block_out[:, 0].view(1, -1)  # [Br, Bc]
+    lr, lc = rows.block_out.shape[1], cols.block_out.shape[1]
+    offset = torch.arange(lr).view(-1, 1) * width + torch.arange(lc).view(1, -1)  # [Lr, Lc]
+    return BilinearPlan(rows, cols, out_size, origin.reshape(-1), offset.reshape(-1)).to(device)
 
 
 def bilinear_plan(in_size, out_size, device="cpu") -> BilinearPlan:
@@ -163,12 +172,9 @@ def hot_pixels(
         return _hot_columns(plan, p, br, bc, top, bottom, edge, margin)
     rw0, rw1 = rows.block_w0[br].unsqueeze(2), rows.block_w1[br].unsqueeze(2)  # [K, Lr, 1]
     value = (rw0 * top.unsqueeze(1) + rw1 * bottom.unsqueeze(1)).view(p.numel(), -1)
-    slots = value.shape[1]
-    index = (value > edge[p].view(-1, 1)).view(-1).nonzero()[:, 0]
-    block = torch.div(index, slots, rounding_mode="floor")
-    slot = index - block * slots
-    pixel = plan.block_pixels[(br * cols.block_src0.numel() + bc)[block] * slots + slot]
-    return p[block], pixel, value.view(-1)[index]
+    block, slot = (value > edge[p].view(-1, 1)).nonzero(as_tuple=True)
+    origin = plan.block_origin[br * cols.block_src0.numel() + bc]  # [K]
+    return p[block], origin[block] + plan.slot_offset[slot], value[block, slot]
 
 
 def _hot_columns(plan, p, br, bc, top, bottom, edge, margin):
