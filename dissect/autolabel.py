@@ -102,12 +102,15 @@ def label_view(
     """Apply the network's geometric preprocessing (``dissect.images.network_view``: short side
     resize + center crop, or a plain resize for crop 'none') to a label map, with nearest
     sampling so label numbers stay intact. ``image_size`` is the image's (W, H); the label map may
-    have another size (Broden's sh, sw). Returns int64 (out_px, out_px)."""
+    have another size (Broden's sh, sw). Returns int64 (out_px, out_px), or ``label_map`` itself
+    when the view is the whole map at its own size (nearest sampling would copy it unchanged)."""
     width, height = image_size
     box = _view_box(image_size, preprocessing)
     lh, lw = label_map.shape
     fx, fy = lw / width, lh / height  # image px -> label-map px
     box = (box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy)
+    if box == (0.0, 0.0, float(lw), float(lh)) and lh == lw == out_px:
+        return label_map
     img = Image.fromarray(label_map.astype(np.int32), mode="I")
     return np.asarray(img.resize((out_px, out_px), Image.NEAREST, box=box), dtype=np.int64)
 
@@ -322,7 +325,7 @@ class BrodenLabelLoader:
             size = im.size  # header only: the worker decoded the pixels already
         planes, note = [], ""
         for name in map_files:
-            label_map = read_label_map(self.images_dir / name)
+            label_map = read_label_map(self.images_dir / name, dtype=None)
             native = label_view_px(label_map.shape, size, self.preprocessing)
             if native != self.usual_px and not note:
                 note = (
@@ -330,15 +333,19 @@ class BrodenLabelLoader:
                     f"network's view) resized to {self.out_px} px (nearest)"
                 )
             planes.append(label_view(label_map, size, self.preprocessing, self.out_px))
-        planes += [np.full((self.out_px, self.out_px), n, np.int64) for n in image_labels]
+        planes += [
+            np.full((self.out_px, self.out_px), n, np.min_scalar_type(n)) for n in image_labels
+        ]
         if not planes:
-            planes = [np.zeros((self.out_px, self.out_px), np.int64)]
+            planes = [np.zeros((self.out_px, self.out_px), np.uint8)]
         return _compact(np.stack(planes)), note
 
 
 def _compact(maps: np.ndarray) -> np.ndarray:
     """Label numbers in the smallest integer dtype that holds them (uint8 for up to 255 labels):
     the maps cross from the decoding worker to the main process for every image."""
+    if maps.dtype == np.uint8:
+        return maps
     top = int(maps.max()) if maps.size else 0
     if int(maps.min(initial=0)) >= 0 and top < 256:
         return maps.astype(np.uint8)

@@ -97,18 +97,19 @@ class BrodenDataset:
         return [read_label_map(self.images_dir / name) for name in row.map_files]
 
 
-def read_label_map(path: Path) -> np.ndarray:
-    """A label-map PNG as int64 (H, W) label numbers (gray directly; RGB as R + 256 G)."""
+def read_label_map(path: Path, dtype=np.int64) -> np.ndarray:
+    """A label-map PNG as (H, W) label numbers (gray directly; RGB as R + 256 G), as ``dtype``;
+    ``dtype=None`` keeps the smallest one that holds them (uint8 for a gray or palette PNG)."""
     try:
         with Image.open(path) as im:
             im.load()
             if im.mode in ("RGB", "RGBA"):
-                rgb = np.asarray(im.convert("RGB"), dtype=np.int64)
-                return rgb[:, :, 0] + 256 * rgb[:, :, 1]
-            if im.mode == "P":
+                rgb = np.asarray(im.convert("RGB"), dtype=np.int32)
+                values = rgb[:, :, 0] + 256 * rgb[:, :, 1]
+            else:
                 # A palette PNG stores label numbers as palette indexes.
-                return np.asarray(im, dtype=np.int64)
-            return np.asarray(im, dtype=np.int64)
+                values = np.asarray(im)
+            return values if dtype is None else values.astype(dtype, copy=False)
     except FileNotFoundError as exc:
         raise BrodenError(f"{path}: label map is missing; index.csv names it") from exc
     except OSError as exc:

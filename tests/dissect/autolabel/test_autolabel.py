@@ -110,3 +110,16 @@ def test_label_view_follows_the_network_crop():
     assert view.shape == (16, 16)
     assert (view == expected).mean() > 0.9
     assert set(np.unique(view)) <= set(np.unique(labels))
+
+
+def test_label_view_of_the_whole_map_at_its_own_size_is_the_map():
+    # The common case (Broden, the demo world): no resize, and the same values PIL's nearest
+    # resize gives, whatever the dtype.
+    from PIL import Image
+
+    labels = (np.arange(16 * 16).reshape(16, 16) % 251).astype(np.uint8)
+    prep = {"input_size": 16, "resize": 16, "crop": "center"}
+    view = label_view(labels, (16, 16), prep, 16)
+    resized = Image.fromarray(labels.astype(np.int32), mode="I").resize((16, 16), Image.NEAREST)
+    assert view.dtype == np.uint8 and (view == np.asarray(resized)).all()
+    assert label_view(labels, (16, 16), prep, 8).shape == (8, 8)  # another size still resizes

@@ -30,6 +30,11 @@ def test_rgb_and_gray_label_maps_decode(tmp_path):
     Image.fromarray((labels % 200).astype(np.uint8)).save(tmp_path / "gray.png")
     assert (read_label_map(tmp_path / "rgb.png") == labels).all()
     assert (read_label_map(tmp_path / "gray.png") == labels % 200).all()
+    assert read_label_map(tmp_path / "rgb.png").dtype == np.int64  # the default, for any caller
+    # dtype=None keeps the smallest type: the one-pass loader ships them to the main process.
+    gray = read_label_map(tmp_path / "gray.png", dtype=None)
+    assert gray.dtype == np.uint8 and (gray == labels % 200).all()
+    assert (read_label_map(tmp_path / "rgb.png", dtype=None) == labels).all()
 
 
 def rewrite(path, edit):
