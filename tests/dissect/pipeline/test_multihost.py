@@ -14,8 +14,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from dissect import watchdog
 from dissect.models import AutoLabel, DissectionRun, Shard, Unit, UnitImage
@@ -84,8 +87,16 @@ class Hosts:
             proc.wait(timeout=10)
 
     def stop_all(self) -> None:
-        for name in list(self.procs):
-            self.kill(name, signal.SIGTERM)
+        """Every worker stopped (SIGTERM: a warm shutdown), all told at once and then waited for."""
+        procs = [self.procs.pop(name) for name in list(self.procs)]
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -103,9 +114,11 @@ def hosts(s3_storage, transactional_db, settings, tmp_path):
                              f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
                              f"{connection.settings_dict['NAME']}"))  # fmt: skip
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    # Stalled after 30 s without progress (beat: 10 minutes); shorter resumes a run whose task
-    # is only slow on a loaded machine, and gives up after three resumes.
-    settings.CROWDDISSECT = {**settings.CROWDDISSECT, "RUN_STALL_SECONDS": 30}
+    # Stalled after 120 s without progress (beat: 10 minutes). _wait lets the watchdog see that
+    # much time pass as soon as nothing can move the run; waiting for it in real time is only
+    # the fallback, long enough that a task merely slow on a loaded machine (a fresh worker's
+    # first shard takes 40 s there) is not resumed.
+    settings.CROWDDISSECT = {**settings.CROWDDISSECT, "RUN_STALL_SECONDS": 120}
     group = Hosts(tmp_path, env)
     try:
         yield group
@@ -127,16 +140,57 @@ def _result(run) -> dict:
     }  # fmt: skip
 
 
-def _wait(run, timeout_s=300, *, sweep=False, until=None) -> DissectionRun:
+_RECEIVED = re.compile(r"\] Task [\w.]+\[([^\]]+)\] received")
+_ENDED = re.compile(r"\] Task [\w.]+\[([^\]]+)\] (?:succeeded|raised|retry|ignored|rejected)")
+
+
+def _idle(hosts: Hosts) -> bool:
+    """No live worker holds a task (each task it received has ended, read from its log: a solo
+    worker busy with a task does not answer `inspect`) and no message waits in a queue: only a
+    message a dead worker took (redelivered after the broker's visibility timeout) can still
+    move a run now."""
+    from kombu.exceptions import ChannelError
+
+    from config.celery import app
+
+    for proc in hosts.procs.values():
+        log = proc.log_path.read_text()
+        if Counter(_RECEIVED.findall(log)) - Counter(_ENDED.findall(log)):
+            return False
+    with app.connection_for_read() as conn:
+        for queue in ("gpu", "cpu"):
+            try:
+                if conn.default_channel.queue_declare(queue=queue, passive=True).message_count:
+                    return False
+            except ChannelError:  # no message has ever waited there (or none left)
+                pass
+    return True
+
+
+def _wait(run, timeout_s=300, *, hosts: Hosts | None = None, until=None) -> DissectionRun:
+    """Poll the run until it finishes (or ``until(run)``). With ``hosts`` the watchdog watches
+    it: swept in real time, and as soon as the run stands still while every live worker is idle
+    and no message is queued (twice, a second apart), the watchdog's clock (``now``, as in
+    test_watchdog.py) is moved on by the stall bound: the run is stalled for good then, and
+    waiting out the bound in real time would only make the test slow."""
     deadline = time.monotonic() + timeout_s
+    still = None  # (fingerprint, since when) while nothing can move the run
     while time.monotonic() < deadline:
         run.refresh_from_db()
         if until is not None and until(run):
             return run
         if until is None and run.status in (DissectionRun.Status.DONE, DissectionRun.Status.FAILED):
             return run
-        if sweep:
+        if hosts is not None:
             watchdog.watchdog_sweep()
+            current = watchdog.fingerprint(run) if _idle(hosts) else None
+            if current is None or still is None or still[0] != current:
+                still = (current, time.monotonic()) if current else None
+            elif time.monotonic() - still[1] >= 1.0:
+                watchdog.watchdog_sweep(
+                    now=timezone.now() + timedelta(seconds=watchdog.stall_seconds())
+                )  # resumed (or failed after too many resumes: the caller's assertion says so)
+                still = None
         time.sleep(0.3)
     raise AssertionError(f"run {run.pk}: {run.status} {run.stage} after {timeout_s}s")
 
@@ -200,7 +254,7 @@ def test_a_run_over_separate_hosts_equals_one_process_and_survives_faults(
         assert time.monotonic() < deadline, "gpu-a never took a shard"
         time.sleep(0.05)
     hosts.kill("gpu-a")
-    run = _wait(run, sweep=True)
+    run = _wait(run, hosts=hosts)
     assert run.status == DissectionRun.Status.DONE, run.error
     assert _result(run) == expected
     assert UnitImage.objects.filter(unit__layer__run=run).count() == len(expected["top"])
@@ -215,7 +269,7 @@ def test_a_run_over_separate_hosts_equals_one_process_and_survives_faults(
     for name, queue in (("gpu-a", "gpu"), ("gpu-b", "gpu"), ("cpu", "cpu")):
         hosts.start(name, queue)
     hosts.wait_ready()
-    run = _wait(run, sweep=True)
+    run = _wait(run, hosts=hosts)
     assert run.status == DissectionRun.Status.DONE, run.error
     kept = dict(run.shards.filter(index__in=list(stored)).values_list("index", "finished_at"))
     assert kept == stored  # not computed again
@@ -228,7 +282,7 @@ def test_a_run_over_separate_hosts_equals_one_process_and_survives_faults(
     hosts.kill("cpu")
     hosts.start("cpu", "cpu")
     hosts.wait_ready()
-    run = _wait(run, sweep=True)
+    run = _wait(run, hosts=hosts)
     assert run.status == DissectionRun.Status.DONE, run.error
     assert _result(run) == expected
     keys = set(store.keys(prefix))
