@@ -1,6 +1,8 @@
 """Shared fixtures: isolated media/run folders, users with roles, and a real Celery worker process."""
 
 import contextlib
+import dataclasses
+import io
 import os
 import subprocess
 import sys
@@ -289,3 +291,124 @@ def s3_storage(object_store, settings, tmp_path, request, monkeypatch):
         },
     }  # fmt: skip
     return object_store, prefix
+
+
+# -- `manage.py demo` once per session ---------------------------------------------------------
+
+DEMO_ARGS = ("--images", "24", "--top-k", "12")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSnapshot:
+    """What one ``manage.py demo`` left behind: its data, media and run folders (under ``root``)
+    and every table of the test database as it stood when the command returned."""
+
+    args: tuple[str, ...]
+    root: Path
+    output: str = dataclasses.field(repr=False)
+    # The database's own copy: a sqlite3 connection, or {table: COPY text}.
+    tables: object = dataclasses.field(repr=False)
+
+
+def _database_dump(connection) -> object:
+    """Every Django table's rows: SQLite's backup of the whole database (exact, schema and all),
+    PostgreSQL's COPY text of each table (exact for every column type)."""
+    if connection.vendor == "sqlite":
+        import sqlite3
+
+        copy = sqlite3.connect(":memory:", check_same_thread=False)
+        connection.ensure_connection()
+        connection.connection.backup(copy)
+        return copy
+    if connection.vendor != "postgresql":
+        raise NotImplementedError(f"no database snapshot for {connection.vendor}")
+    tables = connection.introspection.django_table_names(only_existing=True, include_views=False)
+    dump = {}
+    with connection.cursor() as cursor:
+        for table in tables:
+            text = io.StringIO()
+            cursor.copy_expert(f"COPY {connection.ops.quote_name(table)} TO STDOUT", text)
+            dump[table] = text.getvalue()
+    return dump
+
+
+def _database_restore(connection, dump: object) -> None:
+    """Put the database back exactly as ``_database_dump`` found it (whatever it holds now)."""
+    from django.apps import apps
+    from django.contrib.contenttypes.models import ContentType
+    from django.core.management.color import no_style
+    from django.db import transaction
+
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        dump.backup(connection.connection)
+    else:
+        quote = connection.ops.quote_name
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            cursor.execute("TRUNCATE " + ", ".join(quote(t) for t in dump))
+            for table, text in dump.items():
+                cursor.copy_expert(f"COPY {quote(table)} FROM STDIN", io.StringIO(text))
+            models = apps.get_models(include_auto_created=True)
+            for sql in connection.ops.sequence_reset_sql(no_style(), models):
+                cursor.execute(sql)
+    ContentType.objects.clear_cache()  # the restored rows' ids, not the flushed ones'
+
+
+@pytest.fixture(scope="session")
+def demo_snapshot(django_db_setup, django_db_blocker, tmp_path_factory):
+    """`manage.py demo --images 24 --top-k 12` run ONCE per session, on the configured database
+    (PostgreSQL in CI's second run) with eager Celery as every test without a worker, its files
+    in folders of its own. The rows it stored are dumped and the database flushed again, as
+    after any transactional test, so no other test sees them; ``demo_world`` gives each test
+    that needs the demo its own copy (the command takes minutes: several tests share it)."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import override_settings
+
+    root = tmp_path_factory.mktemp("demo")
+    runs = root / "runs"
+    storages = {}
+    if settings.STORAGE_KIND == "local":
+        storages = {"STORAGES": {**settings.STORAGES, "artifacts": {
+            **settings.STORAGES["artifacts"], "OPTIONS": {"location": runs}}}}  # fmt: skip
+    output = io.StringIO()
+    with (
+        django_db_blocker.unblock(),
+        pytest.MonkeyPatch.context() as mp,
+        override_settings(
+            DATA_DIR=root / "data",
+            MEDIA_ROOT=root / "media",
+            SCRATCH_DIR=root / "scratch",
+            CROWDDISSECT={**settings.CROWDDISSECT, "RUNS_DIR": runs},
+            CELERY_TASK_ALWAYS_EAGER=True,
+            **storages,
+        ),
+    ):
+        mp.setattr("dissect.services.runs.EAGER_WEB_THREADS", False)
+        try:
+            call_command("demo", *DEMO_ARGS, stdout=output)
+            tables = _database_dump(connection)
+        finally:
+            call_command("flush", interactive=False, verbosity=0)
+    return DemoSnapshot(DEMO_ARGS, root, output.getvalue(), tables)
+
+
+@pytest.fixture
+def demo_world(demo_snapshot, transactional_db, settings, tmp_path):
+    """This test's own copy of the session's demo (``demo_snapshot``): the database holds exactly
+    the rows ``manage.py demo`` stored (the test's teardown flushes them like any transactional
+    test's), and DATA_DIR, the media and the run folders are copies under tmp_path, so what the
+    test writes reaches no other test. Returns the snapshot (``.args``: the command's arguments)."""
+    import shutil
+
+    from django.db import connection
+
+    settings.DATA_DIR = tmp_path / "data"
+    for name, target in (("data", settings.DATA_DIR), ("media", Path(settings.MEDIA_ROOT)),
+                         ("runs", Path(settings.CROWDDISSECT["RUNS_DIR"]))):  # fmt: skip
+        source = demo_snapshot.root / name
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+    _database_restore(connection, demo_snapshot.tables)
+    return demo_snapshot

@@ -1,5 +1,9 @@
 """The README's start command: `manage.py demo` ends with live tasks, the demo accounts, and reports
-populated by the SIMULATED crowd (detectors per layer, Fig. 10, agreement) and the ICLR'15 import."""
+populated by the SIMULATED crowd (detectors per layer, Fig. 10, agreement) and the ICLR'15 import.
+
+The command runs once per session (``demo_snapshot`` in tests/conftest.py, shared with the
+browser test of the demo's reports); ``demo_world`` gives this test the database and folders it
+left, its own copy."""
 
 import pytest
 from django.core.management import call_command
@@ -11,17 +15,13 @@ from core.roles import user_role
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_demo_command_tells_the_whole_story_and_is_idempotent(
-    settings, tmp_path, django_user_model
-):
+def test_demo_command_tells_the_whole_story_and_is_idempotent(demo_world, django_user_model):
     from annotate.explain.selectors import labeled_units
     from annotate.labels import reports
     from annotate.labels.models import UnitLabel
     from dissect.models import AutoLabel, DissectionRun, Network
 
-    settings.DATA_DIR = tmp_path / "data"
-    call_command("demo", "--images", "24", "--top-k", "12")
-
+    # What `manage.py demo --images 24 --top-k 12` stored (demo_world).
     campaigns = list(Campaign.objects.exclude(run__status="imported").order_by("pk"))
     assert [c.run.network.name for c in campaigns] == ["demo-places", "demo-objects"]
     assert all(c.status == Campaign.Status.LIVE and c.tasks.count() > 0 for c in campaigns)
@@ -61,6 +61,6 @@ def test_demo_command_tells_the_whole_story_and_is_idempotent(
     imported = DissectionRun.objects.filter(status="imported")
     assert sorted(r.network.name for r in imported) == ["imagenet-alexnet", "places205-alexnet"]
 
-    call_command("demo", "--images", "24", "--top-k", "12")  # a second run reuses everything
+    call_command("demo", *demo_world.args)  # a second run reuses everything
     assert list(Campaign.objects.exclude(run__status="imported").order_by("pk")) == campaigns
     assert answers.count() == stored  # no second round of simulated answers

@@ -35,7 +35,8 @@ def shot():
 
     def _shot(page, name: str) -> Path:
         path = ARTIFACTS / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        # A long page on a loaded machine takes more than the pages' 10 s default.
+        page.screenshot(path=str(path), full_page=True, timeout=60_000)
         return path
 
     return _shot

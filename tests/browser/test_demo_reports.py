@@ -1,20 +1,18 @@
 """Issue 14: after `manage.py demo`, a researcher opening the reports in the real browser sees
 detectors per layer (the simulated crowd's labels), the Fig. 10 concepts and agreement, each page
-saying that simulated workers gave the answers where it shows them; screenshots kept."""
+saying that simulated workers gave the answers where it shows them; screenshots kept. The demo
+runs once per session (``demo_snapshot``, tests/conftest.py); ``demo_world`` restores what it
+stored for this test alone."""
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.urls import reverse
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def test_the_demo_reports_show_detectors_in_the_browser(
-    settings, tmp_path, live_server, page_as, shot
-):
-    settings.DATA_DIR = tmp_path / "data"
-    call_command("demo", "--images", "24", "--top-k", "12")
+def test_the_demo_reports_show_detectors_in_the_browser(demo_world, live_server, page_as, shot):
+    # What `manage.py demo --images 24 --top-k 12` stored (demo_world).
     researcher = get_user_model().objects.get(username="demo-researcher")
     page = page_as(researcher)
 
