@@ -1,4 +1,5 @@
-"""Shared fixtures: isolated media/run folders, users with roles, and a real Celery worker process."""
+"""Shared fixtures: isolated media/run folders, users with roles, a real Celery worker process, a
+real object store, and `manage.py demo` run once per session (demo_snapshot, demo_world)."""
 
 import contextlib
 import dataclasses
