@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from annotate.crowd.concepts import concept_key, concept_merges
@@ -153,14 +153,30 @@ def worker_reliability(
         assignment__task_id__in={row[1] for row in own}, assignment__status__in=COUNTED
     ).values_list("assignment__worker_id", "assignment__task_id", "concept_text"):
         peers[task_id].append((worker_id, key(text)))
+    judged = [
+        (worker_id, task_id, key(text), control_failed, key(gold) if is_gold else None)
+        for worker_id, task_id, text, control_failed, is_gold, gold in own
+    ]
+    return agreement_reliability(answers=judged, peers=peers, worker_ids=worker_ids)
+
+
+def agreement_reliability(
+    *,
+    answers: Iterable[tuple[int, int, str, bool, str | None]],
+    peers: Mapping[int, Sequence[tuple[int, str]]],
+    worker_ids: Sequence[int],
+) -> dict[int, float]:
+    """The reliability rule itself, over plain values (``worker_reliability`` reads them from
+    the database; the simulated crowd's in-memory replica passes its own). ``answers``: each
+    judged answer as (worker, task, concept key, control failed, gold concept key or None);
+    ``peers``: task -> every counted (worker, concept key) of that task."""
     agreeing: Counter = Counter()
     judged: Counter = Counter()
-    for worker_id, task_id, text, control_failed, is_gold, gold_concept in own:
-        mine = key(text)
-        if is_gold:
-            hit = mine == key(gold_concept)
+    for worker_id, task_id, mine, control_failed, gold in answers:
+        if gold is not None:
+            hit = mine == gold
         else:
-            others = Counter(k for w, k in peers[task_id] if w != worker_id)
+            others = Counter(k for w, k in peers.get(task_id, ()) if w != worker_id)
             if not others:
                 continue
             most = max(others.values())

@@ -339,6 +339,196 @@ def campaign_score(
     return StrategyScore(strategy, len(scored), spent, plural, posterior)
 
 
+# --- the in-memory replica: many seeds in seconds ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Answers per unit: fixed (``max_answers`` None) or adaptive (min, max, target)."""
+
+    name: str
+    redundancy: int
+    max_answers: int | None = None
+    target_confidence: float = 0.9
+
+
+def strategies_compared(*, fixed: list[int], adaptive: tuple[int, int, float]) -> list[Strategy]:
+    """Each fixed redundancy, then adaptive (min, max, target), as ``simulate_crowd`` runs them."""
+    low, high, target = adaptive
+    return [Strategy(f"fixed {n}", n) for n in fixed] + [
+        Strategy(f"adaptive {low}-{high} @ {target:g}", low, high, target)
+    ]
+
+
+def crowd_replica(
+    *,
+    campaign: Campaign,
+    model: CrowdModel,
+    strategy: Strategy | None = None,
+    truths: dict[int, UnitTruth] | None = None,
+    labels: dict[int, frozenset[str]] | None = None,
+    views: dict[int, TaskView] | None = None,
+) -> StrategyScore:
+    """What ``crowd_simulate`` then ``campaign_score`` give, computed in memory: nothing is
+    stored, so one seed takes a second where the services take minutes. It makes the same
+    random draws in the same order, hands tasks out in the same fill order, applies the same
+    control check and the crowd's own rules (``redundancy.answer_need`` and
+    ``agreement_reliability``), so on the same campaign (its pk seeds the answers) it stores,
+    answer for answer, what the services store (``test_simulated_crowd`` checks it). Campaigns
+    with gold units, caps per worker or blocked workers are not replicated. ``strategy`` (default:
+    the campaign's own numbers) replaces the campaign's redundancy settings."""
+    from annotate.crowd.concepts import concept_key, concept_merges
+    from annotate.crowd.redundancy import (
+        NAMING_ALTERNATIVES,
+        Vote,
+        agreement_reliability,
+        answer_need,
+    )
+    from annotate.labels.aggregation import AnswerInput, consensus_from_answers
+
+    if campaign.gold_rate or campaign.max_tasks_per_worker or campaign.tasks.filter(is_gold=True):
+        raise ValueError("the replica answers campaigns without gold units or per-worker caps")
+    rules = Campaign(
+        redundancy=strategy.redundancy if strategy else campaign.redundancy,
+        max_answers=strategy.max_answers if strategy else campaign.max_answers,
+        target_confidence=(strategy.target_confidence if strategy else campaign.target_confidence),
+    )
+    truths = unit_truths(run=campaign.run) if truths is None else truths
+    task_units = dict(campaign.tasks.values_list("pk", "unit_id"))
+    if views is None:
+        labels = image_labels(run=campaign.run) if labels is None else labels
+        views = {
+            task.pk: _task_view(task, truths[task.unit_id], labels)
+            for task in campaign.tasks.all()
+            if task.unit_id in truths
+        }
+    merges = concept_merges()
+    keys: dict[str, str] = {}
+
+    def key(text: str) -> str:
+        if text not in keys:
+            keys[text] = concept_key(text, merges=merges)
+        return keys[text]
+
+    workers = [(w.pk, spam) for w, spam in simulated_workers(model=model)]
+    rng = random.Random(f"answers:{model.seed}:{campaign.pk}")
+    order_key = (
+        (lambda t: (-len(answers[t]), t))
+        if campaign.fill_order == Campaign.FillOrder.COMPLETE
+        else (lambda t: (len(answers[t]), t))
+    )
+    # task -> [(worker, concept key, control failed, category, precision)]
+    answers: dict[int, list[tuple[int, str, bool, str, float]]] = defaultdict(list)
+    wanted = dict.fromkeys(task_units, rules.redundancy)
+    held: dict[int, set[int]] = defaultdict(set)
+
+    def need(task_id: int):
+        rows = answers[task_id]
+        mine = {w for w, *_ in rows}
+        reliability = agreement_reliability(
+            answers=[
+                (w, t, k, failed, None)
+                for t, others in answers.items()
+                if t != task_id
+                for w, k, failed, *_ in others
+                if w in mine
+            ],
+            peers={t: [(w, k) for w, k, *_ in others] for t, others in answers.items()},
+            worker_ids=sorted(mine),
+        )
+        votes = [Vote(w, k, reliability[w]) for w, k, failed, *_ in rows if not failed]
+        return answer_need(
+            campaign=rules, votes=votes, answers=len(rows), alternatives=NAMING_ALTERNATIVES
+        )
+
+    while True:
+        order = list(workers)
+        rng.shuffle(order)
+        answered = 0
+        for worker, spammer in order:
+            task_id = None
+            while task_id is None:  # as _answer_one: a unit without ground truth is given back
+                free = [t for t in task_units if t not in held[worker] and len(answers[t]) < wanted[t]]  # fmt: skip
+                if not free:
+                    break
+                taken = min(free, key=order_key)
+                held[worker].add(taken)
+                task_id = taken if taken in views else None
+            if task_id is None:
+                continue
+            view, truth = views[task_id], truths[task_units[task_id]]
+            concept, category, marked = simulated_answer(
+                rng=rng, spammer=spammer, truth=truth, view=view, model=model
+            )
+            rng.uniform(20, 90)  # the active seconds crowd_simulate draws
+            failed = any(p not in set(marked) for p in view.controls)
+            if failed and not spammer:  # asked to look again, careful workers mark the controls
+                marked, failed = sorted(set(marked) | set(view.controls)), False
+            unmarked = sum(1 for p in view.unit_tiles if p not in set(marked))
+            answers[task_id].append(
+                (worker, key(concept), failed, category, unmarked / len(view.unit_tiles))
+            )
+            wanted[task_id] = need(task_id).wanted
+            answered += 1
+        if answered == 0:
+            break
+    plural = posterior = spent = 0
+    for task_id in views:
+        truth = key(truths[task_units[task_id]].concept)
+        inputs = [
+            AnswerInput(i, str(w), k, False, category, precision)
+            for i, (w, k, _failed, category, precision) in enumerate(answers[task_id])
+        ]
+        consensus = consensus_from_answers(inputs, min_precision=0.75, min_agreeing=2)
+        plural += consensus is not None and consensus.concept == truth
+        posterior += need(task_id).label == truth
+        spent += len(answers[task_id])
+    name = strategy.name if strategy else "campaign"
+    return StrategyScore(name, len(views), spent, plural, posterior)
+
+
+def replica_compare(
+    *,
+    run: DissectionRun,
+    layers: list[str] | None,
+    model: CrowdModel,
+    strategies: list[Strategy],
+    seeds: list[int],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, list[StrategyScore]]:
+    """``crowd_replica`` of each strategy for each seed (the crowd ``model`` with that seed) on
+    one simulated campaign over ``layers`` (made for its tasks, deleted afterwards): strategy
+    name -> its scores, seed by seed."""
+    from dataclasses import replace
+
+    campaign = simulated_campaign_create(run=run, layers=layers, name="replica")
+    try:
+        truths = unit_truths(run=run)
+        labels = image_labels(run=run)
+        views = {
+            task.pk: _task_view(task, truths[task.unit_id], labels)
+            for task in campaign.tasks.all()
+            if task.unit_id in truths
+        }
+        scores: dict[str, list[StrategyScore]] = {s.name: [] for s in strategies}
+        for i, seed in enumerate(seeds):
+            for strategy in strategies:
+                scores[strategy.name].append(
+                    crowd_replica(
+                        campaign=campaign,
+                        model=replace(model, seed=seed),
+                        strategy=strategy,
+                        truths=truths,
+                        views=views,
+                    )  # fmt: skip
+                )
+            if progress:
+                progress("replica", i + 1, len(seeds))
+    finally:
+        campaign.delete()
+    return scores
+
+
 def simulated_campaign_create(
     *, run: DissectionRun, layers: list[str] | None = None, name: str, **parameters
 ) -> Campaign:
@@ -380,17 +570,15 @@ def redundancy_compare(
     ``keep``, the campaigns are deleted afterwards and the run's labels recomputed without them."""
     from annotate.labels.aggregation import run_labels_recompute
 
-    strategies = [(f"fixed {n}", {"redundancy": n}) for n in fixed]
-    low, high, target = adaptive
-    strategies.append(
-        (
-            f"adaptive {low}-{high} @ {target:g}",
-            {"redundancy": low, "max_answers": high, "target_confidence": target},
-        )
-    )
     scores, made = [], []
     try:
-        for label, parameters in strategies:
+        for strategy in strategies_compared(fixed=fixed, adaptive=adaptive):
+            label = strategy.name
+            parameters = {
+                "redundancy": strategy.redundancy,
+                "max_answers": strategy.max_answers,
+                "target_confidence": strategy.target_confidence,
+            }
             campaign = simulated_campaign_create(run=run, layers=layers, name=label, **parameters)
             made.append(campaign)
             crowd_simulate(

@@ -8,8 +8,10 @@ from annotate.crowd.models import Worker
 from annotate.crowd.redundancy import worker_reliability
 from annotate.demo.simulated_crowd import (
     CrowdModel,
+    Strategy,
     UnitTruth,
     campaign_score,
+    crowd_replica,
     crowd_simulate,
     simulated_workers,
 )
@@ -77,6 +79,43 @@ def test_the_crowd_recovers_the_truth_and_adaptive_redundancy_spends_less():
     assert min(careful) > max(spammers)
 
 
+@pytest.mark.parametrize(
+    "parameters",
+    [{"redundancy": 3}, {"redundancy": 2, "max_answers": 5, "target_confidence": 0.9}],
+    ids=["fixed", "adaptive"],
+)
+def test_the_in_memory_replica_stores_what_the_services_store(parameters):
+    """simulate_crowd --replica measures many seeds in memory: on the same campaign and crowd
+    it must spend the answers the services spend and reach the same labels."""
+    run = build_run(units=8)
+    truths, labels = _world(run)
+    # Half the units unclear (careful workers right half as often), so workers disagree and
+    # adaptive redundancy asks for more answers on some units, not on others.
+    truths = {
+        pk: UnitTruth(t.concept, t.category, 0.2 if i % 2 else 0.01, t.runners_up)
+        for i, (pk, t) in enumerate(sorted(truths.items()))
+    }
+    model = CrowdModel(workers=12, accuracy=0.8, spammer_share=0.25, seed=3)
+    campaign, real = _run_strategy(run, truths, labels, model, **parameters)
+    replica = crowd_replica(campaign=campaign, model=model, truths=truths, labels=labels)
+    assert (replica.units, replica.answers) == (real.units, real.answers) == (8, real.answers)
+    assert (replica.correct_plurality, replica.correct_posterior) == (
+        real.correct_plurality,
+        real.correct_posterior,
+    )
+    counts = sorted(t.assignments.filter(status="submitted").count() for t in campaign.tasks.all())
+    if "max_answers" in parameters:  # the adaptive campaign spent unevenly
+        assert counts[0] == 2 and counts[-1] > 2
+        # Another strategy on the same campaign: the replica follows the strategy's numbers.
+        fixed = crowd_replica(
+            campaign=campaign, model=model, strategy=Strategy("fixed 4", 4), truths=truths,
+            labels=labels,
+        )  # fmt: skip
+        assert fixed.answers == 8 * 4
+    else:
+        assert counts == [3] * 8
+
+
 def test_exports_mark_simulated_answers():
     import csv
     import io
@@ -113,3 +152,15 @@ def test_exports_mark_simulated_answers():
     write_csv(iter(records), out)
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert sum(int(r["simulated_answers"]) for r in rows) == 3
+
+
+def test_simulate_crowd_reads_seed_ranges():
+    from django.core.management.base import CommandError
+
+    from annotate.management.commands.simulate_crowd import _seeds, _spread
+
+    assert _seeds("0-2,5") == [0, 1, 2, 5]
+    assert _seeds("7") == [7]
+    with pytest.raises(CommandError, match="--seeds: give numbers and ranges"):
+        _seeds("a-b")
+    assert _spread([0.8, 0.9]) == (pytest.approx(0.85), pytest.approx(0.0707, abs=1e-4))
