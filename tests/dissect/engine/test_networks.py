@@ -224,3 +224,24 @@ def test_rf_geometry_matches_the_input_gradient_support():
         assert xs.min() >= max(0, cx - half) and xs.max() <= min(39, cx + half)
         if 0 <= cy - half and cy + half <= 39:  # fully inside: the support is the whole RF
             assert ys.max() - ys.min() + 1 == geo.size_px
+
+
+def test_forward_with_layers_moves_the_weights_once(monkeypatch):
+    # Evaluation and explain call it per batch: the weights move to the device once and stay
+    # (on a GPU every move is a copy of the whole model).
+    from dissect.networks import load_network
+    from dissect.networks.forward import forward_with_layers
+
+    net = load_network("demo-places")
+    moves = []
+    original = torch.nn.Module.to
+    monkeypatch.setattr(
+        torch.nn.Module, "to", lambda self, *a, **kw: moves.append(a) or original(self, *a, **kw)
+    )
+    x = torch.zeros(2, 3, net.input_size, net.input_size)
+    first = forward_with_layers(net, ["conv5"], x, device="cpu")
+    moved = len(moves)
+    for _ in range(3):
+        probs, acts = forward_with_layers(net, ["conv5"], x, device="cpu")
+    assert len(moves) == moved <= 1
+    assert torch.equal(probs, first[0]) and acts["conv5"].shape[:2] == (2, 128)
