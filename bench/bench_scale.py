@@ -1,6 +1,8 @@
 """Issue 15 benchmark: the same demo run (demo-places, conv5 + pool5, 2,000 demo images by
 default) on one vs two gpu worker processes (speed-up of the extraction), and on the object
-store vs local disk (ratio of the whole run's wall time). Prints the ratios measured in this run.
+store vs local disk (ratio of the whole run's wall time, and of each stage as the run recorded
+it: extraction, merge, render; the scan with its copy into the store apart). Prints the ratios
+measured in this run; ``--no-workers`` runs only the storage comparison.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench CELERY_BROKER_URL=redis://127.0.0.1:6379/9 \\
         .venv/bin/python bench/bench_scale.py [--images 2000]
