@@ -3,7 +3,9 @@
 Nobody here is a person. Simulated workers are ``Worker`` rows with source ``simulated`` and
 pseudonyms ``sim-…``; pages that show their answers carry a banner and exports a ``simulated``
 column. They exist so the demo ends with crowd labels (detectors, Fig. 9 and 10, agreement) and
-so ``manage.py simulate_crowd`` can measure adaptive against fixed redundancy.
+so ``manage.py simulate_crowd`` can measure adaptive against fixed redundancy: through the
+services (``crowd_simulate``), or in memory over many seeds (``crowd_replica``, the same draws
+and the crowd's own rules, answer for answer what the services store).
 
 The ground truth of a demo unit is what the demo world's label maps say it detects: its automatic
 label (best IoU over the world's objects, regions, parts, materials, colors and scenes,
