@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core import signing
 from django.db import IntegrityError, transaction
@@ -357,7 +357,7 @@ class BuildStatus:
     done: int = 0
     total: int = 0
     error: str = ""
-    started_at: object = None
+    started_at: datetime | None = None
 
     @property
     def busy(self) -> bool:
@@ -371,13 +371,6 @@ class BuildStatus:
     @property
     def percent(self) -> int | None:
         return round(100 * self.done / self.total) if self.total else None
-
-    @property
-    def label(self) -> str:
-        return {
-            VS.NONE: "none", VS.PENDING: "waiting for a gpu worker", VS.BUILDING: "building",
-            STALE: "stalled", VS.READY: "ready", VS.FAILED: "failed",
-        }.get(self.state, self.state)  # fmt: skip
 
 
 STALE = "stale"
