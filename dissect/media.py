@@ -2,7 +2,7 @@
 overlays (everything ``dissect.storage.save_content_addressed`` writes under ``dissect/``).
 
 Nothing under ``MEDIA_ROOT`` is served as a folder. This view checks the role table
-(``run.view``: researchers and admins) and streams the file from ``default_storage``, so private
+(``run.view``: researchers and admins) and serves the file from ``default_storage``, so private
 objects on a shared volume or an object store are read the same way. Annotators see tiles only
 through their tasks' signed, position-only URLs (``annotate.crowd.views.tile``); exports leave
 only through their audited download (``annotate.labels.views.export_download``).
@@ -10,16 +10,13 @@ only through their audited download (``annotate.labels.views.export_download``).
 
 from __future__ import annotations
 
-import mimetypes
-
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied, SuspiciousFileOperation
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.views.decorators.http import require_safe
 
 from core.access import can, refusal
-from dissect.storage import is_served_name
+from dissect.storage import is_served_name, media_response
 
 ACTION = "run.view"
 
@@ -52,13 +49,5 @@ def media_file(request, name: str):
         raise PermissionDenied(refusal(ACTION))
     if not is_served_name(name):
         raise Http404("No such file.")
-    try:
-        handle = default_storage.open(name, "rb")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, SuspiciousFileOperation):
-        raise Http404("No such file.") from None
-    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    response = FileResponse(handle, content_type=content_type)
     # Content-addressed: a name never changes its bytes. Private: never kept in a shared cache.
-    response["Cache-Control"] = "private, max-age=31536000, immutable"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return media_response(name, cache_control="private, max-age=31536000, immutable")

@@ -80,3 +80,37 @@ def media_url(name: str) -> str:
     from django.urls import reverse
 
     return reverse("dissect:media-file", kwargs={"name": name})
+
+
+def media_response(name: str, *, content_type: str | None = None, cache_control: str):
+    """An HTTP response with a stored media file (tiles, montages, overlays: small files, read
+    whole): the one way every view serves them. A missing file is a 404; a store that fails
+    (after botocore's retries) is a 503 whose text says to retry, and the log line names the
+    store, the object and the variable to check — never a raw botocore error mid-stream."""
+    import io
+    import logging
+    import mimetypes
+
+    from django.core.exceptions import SuspiciousFileOperation
+    from django.http import FileResponse, Http404, HttpResponse
+
+    from dissect.artifacts import StoreUnavailable
+
+    try:
+        data = media_read(name)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, SuspiciousFileOperation):
+        raise Http404("No such file.") from None
+    except StoreUnavailable as exc:
+        logging.getLogger(__name__).error("serving %s: %s", name, exc)
+        response = HttpResponse(
+            "The file store is not answering right now; reload the page in a minute.",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["Retry-After"] = "60"
+        return response
+    kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    response = FileResponse(io.BytesIO(data), content_type=kind)  # with Content-Length
+    response["Cache-Control"] = cache_control
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

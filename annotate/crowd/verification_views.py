@@ -5,8 +5,7 @@ activation, weight, stratum or whether it is a planted check."""
 
 from django.contrib import messages
 from django.core import signing
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -17,6 +16,7 @@ from annotate.crowd.models import Campaign, VerificationAssignment, Verification
 from annotate.crowd.services import CrowdError, NoTask
 from core.access import requires
 from core.errors import Conflict
+from dissect.storage import media_response
 
 VA = VerificationAssignment.Status
 
@@ -95,10 +95,6 @@ def verify_tile(request, token: str):
     except signing.BadSignature:
         raise Http404("No such image.") from None
     item = get_object_or_404(VerificationItem, task_id=task_id, position=position)
-    try:
-        handle = default_storage.open(item.tile_path, "rb")
-    except FileNotFoundError:
-        raise Http404("Image file missing.") from None
-    response = FileResponse(handle, content_type="image/jpeg")
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+    return media_response(
+        item.tile_path, content_type="image/jpeg", cache_control="private, max-age=86400"
+    )

@@ -6,8 +6,7 @@ shows which tiles are controls, gold answers, or anyone else's answers.
 
 from django.contrib import messages
 from django.core import signing
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -27,6 +26,7 @@ from annotate.crowd.services import AnswerInvalid, CrowdError, LeaseExpired, NoT
 from annotate.crowd.throttling import external_entry_wait_seconds, submit_wait_seconds
 from core.access import can, requires
 from dissect.models import UnitImage
+from dissect.storage import media_response
 
 A = Assignment.Status
 MTURK_PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -267,13 +267,7 @@ def tile(request, token: str):
     if not 0 <= position < len(task.tile_order):
         raise Http404("No such tile.")
     path = get_object_or_404(UnitImage, pk=task.tile_order[position]).tile_path
-    try:
-        handle = default_storage.open(path, "rb")
-    except FileNotFoundError:
-        raise Http404("Tile file missing.") from None
-    response = FileResponse(handle)
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+    return media_response(path, content_type="image/jpeg", cache_control="private, max-age=86400")
 
 
 # --- outside crowds ---------------------------------------------------------------------------------

@@ -176,3 +176,25 @@ def test_a_run_that_loses_its_store_mid_render_fails_naming_it_and_resumes(
     keys = set(store.keys(prefix))
     tiles = UnitImage.objects.filter(unit__layer__run=run).values_list("tile_path", flat=True)
     assert tiles and all(f"media/{name}" in keys for name in tiles)
+
+
+def test_a_file_view_answers_503_while_the_store_is_down(db, s3_storage, store_link, settings):
+    # Served whole from the store (never a raw botocore error mid-stream): 200 with the bytes,
+    # 404 for a name that is not there, 503 with what to do while the link is cut.
+    from django.test import Client
+
+    from core.roles import user_create
+    from dissect.storage import media_url
+
+    _point(settings, endpoint_url=store_link.endpoint, client_config=_few_attempts(2))
+    name = save_content_addressed(b"\xff\xd8tile", kind="tiles", ext="jpg")
+    client = Client()
+    client.force_login(user_create(username="r", password="pw-r-12345", role="researcher"))
+    ok = client.get(media_url(name))
+    assert ok.status_code == 200 and b"".join(ok.streaming_content) == b"\xff\xd8tile"
+    assert ok["Content-Type"] == "image/jpeg" and "immutable" in ok["Cache-Control"]
+    assert client.get(media_url(name.replace(name[-20:-4], "0" * 16))).status_code == 404
+    store_link.cut()
+    down = client.get(media_url(name))
+    assert down.status_code == 503 and down["Retry-After"] == "60"
+    assert b"reload the page" in down.content
