@@ -4,8 +4,8 @@ Everything in annotate.crowd that compares or stores concept names goes through 
 so a change in how the reports part normalizes or merges concepts is picked up everywhere at once.
 """
 
-from collections.abc import Mapping
-from functools import lru_cache
+from collections.abc import Callable, Mapping
+from functools import cache, lru_cache
 
 from django.utils.html import format_html_join
 
@@ -22,6 +22,18 @@ def concept_key(text: str, *, merges: Mapping[str, str] | None = None) -> str:
 def concept_merges() -> dict[str, str]:
     """Researcher merges (concept name -> the name it was merged into), read once per caller."""
     return store.merge_table()
+
+
+def concept_keyer() -> Callable[[str], str]:
+    """``concept_key`` with the merges read once and each distinct text normalised once: for
+    loops over many answers (reliability, simulations)."""
+    merges = concept_merges()
+
+    @cache
+    def key(text: str) -> str:
+        return concept_key(text, merges=merges)
+
+    return key
 
 
 def concept_for_text(text: str) -> Concept | None:

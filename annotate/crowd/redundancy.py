@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from annotate.crowd.concepts import concept_key, concept_merges
+from annotate.crowd.concepts import concept_key, concept_keyer, concept_merges
 from annotate.crowd.models import Answer, Assignment, Campaign, Task
 
 A = Assignment.Status
@@ -124,13 +124,7 @@ def worker_reliability(
     normalised concept is the gold concept (gold units) or among the most named by the other
     workers of that unit; one that failed its controls counts as a disagreement. The unit
     ``exclude_task_id`` is left out, so a unit's own answers do not vouch for themselves."""
-    merges = concept_merges()
-    keys: dict[str, str] = {}
-
-    def key(text: str) -> str:
-        if text not in keys:
-            keys[text] = concept_key(text, merges=merges)
-        return keys[text]
+    key = concept_keyer()
 
     own = list(
         Answer.objects.filter(

@@ -379,7 +379,7 @@ def crowd_replica(
     answer for answer, what the services store (``test_simulated_crowd`` checks it). Campaigns
     with gold units, caps per worker or blocked workers are not replicated. ``strategy`` (default:
     the campaign's own numbers) replaces the campaign's redundancy settings."""
-    from annotate.crowd.concepts import concept_key, concept_merges
+    from annotate.crowd.concepts import concept_keyer
     from annotate.crowd.redundancy import (
         NAMING_ALTERNATIVES,
         Vote,
@@ -404,13 +404,7 @@ def crowd_replica(
             for task in campaign.tasks.all()
             if task.unit_id in truths
         }
-    merges = concept_merges()
-    keys: dict[str, str] = {}
-
-    def key(text: str) -> str:
-        if text not in keys:
-            keys[text] = concept_key(text, merges=merges)
-        return keys[text]
+    key = concept_keyer()
 
     workers = [(w.pk, spam) for w, spam in simulated_workers(model=model)]
     rng = random.Random(f"answers:{model.seed}:{campaign.pk}")
