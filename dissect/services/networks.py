@@ -61,6 +61,8 @@ def network_register(
         source = Network.Source.PICKLE
     else:
         source = Network.Source.TORCHVISION
+    if checkpoint is not None:
+        checkpoint_mirror(checkpoint, weights_sha256=net.weights_sha256)
     with transaction.atomic(durable=True):
         network = _network_store(
             name=name, arch=arch, source=source, checkpoint=checkpoint, net=net,
@@ -151,6 +153,57 @@ def network_unknown_message(name: str) -> str:
 _NET_CACHE: dict[tuple, object] = {}
 
 
+def _checkpoint_name(checkpoint: str | Path, weights_sha256: str) -> str:
+    """The checkpoint's name among the run artifacts: by its weights, so it never goes stale."""
+    return f"networks/{weights_sha256}/{Path(checkpoint).name}"
+
+
+def checkpoint_mirror(checkpoint: str | Path, *, weights_sha256: str) -> None:
+    """With the object store, copy a registered checkpoint there, so workers on other hosts
+    load it without a shared disk (as image sets, ``dissect.image_store``); nothing on local
+    storage, where every process reads the registered file."""
+    from dissect.artifacts import ALIAS, stored_save
+    from dissect.image_store import mirror_enabled
+
+    if mirror_enabled():
+        stored_save(
+            ALIAS, _checkpoint_name(checkpoint, weights_sha256), Path(checkpoint).read_bytes()
+        )
+
+
+def checkpoint_local(network: Network) -> str | None:
+    """The checkpoint file this host loads: as registered on local storage; with the object
+    store, this host's scratch copy, fetched once (written beside and renamed into place, so
+    two workers never read half a file)."""
+    import os
+    import tempfile
+
+    from django.conf import settings
+
+    from dissect.artifacts import ALIAS, stored_read
+    from dissect.image_store import mirror_enabled
+
+    if not network.checkpoint_path or not mirror_enabled():
+        return network.checkpoint_path or None
+    name = _checkpoint_name(network.checkpoint_path, network.weights_sha256)
+    cached = Path(settings.SCRATCH_DIR) / name
+    if not cached.is_file():
+        try:
+            data = stored_read(ALIAS, name)
+        except FileNotFoundError:
+            raise PipelineError(
+                f"network {network.name}: its checkpoint is not in the object store ({name}); "
+                "register it again on a host that has the file (`python manage.py "
+                "register_network`)"
+            ) from None
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=f".{cached.name}.")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, cached)
+    return str(cached)
+
+
 def network_load(*, network: Network):
     """The network's ``LoadedNetwork`` (cached per process: a worker runs many shards).
 
@@ -164,7 +217,7 @@ def network_load(*, network: Network):
     try:
         net = load_network(
             network.arch,
-            checkpoint=network.checkpoint_path or None,
+            checkpoint=checkpoint_local(network),
             class_names=network.class_names or None,
             trust_pickle=network.trust_pickle,
             preprocessing=network.preprocessing or None,

@@ -185,3 +185,36 @@ def test_healthz_names_the_store_when_it_is_down(s3_storage, settings):
     _store_settings(settings, bucket_name="gone-bucket")
     report = check_storage()
     assert report["ok"] is False and report["error"].startswith("AWS_STORAGE_BUCKET_NAME:")
+
+
+def test_a_registered_checkpoint_is_loaded_from_the_store_on_a_host_without_the_file(
+    db, s3_storage, tmp_path, settings
+):
+    # Workers on other hosts have no shared disk: the checkpoint goes into the store at
+    # registration and each host loads its own scratch copy; the registered file is not read.
+    import torchvision
+
+    from dissect.services import networks
+
+    model = torchvision.models.squeezenet1_1(num_classes=5)
+    checkpoint = tmp_path / "web-host" / "sq.pth"
+    checkpoint.parent.mkdir()
+    torch.save(model.state_dict(), checkpoint)
+    network = networks.network_register(name="sq", arch="squeezenet1_1", checkpoint=checkpoint)
+    checkpoint.unlink()  # this "host" never had the file
+    networks._NET_CACHE.clear()
+    settings.SCRATCH_DIR = tmp_path / "worker-scratch"
+    net = networks.network_load(network=network)
+    assert net.weights_sha256 == network.weights_sha256 and net.num_classes == 5
+    copy = settings.SCRATCH_DIR / "networks" / network.weights_sha256 / "sq.pth"
+    assert copy.is_file()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(net.model(x), model.eval()(x))
+
+    # A store without the object: the error says where to register it again.
+    artifacts.artifact_delete(f"networks/{network.weights_sha256}/sq.pth")
+    copy.unlink()
+    networks._NET_CACHE.clear()
+    with pytest.raises(PipelineError, match="not in the object store.*register_network"):
+        networks.network_load(network=network)
