@@ -390,6 +390,21 @@ class SessionDecision:
         return [getattr(self, name) for name in DECISION_COLUMNS]
 
 
+# Prolific refuses a rejection whose message is shorter than this (its submissions API).
+PROLIFIC_MESSAGE_MIN_CHARS = 100
+
+
+def rejection_message(reasons: str, *, rejected: int, answers: int) -> str:
+    """The participant's rejection message: the researcher's reasons first, then how many answers
+    were rejected and how to dispute it (which also keeps it above Prolific's minimum length)."""
+    head = (reasons or "Your answers did not follow the study's instructions").rstrip(". ")
+    return (
+        f"{head}. {rejected} of your {answers} answer(s) in this study were rejected after "
+        "review. If you think this is a mistake, message the researcher through Prolific and "
+        "quote your submission ID."
+    )
+
+
 def study_decisions(*, campaign: Campaign, study_id: str | None = None) -> list[SessionDecision]:
     """The campaign's study sessions (of one STUDY_ID, or all) with their approve/reject action,
     oldest first; sessions without a stored answer are left out (nothing to decide)."""
@@ -415,7 +430,8 @@ def study_decisions(*, campaign: Campaign, study_id: str | None = None) -> list[
         if rejected:
             action = "REJECT"
             category = REJECT_FAILED_CHECK if any(f for _, f in rejected) else REJECT_OTHER
-            message = " / ".join(dict.fromkeys(r for r, _ in rejected if r))
+            reasons = " / ".join(dict.fromkeys(r for r, _ in rejected if r))
+            message = rejection_message(reasons, rejected=len(rejected), answers=len(rows))
         elif counts[A.SUBMITTED]:
             action, category, message = "", "", ""
         else:

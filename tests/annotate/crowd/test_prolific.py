@@ -122,9 +122,20 @@ def test_the_decisions_export_is_keyed_by_session_id(client, make_user):
     assert (decided["S0"]["action"], decided["S0"]["participant_id"]) == ("APPROVE", "p0")
     assert decided["S1"]["action"] == "REJECT"
     assert decided["S1"]["rejection_category"] == "OTHER"
-    assert decided["S1"]["message"] == "'=random words"  # formula-safe cell
+    message = decided["S1"]["message"]
+    assert message.startswith("'=random words. 1 of your 1 answer(s)")  # formula-safe cell
+    assert len(message) >= 100  # Prolific refuses shorter rejection messages
     assert decided["S2"]["action"] == "" and decided["S2"]["awaiting_review"] == "1"
     other = client.get(reverse("crowd:study-decisions", args=[campaign.pk]) + "?study=nope")
     assert list(csv.DictReader(io.StringIO(other.content.decode()))) == []
     client.logout()
     assert client.get(reverse("crowd:study-decisions", args=[campaign.pk])).status_code == 302
+
+
+def test_a_rejection_message_is_long_enough_for_prolific_even_without_a_reason():
+    from annotate.crowd.selectors import PROLIFIC_MESSAGE_MIN_CHARS, rejection_message
+
+    for reasons in ("", "x", "Named the wrong object."):
+        text = rejection_message(reasons, rejected=2, answers=5)
+        assert len(text) >= PROLIFIC_MESSAGE_MIN_CHARS and "2 of your 5 answer(s)" in text
+        assert text.startswith(reasons.rstrip(".") or "Your answers did not follow")
