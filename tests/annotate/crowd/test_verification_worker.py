@@ -6,7 +6,6 @@ the tasks, and the campaign reads ready.
 Skipped unless CELERY_BROKER_URL is set (the embedded default runs the build eagerly)."""
 
 import os
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from annotate.crowd.models import Campaign
 from annotate.crowd.verification import campaign_create_with_verification
 from dissect.models import AutoLabel, DissectionRun, Unit
 from dissect.services import run_create, run_start
+from tests.annotate.labels.test_labels_worker import wait_for
 from tests.dissect.pipeline.conftest import (  # noqa: F401  (the fixtures)
     SMALL,
     image_folder,
@@ -30,16 +30,6 @@ pytestmark = [
 ]
 
 
-def _until(check, what: str, timeout_s: float = 240):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what} after {timeout_s} s")
-
-
 def test_a_gpu_worker_builds_the_verification_sample(
     celery_worker_process,
     tiny_network,  # noqa: F811
@@ -48,7 +38,7 @@ def test_a_gpu_worker_builds_the_verification_sample(
     run = run_create(network=tiny_network, image_set=image_set, layers=[SMALL], top_k=10,
                      controls=2, shard_size=6, tile_px=20)  # fmt: skip
     run_start(run=run)
-    _until(lambda: DissectionRun.objects.get(pk=run.pk).status in ("done", "failed"), "run")
+    wait_for(lambda: DissectionRun.objects.get(pk=run.pk).status in ("done", "failed"), 240)
     run.refresh_from_db()
     assert run.status == DissectionRun.Status.DONE, run.error
     units = list(Unit.objects.filter(layer__run=run).order_by("index")[:3])
@@ -65,7 +55,7 @@ def test_a_gpu_worker_builds_the_verification_sample(
         row = Campaign.objects.get(pk=campaign.pk)
         return row if row.verification_state in ("ready", "failed") else None
 
-    row = _until(built, "the verification build")
+    row = wait_for(built, 240)
     assert row.verification_state == Campaign.VerificationState.READY, row.verification_error
     tasks = list(row.verification_tasks.order_by("unit__index"))
     assert [t.unit_id for t in tasks] == [u.pk for u in units]
