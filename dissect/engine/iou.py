@@ -276,7 +276,7 @@ class BinnedIoU:
         # stored as constant planes) add a pair's whole histogram to one label: no pixel work.
         flat = maps.view(n, m, hw)
         constant = (flat.amax(2) == flat.amin(2)).all(0)
-        image_labels = maps[:, constant, 0, 0].long()  # [N, Mc]
+        image_labels = maps[:, :, 0, 0][:, constant].long()  # [N, Mc] (one pixel per plane)
         # The other planes pixel-major, kept in their small dtype (uint8 for up to 255 labels):
         # one row gather gives a pixel's labels; they become count offsets only once gathered.
         varying = (~constant).nonzero()[:, 0]
