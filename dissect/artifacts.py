@@ -49,18 +49,23 @@ class AtomicFileSystemStorage(FileSystemStorage):
         super().__init__(**kwargs)
 
     def _save(self, name, content):
-        full = Path(self.path(name))
-        full.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=full.parent, prefix=f".{full.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in content.chunks():
-                    fh.write(chunk)
-            os.replace(tmp, full)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(Path(self.path(name)), content.chunks())
         return name
+
+
+def write_atomically(path: Path, chunks) -> None:
+    """Write ``chunks`` (bytes) to ``path`` through a temporary file beside it and
+    ``os.replace``: a reader sees the old file or the new one, never a partial write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def artifact_storage():

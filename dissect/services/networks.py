@@ -175,12 +175,9 @@ def checkpoint_local(network: Network) -> str | None:
     """The checkpoint file this host loads: as registered on local storage; with the object
     store, this host's scratch copy, fetched once (written beside and renamed into place, so
     two workers never read half a file)."""
-    import os
-    import tempfile
-
     from django.conf import settings
 
-    from dissect.artifacts import ALIAS, stored_read
+    from dissect.artifacts import ALIAS, stored_read, write_atomically
     from dissect.image_store import mirror_enabled
 
     if not network.checkpoint_path or not mirror_enabled():
@@ -196,11 +193,7 @@ def checkpoint_local(network: Network) -> str | None:
                 "register it again on a host that has the file (`python manage.py "
                 "register_network`)"
             ) from None
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=f".{cached.name}.")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, cached)
+        write_atomically(cached, [data])
     return str(cached)
 
 
