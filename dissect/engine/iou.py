@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .upsample import hot_pixels
+from .upsample import hot_blocks
 
 __all__ = [
     "BinnedIoU",
@@ -259,7 +259,8 @@ class BinnedIoU:
                 f"activations {tuple(acts.shape)} and label maps {tuple(maps.shape)} must share "
                 f"the batch size and have {self.num_units} units"
             )
-        if has_labels is not None:
+        if has_labels is not None and not bool(torch.as_tensor(has_labels).all()):
+            # (A boolean mask copies the whole batch's maps: only when some image lacks them.)
             keep = torch.as_tensor(has_labels, dtype=torch.bool).to(acts.device)
             acts, maps = acts[keep], maps[keep.to(maps.device)]
         if acts.shape[0] == 0:
@@ -344,26 +345,29 @@ class BinnedIoU:
         # Only the upsampled pixels inside or above the window (``x > edge(lo)`` is exactly
         # ``key(x) >= lo``); most lie below it and are never computed (``hot_pixels``).
         edge = self._lo_edge[units]
-        p, pixel, value = hot_pixels(maps_hw, edge, self.size)
-        if p.numel() == 0:
+        hot = hot_blocks(maps_hw, edge, self.size)
+        if hot.value.numel() == 0:
             return None
         # Index arithmetic in int32 where it fits (several times faster than mixing in int64).
         small = max(self.intersection.numel(), units.numel() * b1, label_rows.shape[0]) < 2**31
         index_dtype = torch.int32 if small else torch.int64
-        # Everything a pixel needs from its pair in one gather: the pair's row in the areas,
-        # its unit's first key, where its unit's counts start, where its image's labels start.
-        pairs = torch.stack(
+        # Everything a pixel needs from its block in one gather: its pair's row in the areas,
+        # its unit's first key, where its unit's counts start, where the block's labels start.
+        pair = hot.block_map
+        unit = units.index_select(0, pair)
+        blocks = torch.stack(
             (
-                torch.arange(units.numel(), device=units.device) * b1,
-                self.lo[units],
-                units * (self.n_labels * b1),
-                images * hw,
+                pair * b1,
+                self.lo.index_select(0, unit),
+                unit * (self.n_labels * b1),
+                images.index_select(0, pair) * hw + hot.block_origin,
             ),
             dim=1,
-        ).to(index_dtype)[p]
+        ).to(index_dtype)
+        per = blocks.index_select(0, hot.block)
         # Column in the unit's window; keys above it share the overflow column ``bins``.
-        col = self._keys(value, edge).to(index_dtype).sub_(pairs[:, 1]).clamp_(max=self.bins)
-        hist = torch.bincount(pairs[:, 0] + col, minlength=units.numel() * b1).view(-1, b1)
+        col = self._keys(hot.value, edge).to(index_dtype).sub_(per[:, 1]).clamp_(max=self.bins)
+        hist = torch.bincount(per[:, 0] + col, minlength=units.numel() * b1).view(-1, b1)
         self.unit_area.index_add_(0, units, hist)
         if present is not None:
             self.unit_area_cat.index_add_(0, units, hist[:, None, :] * present[:, :, None])
@@ -373,9 +377,9 @@ class BinnedIoU:
                 rows.index_add_(0, labels, hist)
         if label_rows.shape[1] == 0:
             return None
-        row = pixel.to(index_dtype).add_(pairs[:, 3])
+        row = hot.offset.to(index_dtype).add_(per[:, 3])
         labels = label_rows.index_select(0, row).to(index_dtype).mul_(b1)  # label * (bins + 1)
-        return labels.add_((pairs[:, 2] + col).unsqueeze(1)).view(-1)
+        return labels.add_((per[:, 2] + col).unsqueeze(1)).view(-1)
 
     def _keys(self, value: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
         """``value_keys`` of the hot values (all above ``edge``, so never NaN). When every edge
