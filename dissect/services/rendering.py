@@ -151,7 +151,7 @@ def run_render(
     import torch
 
     from dissect.engine.extract import place_model
-    from dissect.engine.segment import make_mask
+    from dissect.engine.segment import make_masks
     from dissect.images import iter_image_batches
     from dissect.networks import resolve_layers
     from dissect.networks.layers import capture_outputs, run_until_captured
@@ -206,27 +206,31 @@ def run_render(
                 if stored is None:
                     run_until_captured(net.model, x.to(dev), captured)
                     maps = {alias: out.float().cpu() for alias, out in captured.items()}
-                for row, (image_id, view) in enumerate(
-                    zip(image_ids.tolist(), _view_images(x, net.preprocessing), strict=True)
-                ):
+                views = _view_images(x, net.preprocessing)
+                tiles = []  # (UnitImage, view, activation map, mask parameters)
+                for row, image_id in enumerate(image_ids.tolist()):
                     for ui in wanted[image_id]:
                         unit = units[ui.unit_id]
                         if stored is None:
                             amap = maps[unit.layer.name][row, unit.index]
                         else:
                             amap = _stored_map(stored, run_id, unit, image_id)
-                        if amap.dim() == 0:
+                        if amap.dim() == 0:  # a vector layer's unit: one cell
                             amap = amap.view(1, 1)
-                        mask = make_mask(
-                            recipe, amap, view.size,
-                            **_mask_params(recipe, unit.layer, unit, input_size),
-                        )  # fmt: skip
-                        # Encoding and writing release the GIL: overlap them with the masks.
+                        mask_params = _mask_params(recipe, unit.layer, unit, input_size)
+                        tiles.append((ui, views[row], amap, mask_params))
+                    done += len(wanted[image_id])
+                if tiles:
+                    # The views of one batch share their size: all its masks in one call.
+                    masks = make_masks(
+                        recipe, [t[2] for t in tiles], views[0].size, [t[3] for t in tiles]
+                    )
+                    # Encoding and writing release the GIL: overlap them with the next batch.
+                    for (ui, view, _amap, _params), mask in zip(tiles, masks, strict=True):
                         keep = ui.kind == UnitImage.Kind.TOP  # a montage tile
                         writes.append(
                             (ui.pk, pool.submit(_tile_write, view, mask, tile_px, keep=keep))
                         )
-                    done += len(wanted[image_id])
                 _raise_failed(writes)
                 if len(writes) >= 2000:
                     _tile_paths_store(writes)

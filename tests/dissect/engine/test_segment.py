@@ -8,6 +8,7 @@ from PIL import Image
 from dissect.engine import (
     apply_mask,
     make_mask,
+    make_masks,
     make_montage,
     make_tile,
     mask_activation,
@@ -55,6 +56,27 @@ def test_quantile_recipe_uses_the_raw_level():
     mask = mask_quantile(amap, (40, 40), level=2.0)
     assert mask[10, 30] and not mask[30, 10] and not mask[10, 10]
     assert not mask_quantile(amap, (40, 40), level=5.0).any()
+
+
+@pytest.mark.parametrize("recipe", ["quantile", "activation", "rf-disk"])
+def test_make_masks_equals_one_make_mask_per_map(recipe):
+    # Rendering builds a batch's masks at once; each must be the mask make_mask gives alone,
+    # whatever the map shapes mixed in one call (layers of one run differ in size).
+    gen = torch.Generator().manual_seed(0)
+    maps = [torch.randn(8, 8, generator=gen) for _ in range(5)]
+    maps += [torch.randn(4, 4, generator=gen), torch.randn(1, 1, generator=gen)]
+    if recipe == "quantile":
+        params = [{"level": 0.3 + 0.1 * i} for i in range(len(maps))]
+    elif recipe == "activation":
+        params = [{"threshold": 0.2}] * len(maps)
+    else:
+        params = [{"rf_diameter_px": 20.0, "input_size": 64}] * len(maps)
+    masks = make_masks(recipe, maps, (64, 64), params)
+    for amap, p, mask in zip(maps, params, masks, strict=True):
+        expected = make_mask(recipe, amap, (64, 64), **p)
+        assert mask.shape == expected.shape == (64, 64)
+        assert np.array_equal(mask, expected)
+    assert any(m.any() for m in masks) and not all(m.all() for m in masks)
 
 
 def test_flat_or_negative_maps_give_empty_masks():
