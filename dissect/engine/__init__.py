@@ -32,6 +32,8 @@ from .segment import (
     mask_activation,
     mask_quantile,
     mask_rf_disk,
+    masked_tile,
+    tile_layers,
 )
 from .topk import RunningTopK
 
@@ -57,9 +59,11 @@ __all__ = [
     "make_masks",
     "make_montage",
     "make_tile",
+    "masked_tile",
     "mask_activation",
     "mask_quantile",
     "mask_rf_disk",
+    "tile_layers",
     "place_model",
     "resolve_device",
     "rf_size_from_heatmap",

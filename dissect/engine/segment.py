@@ -31,6 +31,8 @@ __all__ = [
     "mask_quantile",
     "apply_mask",
     "make_tile",
+    "masked_tile",
+    "tile_layers",
     "make_montage",
 ]
 
@@ -143,22 +145,38 @@ def make_masks(
     return masks
 
 
+def tile_layers(image: Image.Image, *, dim: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """The image as uint8 RGB [H, W, 3] and its ``dim``-brightness copy: computed once per image,
+    they make every tile of that image with one select (``masked_tile``)."""
+    rgb = np.asarray(image.convert("RGB"))
+    dimmed = np.clip(rgb.astype(np.float32) * np.float32(dim) + 0.5, 0, 255).astype(np.uint8)
+    return rgb, dimmed
+
+
+def masked_tile(
+    layers: tuple[np.ndarray, np.ndarray], mask: np.ndarray | None, *, tile_px: int = 120
+) -> Image.Image:
+    """A square ``tile_px`` tile: the image inside ``mask``, its dimmed copy outside."""
+    rgb, dimmed = layers
+    if mask is not None and mask.shape != rgb.shape[:2]:
+        raise ValueError(f"mask {mask.shape} does not match image {rgb.shape[:2]}")
+    pixels = rgb if mask is None else np.where(mask[..., None], rgb, dimmed)
+    return Image.fromarray(pixels, "RGB").resize((tile_px, tile_px), Image.BILINEAR)
+
+
 def apply_mask(image: Image.Image, mask: np.ndarray, *, dim: float = 0.2) -> Image.Image:
     """Keep pixels inside ``mask``; scale the rest to ``dim`` (20 %) brightness. RGB out."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    rgb, dimmed = tile_layers(image, dim=dim)
     if mask.shape != rgb.shape[:2]:
         raise ValueError(f"mask {mask.shape} does not match image {rgb.shape[:2]}")
-    factor = np.where(mask, 1.0, float(dim)).astype(np.float32)[..., None]
-    return Image.fromarray(np.clip(rgb * factor + 0.5, 0, 255).astype(np.uint8), "RGB")
+    return Image.fromarray(np.where(mask[..., None], rgb, dimmed), "RGB")
 
 
 def make_tile(
     image: Image.Image, mask: np.ndarray | None = None, *, tile_px: int = 120, dim: float = 0.2
 ) -> Image.Image:
     """A square ``tile_px`` tile of ``image`` (the network view), background dimmed by ``mask``."""
-    if mask is not None:
-        image = apply_mask(image, mask, dim=dim)
-    return image.convert("RGB").resize((tile_px, tile_px), Image.BILINEAR)
+    return masked_tile(tile_layers(image, dim=dim), mask, tile_px=tile_px)
 
 
 def make_montage(

@@ -151,7 +151,7 @@ def run_render(
     import torch
 
     from dissect.engine.extract import place_model
-    from dissect.engine.segment import make_masks
+    from dissect.engine.segment import make_masks, tile_layers
     from dissect.images import iter_image_batches
     from dissect.networks import resolve_layers
     from dissect.networks.layers import capture_outputs, run_until_captured
@@ -207,7 +207,9 @@ def run_render(
                     run_until_captured(net.model, x.to(dev), captured)
                     maps = {alias: out.float().cpu() for alias, out in captured.items()}
                 views = _view_images(x, net.preprocessing)
-                tiles = []  # (UnitImage, view, activation map, mask parameters)
+                # Each view and its dimmed copy once: every tile of the image is one select.
+                layers = [tile_layers(view) for view in views]
+                tiles = []  # (UnitImage, view's layers, activation map, mask parameters)
                 for row, image_id in enumerate(image_ids.tolist()):
                     for ui in wanted[image_id]:
                         unit = units[ui.unit_id]
@@ -218,7 +220,7 @@ def run_render(
                         if amap.dim() == 0:  # a vector layer's unit: one cell
                             amap = amap.view(1, 1)
                         mask_params = _mask_params(recipe, unit.layer, unit, input_size)
-                        tiles.append((ui, views[row], amap, mask_params))
+                        tiles.append((ui, layers[row], amap, mask_params))
                     done += len(wanted[image_id])
                 if tiles:
                     # The views of one batch share their size: all its masks in one call.
@@ -226,11 +228,10 @@ def run_render(
                         recipe, [t[2] for t in tiles], views[0].size, [t[3] for t in tiles]
                     )
                     # Encoding and writing release the GIL: overlap them with the next batch.
-                    for (ui, view, _amap, _params), mask in zip(tiles, masks, strict=True):
+                    for (ui, view_layers, _amap, _params), mask in zip(tiles, masks, strict=True):
                         keep = ui.kind == UnitImage.Kind.TOP  # a montage tile
-                        writes.append(
-                            (ui.pk, pool.submit(_tile_write, view, mask, tile_px, keep=keep))
-                        )
+                        write = pool.submit(_tile_write, view_layers, mask, tile_px, keep=keep)
+                        writes.append((ui.pk, write))
                 _raise_failed(writes)
                 if len(writes) >= 2000:
                     _tile_paths_store(writes)
@@ -270,10 +271,10 @@ def run_montages(*, run_id: int, attempt: int | None = None) -> None:
     timing_add(run_id, "render", time.monotonic() - started)
 
 
-def _tile_write(view, mask, tile_px: int, *, keep: bool) -> str:
-    from dissect.engine.segment import make_tile
+def _tile_write(view_layers, mask, tile_px: int, *, keep: bool) -> str:
+    from dissect.engine.segment import masked_tile
 
-    data = jpeg_bytes(make_tile(view, mask, tile_px=tile_px))
+    data = jpeg_bytes(masked_tile(view_layers, mask, tile_px=tile_px))
     name = save_content_addressed(data, kind="tiles", ext="jpg")
     if keep:
         _rendered_keep(name, data)

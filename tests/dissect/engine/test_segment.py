@@ -14,6 +14,8 @@ from dissect.engine import (
     mask_activation,
     mask_quantile,
     mask_rf_disk,
+    masked_tile,
+    tile_layers,
 )
 
 
@@ -94,6 +96,23 @@ def test_apply_mask_dims_outside_to_twenty_percent():
     out = apply_mask(image, mask)
     assert out.getpixel((0, 0)) == (200, 100, 50)
     assert out.getpixel((3, 1)) == (40, 20, 10)
+
+
+def test_a_tile_from_shared_layers_equals_make_tile():
+    # Rendering dims each view once and makes all of its tiles from the two layers.
+    gen = np.random.default_rng(0)
+    image = Image.fromarray(gen.integers(0, 256, (32, 32, 3), dtype=np.uint8), "RGB")
+    layers = tile_layers(image)
+    for _ in range(4):
+        mask = gen.random((32, 32)) > 0.5
+        tile = masked_tile(layers, mask, tile_px=24)
+        assert tile.size == (24, 24)
+        assert np.array_equal(np.asarray(tile), np.asarray(make_tile(image, mask, tile_px=24)))
+    dimmed = np.asarray(apply_mask(image, np.zeros((32, 32), dtype=bool)))
+    expected = np.clip(np.asarray(image, dtype=np.float32) * np.float32(0.2) + 0.5, 0, 255)
+    assert np.array_equal(dimmed, expected.astype(np.uint8))
+    with pytest.raises(ValueError, match="does not match"):
+        masked_tile(layers, np.zeros((8, 8), dtype=bool))
 
 
 def test_tiles_and_montage():
