@@ -39,6 +39,7 @@ __all__ = [
     "ImageFileDataset",
     "FailedImage",
     "iter_image_batches",
+    "iter_view_batches",
 ]
 
 if TYPE_CHECKING:
@@ -452,7 +453,8 @@ class FailedImage:
 
 
 class ImageFileDataset:
-    """(image_id, path) items -> (image_id, tensor | None, reason) after decode + preprocess.
+    """(image_id, path) items -> (image_id, tensor | None, reason) after decode + preprocess;
+    with ``views=True`` the network view (PIL RGB, the tensor's pixels) instead of the tensor.
 
     A file that fails to decode yields ``tensor=None`` and the reason instead of raising.
     A map-style dataset (``__len__`` + ``__getitem__``), which is all DataLoader needs.
@@ -464,10 +466,12 @@ class ImageFileDataset:
         preprocessing: dict,
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        views: bool = False,
     ) -> None:
         self.items = list(items)
         self.preprocessing = preprocessing
         self.max_pixels = max_pixels
+        self.views = views  # the network view (PIL RGB) instead of the normalized tensor
         self._transform = None  # built in the process that decodes (closures do not pickle)
 
     def __getstate__(self) -> dict:
@@ -479,9 +483,12 @@ class ImageFileDataset:
     def __getitem__(self, index: int):
         image_id, path = self.items[index]
         try:
+            image = load_rgb(path, max_pixels=self.max_pixels)
+            if self.views:
+                return int(image_id), network_view(image, self.preprocessing), ""
             if self._transform is None:
                 self._transform = preprocess_transform(self.preprocessing)
-            tensor = self._transform(load_rgb(path, max_pixels=self.max_pixels))
+            tensor = self._transform(image)
         except BadImageError as exc:
             return int(image_id), None, str(exc)
         except Exception as exc:  # noqa: BLE001 - any decoder failure is skipped, not fatal
@@ -540,18 +547,38 @@ def iter_image_batches(
     """
     import torch
 
-    items = list(items)
     dataset = ImageFileDataset(items, preprocessing, max_pixels=max_pixels)
-    paths = {int(i): str(p) for i, p in items}
+    for ids, tensors in _decoded(dataset, batch_size, workers, on_failure, pin_memory):
+        yield torch.tensor(ids, dtype=torch.int64), torch.stack(tensors)
+
+
+def iter_view_batches(
+    items: Iterable[tuple[int, str | Path]],
+    preprocessing: dict,
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    on_failure: Callable[[FailedImage], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[tuple[list[int], list[Image.Image]]]:
+    """Yield ``(image_ids, network views)`` batches (PIL RGB, ``network_view``: what tiles are
+    cut from) as ``iter_image_batches`` does, without the tensor a forward pass would need."""
+    dataset = ImageFileDataset(items, preprocessing, max_pixels=max_pixels, views=True)
+    yield from _decoded(dataset, batch_size, workers, on_failure, False)
+
+
+def _decoded(dataset: ImageFileDataset, batch_size, workers, on_failure, pin_memory):
+    """(ids, decoded values) per batch of ``dataset``, its failures reported and left out."""
+    paths = {int(i): str(p) for i, p in dataset.items}
     loader = decode_loader(dataset, batch_size=batch_size, workers=workers, pin_memory=pin_memory)
     for samples in loader:
-        ids, tensors = [], []
-        for image_id, tensor, reason in samples:
-            if tensor is None:
+        ids, values = [], []
+        for image_id, value, reason in samples:
+            if value is None:
                 if on_failure is not None:
                     on_failure(FailedImage(image_id, paths.get(image_id, ""), reason))
                 continue
             ids.append(image_id)
-            tensors.append(tensor)
+            values.append(value)
         if ids:
-            yield torch.tensor(ids, dtype=torch.int64), torch.stack(tensors)
+            yield ids, values

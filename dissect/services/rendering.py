@@ -109,9 +109,10 @@ def render_parts(run: DissectionRun) -> int:
 
 
 def stored_maps(run_id: int) -> dict | None:
-    """{layer: {(unit index, image id): float16 map [h, w]}} of every unit's top-K and control
-    images, from the run's merged state (kept by the one pass); None for runs merged from
-    states without maps (before one-pass extraction), which render by re-running the network."""
+    """{layer: {(unit index, image id): map [h, w]}} of every unit's top-K and control images
+    (the kept float16 maps, as float32), from the run's merged state (kept by the one pass);
+    None for runs merged from states without maps (before one-pass extraction), which render
+    by re-running the network."""
     from dissect import artifacts
 
     try:
@@ -126,10 +127,11 @@ def stored_maps(run_id: int) -> dict | None:
         maps = {}
         for topk in lists:
             ids = topk["image_ids"].tolist()
+            layer_maps = topk["maps"].float()  # once per layer, not once per tile
             for unit, row in enumerate(ids):
                 for rank, image_id in enumerate(row):
                     if image_id >= 0:
-                        maps[(unit, image_id)] = topk["maps"][unit, rank]
+                        maps[(unit, image_id)] = layer_maps[unit, rank]
         out[alias] = maps
     return out
 
@@ -152,7 +154,7 @@ def run_render(
 
     from dissect.engine.extract import place_model
     from dissect.engine.segment import make_masks, tile_layers
-    from dissect.images import iter_image_batches
+    from dissect.images import iter_image_batches, iter_view_batches
     from dissect.networks import resolve_layers
     from dissect.networks.layers import capture_outputs, run_until_captured
 
@@ -196,7 +198,9 @@ def run_render(
 
     try:
         with torch.inference_mode(), forward as captured:
-            for image_ids, x in iter_image_batches(
+            # With stored maps only the views are needed: no tensor, no forward pass.
+            decode = iter_view_batches if stored is not None else iter_image_batches
+            for image_ids, decoded in decode(
                 items,
                 net.preprocessing,
                 batch_size=params.get("batch_size", 32),
@@ -204,13 +208,16 @@ def run_render(
                 on_failure=on_failure,
             ):
                 if stored is None:
-                    run_until_captured(net.model, x.to(dev), captured)
+                    run_until_captured(net.model, decoded.to(dev), captured)
                     maps = {alias: out.float().cpu() for alias, out in captured.items()}
-                views = _view_images(x, net.preprocessing)
+                    views = _view_images(decoded, net.preprocessing)
+                    image_ids = image_ids.tolist()
+                else:
+                    views = decoded
                 # Each view and its dimmed copy once: every tile of the image is one select.
                 layers = [tile_layers(view) for view in views]
                 tiles = []  # (UnitImage, view's layers, activation map, mask parameters)
-                for row, image_id in enumerate(image_ids.tolist()):
+                for row, image_id in enumerate(image_ids):
                     for ui in wanted[image_id]:
                         unit = units[ui.unit_id]
                         if stored is None:
@@ -257,7 +264,7 @@ def _stored_map(stored: dict, run_id: int, unit: Unit, image_id: int):
             f"on image {image_id}; merge the run again (`python manage.py dissect --resume "
             f"{run_id}`)"
         )
-    return amap.float()
+    return amap
 
 
 def run_montages(*, run_id: int, attempt: int | None = None) -> None:

@@ -13,6 +13,7 @@ from dissect.images import (
     ManifestError,
     inspect_image,
     iter_image_batches,
+    iter_view_batches,
     load_rgb,
     network_view,
     read_manifest_csv,
@@ -193,3 +194,30 @@ def test_batches_skip_files_that_fail_to_decode(tmp_path, workers):
     assert all(b[1].shape[1:] == (3, 32, 32) for b in batches)
     assert [f.image_id for f in failures] == [103]
     assert "not an image" in failures[0].reason
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_view_batches_are_the_network_views_of_the_tensors(tmp_path, workers):
+    # Rendering from stored maps cuts tiles from these views; a re-run of the network cuts them
+    # from the un-normalized tensors: both must give the same pixels.
+    items = []
+    for i in range(5):
+        path = tmp_path / f"{i}.png"
+        if i == 2:
+            path.write_text("not an image")
+        else:
+            save(rgb(50 + 7 * i, 40, (i * 50, 90, 200 - i * 30)), path)
+        items.append((10 + i, path))
+    pre = default_preprocessing(32)
+    failures: list[FailedImage] = []
+    views = list(
+        iter_view_batches(items, pre, batch_size=2, workers=workers, on_failure=failures.append)
+    )
+    ids = [i for batch_ids, _ in views for i in batch_ids]
+    assert ids == [10, 11, 13, 14] and [f.image_id for f in failures] == [12]
+    tensors = torch.cat([b[1] for b in iter_image_batches(items, pre, batch_size=2)])
+    mean, std = torch.tensor(pre["mean"]).view(3, 1, 1), torch.tensor(pre["std"]).view(3, 1, 1)
+    for view, x in zip([v for _, vs in views for v in vs], tensors, strict=True):
+        assert view.mode == "RGB" and view.size == (32, 32)
+        pixels = ((x * std + mean).clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0)
+        assert np.array_equal(np.asarray(view), pixels.numpy())
