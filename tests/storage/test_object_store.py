@@ -4,6 +4,7 @@
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,7 +78,10 @@ def test_a_run_on_the_store_keeps_states_tiles_and_images_there(
     image_set = image_set_scan(name=image_set.name, root=image_set.root)
     keys = store.keys(prefix)
     assert f"imagesets/{image_set.pk}/MIRROR.json" in keys
-    assert sum(k.startswith(f"imagesets/{image_set.pk}/root/") for k in keys) == 12
+    # The set travels in packs (tar objects), not one object per file.
+    packs = [k for k in keys if k.startswith(f"imagesets/{image_set.pk}/packs/")]
+    assert len(packs) == 1 and packs[0].endswith(".tar")
+    assert not any(k.startswith(f"imagesets/{image_set.pk}/root/") for k in keys)
 
     run = run_create(network=tiny_network, image_set=image_set, layers=[SMALL], top_k=3,
                      controls=1, shard_size=5, tile_px=24)  # fmt: skip
@@ -218,3 +222,48 @@ def test_a_registered_checkpoint_is_loaded_from_the_store_on_a_host_without_the_
     networks._NET_CACHE.clear()
     with pytest.raises(PipelineError, match="not in the object store.*register_network"):
         networks.network_load(network=network)
+
+
+def test_image_set_packs_unpack_to_the_same_files_and_a_bad_pack_is_named(
+    s3_storage, image_set, settings, tmp_path, monkeypatch
+):
+    import json
+
+    from dissect import image_store
+    from dissect.services import image_set_scan
+
+    store, prefix = s3_storage
+    monkeypatch.setattr(image_store, "PACK_FILES", 5)  # 12 images: three packs
+    image_set = image_set_scan(name=image_set.name, root=image_set.root)
+    index = json.loads(artifacts.stored_read("imagesets", f"{image_set.pk}/MIRROR.json"))
+    assert len(index["packs"]) == 3 and len(index["files"]) == 12
+    root, _labels = image_set_local(image_set=image_set)
+    for rel in image_set.images.values_list("path", flat=True):
+        original = Path(image_set.root) / rel
+        assert (Path(root) / rel).read_bytes() == original.read_bytes()
+    # A truncated pack: the fetch names it and says what to do; nothing half-filled is kept.
+    settings.SCRATCH_DIR = str(tmp_path / "other-host")
+    key = f"{prefix}/imagesets/{image_set.pk}/{index['packs'][1]}"
+    body = store.client().get_object(Bucket=store.bucket, Key=key)["Body"].read()
+    store.client().put_object(Bucket=store.bucket, Key=key, Body=body[:700])
+    with pytest.raises(image_store.ImageStoreError, match=r"packs/.*cannot be read.*scan the"):
+        image_set_local(image_set=image_set)
+    cache = Path(settings.SCRATCH_DIR) / "imagesets"
+    assert not any(p.is_file() for p in cache.rglob("*"))
+
+
+def test_a_set_mirrored_file_by_file_is_still_fetched(s3_storage, image_set, settings, tmp_path):
+    import json
+
+    store, prefix = s3_storage
+    # What the mirror wrote before packs: one object per file and an index without "packs".
+    rels = list(image_set.images.values_list("path", flat=True))
+    for rel in rels:
+        data = (Path(image_set.root) / rel).read_bytes()
+        artifacts.stored_save("imagesets", f"{image_set.pk}/root/{rel}", data)
+    index = {"version": "v-old", "root": "root", "labels": "", "files": [f"root/{r}" for r in rels]}
+    artifacts.stored_save("imagesets", f"{image_set.pk}/MIRROR.json", json.dumps(index).encode())
+    root, _labels = image_set_local(image_set=image_set)
+    for rel in rels:
+        assert (Path(root) / rel).read_bytes() == (Path(image_set.root) / rel).read_bytes()
+    assert root.startswith(str(settings.SCRATCH_DIR))
