@@ -192,9 +192,9 @@ def hot_blocks(maps: torch.Tensor, edge: torch.Tensor, size: tuple[int, int]) ->
     cw0, cw1 = cols.block_w0[bc], cols.block_w1[bc]  # [K, Lc], NaN in the padding
     top = cw0 * maps[p, r0, c0].view(-1, 1) + cw1 * maps[p, r0, c1].view(-1, 1)
     bottom = cw0 * maps[p, r1, c0].view(-1, 1) + cw1 * maps[p, r1, c1].view(-1, 1)
-    origin = plan.block_origin[br * cols.block_src0.numel() + bc]  # [K]
     if rows.block_out.shape[1] * cols.block_out.shape[1] >= LARGE_BLOCK:
-        return _hot_columns(plan, p, br, bc, origin, top, bottom, edge, margin)
+        return _hot_columns(plan, p, br, bc, top, bottom, edge, margin)
+    origin = plan.block_origin[br * cols.block_src0.numel() + bc]  # [K]
     rw0, rw1 = rows.block_w0[br].unsqueeze(2), rows.block_w1[br].unsqueeze(2)  # [K, Lr, 1]
     value = (rw0 * top.unsqueeze(1) + rw1 * bottom.unsqueeze(1)).view(p.numel(), -1)
     # Flat gathers with index_select: several times faster than 2-D advanced indexing.
@@ -203,18 +203,16 @@ def hot_blocks(maps: torch.Tensor, edge: torch.Tensor, size: tuple[int, int]) ->
     return HotPixels(p, origin, block, plan.slot_offset.index_select(0, slot), value.view(-1)[flat])
 
 
-def _hot_columns(plan, p, br, bc, origin, top, bottom, edge, margin) -> HotPixels:
+def _hot_columns(plan, p, br, bc, top, bottom, edge, margin) -> HotPixels:
     """``hot_blocks`` for large blocks (coarse maps upsampled many times): an output column of a
     block lies between its top and bottom values, so only the columns that reach above the cut
-    are evaluated (the same products and sums; NaN padding never passes)."""
+    are evaluated (the same products and sums; NaN padding never passes). The hot *columns* are
+    the returned blocks: a column's pixels are consecutive rows, ``offset`` = row * W."""
     rows, cols, size = plan.rows, plan.cols, plan.out_size
     k, j = (torch.maximum(top, bottom) > (edge - margin)[p].view(-1, 1)).nonzero(as_tuple=True)
     rw0, rw1 = rows.block_w0[br[k]], rows.block_w1[br[k]]  # [Kc, Lr], NaN in the padding
     value = rw0 * top[k, j].view(-1, 1) + rw1 * bottom[k, j].view(-1, 1)  # [Kc, Lr]
-    slots = value.shape[1]
-    index = (value > edge[p[k]].view(-1, 1)).view(-1).nonzero()[:, 0]
-    column = torch.div(index, slots, rounding_mode="floor")
-    row = rows.block_out.view(-1)[br[k][column] * slots + (index - column * slots)]
-    pixel = row * size[1] + cols.block_out[bc[k], j][column]
-    block = k[column]
-    return HotPixels(p, origin, block, pixel - origin[block], value.view(-1)[index])
+    column, row = (value > edge[p[k]].view(-1, 1)).nonzero(as_tuple=True)
+    origin = rows.block_out[br[k], 0] * size[1] + cols.block_out[bc[k], j]  # [Kc]
+    flat = column * value.shape[1] + row
+    return HotPixels(p[k], origin, column, row * size[1], value.view(-1)[flat])
