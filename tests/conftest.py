@@ -147,21 +147,25 @@ def _weed_binary() -> str | None:
     return shutil.which("weed")
 
 
-def _free_port_pair() -> int:
-    """A free port whose +10000 (SeaweedFS' gRPC port for it) is free too."""
+def _free_port_pair(taken: set[int] | None = None) -> int:
+    """A free port whose +10000 (SeaweedFS' gRPC port for it) is free too, neither of them in
+    ``taken`` (a port probed and released can be handed out again: filer and S3 once got the
+    same one)."""
     import socket
 
+    taken = set() if taken is None else taken
     for _ in range(200):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        if port + 10000 > 65535:
+        if port + 10000 > 65535 or {port, port + 10000} & taken:
             continue
         try:
             with socket.socket() as grpc:
                 grpc.bind(("127.0.0.1", port + 10000))
         except OSError:
             continue
+        taken |= {port, port + 10000}
         return port
     raise RuntimeError("no free port pair for SeaweedFS on 127.0.0.1")
 
@@ -215,7 +219,8 @@ def seaweedfs_server(root: Path, weed: str):
         {"accessKey": S3_KEY, "secretKey": S3_SECRET}], "actions": ["Admin", "Read", "Write",
                                                                     "List", "Tagging"]}]}  # fmt: skip
     (root / "s3.json").write_text(json.dumps(identities))
-    ports = {name: _free_port_pair() for name in ("master", "volume", "filer", "s3")}
+    taken: set[int] = set()
+    ports = {name: _free_port_pair(taken) for name in ("master", "volume", "filer", "s3")}
     log_path = root / "weed.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
