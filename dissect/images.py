@@ -39,7 +39,6 @@ __all__ = [
     "ImageFileDataset",
     "FailedImage",
     "iter_image_batches",
-    "iter_view_batches",
 ]
 
 if TYPE_CHECKING:
@@ -540,35 +539,17 @@ def iter_image_batches(
     on_failure: Callable[[FailedImage], None] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     pin_memory: bool = False,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    views: bool = False,
+) -> Iterator[tuple]:
     """Yield ``(image_ids int64 [n], images float32 [n, 3, S, S])`` batches in item order,
     decoding with ``workers`` processes. Files that fail are left out of the batch and reported
-    through ``on_failure(FailedImage)``; the run never stops for a bad file.
+    through ``on_failure(FailedImage)``; the run never stops for a bad file. ``views=True``
+    yields ``(image ids, network views)`` instead (PIL RGB, ``network_view``: the tensors'
+    pixels, what tiles are cut from) and makes no tensor.
     """
     import torch
 
-    dataset = ImageFileDataset(items, preprocessing, max_pixels=max_pixels)
-    for ids, tensors in _decoded(dataset, batch_size, workers, on_failure, pin_memory):
-        yield torch.tensor(ids, dtype=torch.int64), torch.stack(tensors)
-
-
-def iter_view_batches(
-    items: Iterable[tuple[int, str | Path]],
-    preprocessing: dict,
-    *,
-    batch_size: int = 64,
-    workers: int = 0,
-    on_failure: Callable[[FailedImage], None] | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Iterator[tuple[list[int], list[Image.Image]]]:
-    """Yield ``(image_ids, network views)`` batches (PIL RGB, ``network_view``: what tiles are
-    cut from) as ``iter_image_batches`` does, without the tensor a forward pass would need."""
-    dataset = ImageFileDataset(items, preprocessing, max_pixels=max_pixels, views=True)
-    yield from _decoded(dataset, batch_size, workers, on_failure, False)
-
-
-def _decoded(dataset: ImageFileDataset, batch_size, workers, on_failure, pin_memory):
-    """(ids, decoded values) per batch of ``dataset``, its failures reported and left out."""
+    dataset = ImageFileDataset(items, preprocessing, max_pixels=max_pixels, views=views)
     paths = {int(i): str(p) for i, p in dataset.items}
     loader = decode_loader(dataset, batch_size=batch_size, workers=workers, pin_memory=pin_memory)
     for samples in loader:
@@ -580,5 +561,7 @@ def _decoded(dataset: ImageFileDataset, batch_size, workers, on_failure, pin_mem
                 continue
             ids.append(image_id)
             values.append(value)
-        if ids:
+        if ids and views:
             yield ids, values
+        elif ids:
+            yield torch.tensor(ids, dtype=torch.int64), torch.stack(values)

@@ -154,7 +154,7 @@ def run_render(
 
     from dissect.engine.extract import place_model
     from dissect.engine.segment import make_masks, tile_layers
-    from dissect.images import iter_image_batches, iter_view_batches
+    from dissect.images import iter_image_batches
     from dissect.networks import resolve_layers
     from dissect.networks.layers import capture_outputs, run_until_captured
 
@@ -198,14 +198,13 @@ def run_render(
 
     try:
         with torch.inference_mode(), forward as captured:
-            # With stored maps only the views are needed: no tensor, no forward pass.
-            decode = iter_view_batches if stored is not None else iter_image_batches
-            for image_ids, decoded in decode(
+            for image_ids, decoded in iter_image_batches(
                 items,
                 net.preprocessing,
                 batch_size=params.get("batch_size", 32),
                 workers=params.get("workers", 0),
                 on_failure=on_failure,
+                views=stored is not None,  # stored maps: only the views, no tensor, no forward
             ):
                 if stored is None:
                     run_until_captured(net.model, decoded.to(dev), captured)

@@ -13,7 +13,6 @@ from dissect.images import (
     ManifestError,
     inspect_image,
     iter_image_batches,
-    iter_view_batches,
     load_rgb,
     network_view,
     read_manifest_csv,
@@ -211,7 +210,9 @@ def test_view_batches_are_the_network_views_of_the_tensors(tmp_path, workers):
     pre = default_preprocessing(32)
     failures: list[FailedImage] = []
     views = list(
-        iter_view_batches(items, pre, batch_size=2, workers=workers, on_failure=failures.append)
+        iter_image_batches(
+            items, pre, batch_size=2, workers=workers, on_failure=failures.append, views=True
+        )
     )
     ids = [i for batch_ids, _ in views for i in batch_ids]
     assert ids == [10, 11, 13, 14] and [f.image_id for f in failures] == [12]
