@@ -121,7 +121,7 @@ def _packs(files: list[tuple[str, Path]]) -> list[list[tuple[str, Path]]]:
     size = 0
     for key, path in files:
         length = path.stat().st_size
-        if not packs or len(packs[-1]) >= PACK_FILES or (packs[-1] and size + length > PACK_BYTES):
+        if not packs or len(packs[-1]) >= PACK_FILES or size + length > PACK_BYTES:
             packs.append([])
             size = 0
         packs[-1].append((key, path))

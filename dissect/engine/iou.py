@@ -259,10 +259,10 @@ class BinnedIoU:
                 f"activations {tuple(acts.shape)} and label maps {tuple(maps.shape)} must share "
                 f"the batch size and have {self.num_units} units"
             )
-        if has_labels is not None and not bool(torch.as_tensor(has_labels).all()):
+        keep = None if has_labels is None else torch.as_tensor(has_labels, dtype=torch.bool)
+        if keep is not None and not bool(keep.all()):
             # (A boolean mask copies the whole batch's maps: only when some image lacks them.)
-            keep = torch.as_tensor(has_labels, dtype=torch.bool).to(acts.device)
-            acts, maps = acts[keep], maps[keep.to(maps.device)]
+            acts, maps = acts[keep.to(acts.device)], maps[keep.to(maps.device)]
         if acts.shape[0] == 0:
             return
         maps = self._labels_at_size(maps.to(device))

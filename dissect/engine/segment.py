@@ -157,16 +157,18 @@ def masked_tile(
     layers: tuple[np.ndarray, np.ndarray], mask: np.ndarray | None, *, tile_px: int = 120
 ) -> Image.Image:
     """A square ``tile_px`` tile: the image inside ``mask``, its dimmed copy outside."""
-    rgb, dimmed = layers
-    if mask is not None and mask.shape != rgb.shape[:2]:
-        raise ValueError(f"mask {mask.shape} does not match image {rgb.shape[:2]}")
-    pixels = rgb if mask is None else np.where(mask[..., None], rgb, dimmed)
-    return Image.fromarray(pixels, "RGB").resize((tile_px, tile_px), Image.BILINEAR)
+    image = Image.fromarray(layers[0], "RGB") if mask is None else _select(layers, mask)
+    return image.resize((tile_px, tile_px), Image.BILINEAR)
 
 
 def apply_mask(image: Image.Image, mask: np.ndarray, *, dim: float = 0.2) -> Image.Image:
     """Keep pixels inside ``mask``; scale the rest to ``dim`` (20 %) brightness. RGB out."""
-    rgb, dimmed = tile_layers(image, dim=dim)
+    return _select(tile_layers(image, dim=dim), mask)
+
+
+def _select(layers: tuple[np.ndarray, np.ndarray], mask: np.ndarray) -> Image.Image:
+    """The image's pixels inside ``mask``, its dimmed copy's outside."""
+    rgb, dimmed = layers
     if mask.shape != rgb.shape[:2]:
         raise ValueError(f"mask {mask.shape} does not match image {rgb.shape[:2]}")
     return Image.fromarray(np.where(mask[..., None], rgb, dimmed), "RGB")

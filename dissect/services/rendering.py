@@ -215,7 +215,7 @@ def run_render(
                     views = decoded
                 # Each view and its dimmed copy once: every tile of the image is one select.
                 layers = [tile_layers(view) for view in views]
-                tiles = []  # (UnitImage, view's layers, activation map, mask parameters)
+                tiles, amaps, mask_params = [], [], []  # (UnitImage, view's layers) per tile
                 for row, image_id in enumerate(image_ids):
                     for ui in wanted[image_id]:
                         unit = units[ui.unit_id]
@@ -225,16 +225,15 @@ def run_render(
                             amap = _stored_map(stored, run_id, unit, image_id)
                         if amap.dim() == 0:  # a vector layer's unit: one cell
                             amap = amap.view(1, 1)
-                        mask_params = _mask_params(recipe, unit.layer, unit, input_size)
-                        tiles.append((ui, layers[row], amap, mask_params))
+                        tiles.append((ui, layers[row]))
+                        amaps.append(amap)
+                        mask_params.append(_mask_params(recipe, unit.layer, unit, input_size))
                     done += len(wanted[image_id])
                 if tiles:
                     # The views of one batch share their size: all its masks in one call.
-                    masks = make_masks(
-                        recipe, [t[2] for t in tiles], views[0].size, [t[3] for t in tiles]
-                    )
+                    masks = make_masks(recipe, amaps, views[0].size, mask_params)
                     # Encoding and writing release the GIL: overlap them with the next batch.
-                    for (ui, view_layers, _amap, _params), mask in zip(tiles, masks, strict=True):
+                    for (ui, view_layers), mask in zip(tiles, masks, strict=True):
                         keep = ui.kind == UnitImage.Kind.TOP  # a montage tile
                         write = pool.submit(_tile_write, view_layers, mask, tile_px, keep=keep)
                         writes.append((ui.pk, write))
